@@ -37,6 +37,9 @@ def list_models() -> list[str]:
 def create_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model by name, e.g. ``create_model("svsnet", window_length=4)``.
 
+    The name and keyword arguments are kept as ``model.model_spec`` so that
+    :func:`medseg_core.training.load_model` can rebuild the model from a checkpoint.
+
     Raises:
         KeyError: ``name`` is not registered; the message lists the valid names.
     """
@@ -44,7 +47,9 @@ def create_model(name: str, **kwargs) -> nn.Module:
         entrypoint = _MODEL_ENTRYPOINTS[name]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
-    return entrypoint(**kwargs)
+    model = entrypoint(**kwargs)
+    model.model_spec = {"name": name, "kwargs": dict(kwargs)}  # lets checkpoints rebuild the model
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:

@@ -1,0 +1,1041 @@
+"""Synthetic X-ray coronary angiography (XCA) sequences, written in the MOSXAV/DAVIS layout.
+
+This module owns the generator that stands in for the (private or licence-restricted) XCA videos SVSnet was
+trained on (Hao et al., "Sequential vessel segmentation via deep channel attention network", Neural Networks
+2020). It builds every frame from a small physical model, one stage per function, so notebook 01 can show each:
+
+1. :func:`sample_vessel_tree` - a coronary-like tree: a main vessel from an ostium with recursive side branches,
+   smooth centrelines from a random walk on the curvature, radii that taper and drop at every side branch by
+   Murray's law (``r_parent**3 = r_continuing**3 + r_branch**3``); widths 2-12 px on a 512 x 512 frame and
+   proportionally smaller on smaller frames.
+2. :func:`render_vessel_thickness` - the projected lumen thickness: the chord ``2 * sqrt(r**2 - d**2)`` of each
+   cylinder, averaged exactly over the pixel across the vessel, which gives sub-pixel soft edges.
+3. :func:`render_background` - soft tissue: low-frequency texture, a few oblique rib bands, the heart shadow,
+   the diaphragm and the image intensifier's darker corners, as an attenuation (optical depth) map.
+4. :func:`sample_catheter` / :func:`render_catheter` - an unlabelled contrast-filled catheter of constant width
+   that enters from the image border and ends at the ostium: dark, but never in the mask.
+5. :func:`sample_motion` / :func:`cardiac_displacement` / :func:`respiratory_shift` - periodic non-rigid cardiac
+   deformation (a smooth field scaled by a heartbeat waveform, 60-90 beats per minute) and a slow respiratory
+   translation of the whole scene.
+6. :class:`ContrastBolus` - contrast wash-in that travels along the tree from the ostium.
+7. :func:`simulate_sequence` - Beer-Lambert image formation, ``counts ~ Poisson(N0 * exp(-(background + mu * c *
+   chord)))``, with independent quantum noise in every frame, so temporal context genuinely helps.
+
+Mask rule (one rule, every frame): a pixel is vessel when the contrast agent alone darkens it by at least
+``mask_min_contrast`` (5 % by default) in the noise-free frame, i.e. ``1 - exp(-mu * c * chord) >=
+mask_min_contrast``. A fully opacified vessel is therefore labelled up to its edge, while vessel parts the bolus
+has not reached yet are not labelled. The bolus always reaches the ostium before frame 0 and fills the whole tree
+within the first 0.3 s (frame 4 at 15 fps), so early frames can have smaller masks, every later frame shows the
+whole tree, and an empty mask can only happen when the tree leaves the field of view (it never does with the
+built-in ranges). At 512 x 512 the masks cover about 5-12 % of the frame, like real expert annotations.
+
+:func:`write_xca_dataset` writes ``root/{train,val,test}/JPEGImages/<video>/00000.png`` (8-bit grayscale
+frames) and ``root/{train,val,test}/Annotations_Semantic/<video>/00000.png`` (vessel = 1), with train and
+validation videos labelled every ``label_every``-th frame and test videos on every frame, as in MOSXAV. Reading
+these folders is left to :mod:`medseg_core.data.xca`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from medseg_core.config import XCAConfig
+from medseg_core.data.io import DataError, write_image
+
+__all__ = [
+    "VesselSegment",
+    "VesselTree",
+    "Catheter",
+    "MotionModel",
+    "ContrastBolus",
+    "XCASequence",
+    "sample_vessel_tree",
+    "render_vessel_thickness",
+    "render_background",
+    "sample_catheter",
+    "render_catheter",
+    "sample_motion",
+    "cardiac_displacement",
+    "respiratory_shift",
+    "sample_contrast_bolus",
+    "simulate_sequence",
+    "write_xca_dataset",
+    "ensure_xca_dataset",
+    "video_seed",
+    "GENERATOR_VERSION",
+    "SPLITS",
+]
+
+GENERATOR_VERSION = "1"
+"""Bumped whenever a change alters the generated pixels, so cached datasets are regenerated."""
+
+SPLITS = ("train", "val", "test")
+REFERENCE_SIZE = 512
+"""All geometry is sampled on a 512 x 512 reference frame and scaled to the requested frame size."""
+
+_STEP = 1.0  # centreline sampling step while growing the tree, reference pixels
+_MIN_RADIUS = 1.0  # vessels end when thinner than 2 px on the reference frame
+_MAX_GENERATION = 3
+_RENDER_SPACING = 0.3  # centreline points are resampled to at most this spacing (frame pixels) before rendering
+_TREE_CANVAS = (-80.0, REFERENCE_SIZE + 80.0)  # vessels stop growing once they leave this reference-pixel box
+
+Displacement = Callable[[np.ndarray], np.ndarray]
+"""Maps centreline points ``(N, 2)`` (row, col, in frame pixels) to their displacements ``(N, 2)`` in pixels."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Vessel tree
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class VesselSegment:
+    """One vessel from its origin (the ostium or a branch point on its parent) to its distal end.
+
+    Attributes:
+        centreline: ``(N, 2)`` float64 points (row, col) in pixels of the tree's frame, about one reference
+            pixel apart.
+        radii: ``(N,)`` lumen radius in pixels at each point.
+        path_length: ``(N,)`` distance from the ostium along the tree in pixels (drives the contrast arrival).
+        generation: 0 for the main vessel, 1 for its side branches, and so on.
+        parent: index of the parent segment in :attr:`VesselTree.segments`, -1 for the main vessel.
+    """
+
+    centreline: np.ndarray
+    radii: np.ndarray
+    path_length: np.ndarray
+    generation: int
+    parent: int
+
+    @property
+    def length(self) -> float:
+        """Centreline length in pixels."""
+        return float(np.linalg.norm(np.diff(self.centreline, axis=0), axis=1).sum())
+
+
+@dataclass(frozen=True, eq=False)
+class VesselTree:
+    """A coronary-like vessel tree at rest (no cardiac motion), in pixels of an ``image_size`` square frame.
+
+    Attributes:
+        segments: the vessels; ``segments[0]`` is the main vessel starting at the ostium.
+        image_size: frame size the coordinates refer to.
+        ostium: ``(2,)`` (row, col) where the main vessel (and the catheter tip) starts.
+    """
+
+    segments: tuple[VesselSegment, ...]
+    image_size: int
+    ostium: np.ndarray
+
+    @property
+    def points(self) -> np.ndarray:
+        """All centreline points, ``(N, 2)``."""
+        return np.concatenate([segment.centreline for segment in self.segments])
+
+    @property
+    def radii(self) -> np.ndarray:
+        """All radii, ``(N,)``, in the order of :attr:`points`."""
+        return np.concatenate([segment.radii for segment in self.segments])
+
+    @property
+    def path_length(self) -> np.ndarray:
+        """Distance from the ostium of every point, ``(N,)``."""
+        return np.concatenate([segment.path_length for segment in self.segments])
+
+    @property
+    def total_length(self) -> float:
+        """Summed centreline length of all segments in pixels."""
+        return sum(segment.length for segment in self.segments)
+
+    def scaled(self, image_size: int) -> "VesselTree":
+        """The same tree for a frame of ``image_size`` pixels (coordinates, radii and path lengths scaled)."""
+        factor = image_size / self.image_size
+        segments = tuple(
+            VesselSegment(s.centreline * factor, s.radii * factor, s.path_length * factor, s.generation, s.parent)
+            for s in self.segments
+        )
+        return VesselTree(segments, image_size, self.ostium * factor)
+
+
+@dataclass
+class _GrowingVessel:
+    """A vessel waiting to be grown: where it starts, where it points, how thick and how long it may get."""
+
+    start: np.ndarray
+    heading: float  # radians; direction (row, col) = (sin, cos), so pi/2 points down
+    radius: float
+    max_length: float
+    start_path_length: float
+    generation: int
+    parent: int
+
+
+def _angle_towards(heading: float, target: float) -> float:
+    """Signed smallest rotation from ``heading`` to ``target`` (radians, in [-pi, pi))."""
+    return (target - heading + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[VesselSegment, list[_GrowingVessel]]:
+    """Random-walk one vessel on the reference frame and schedule its side branches.
+
+    The heading follows a smooth curvature (an Ornstein-Uhlenbeck process: radius of curvature of about
+    100-200 px, correlated over about 40 px), turns gently back when the vessel nears the frame border, and
+    the radius tapers linearly; at each side branch the continuing radius drops by Murray's law.
+    """
+    curvature_sd = rng.uniform(1 / 220, 1 / 110)
+    correlation = math.exp(-_STEP / 40.0)
+    taper = vessel.radius * rng.uniform(0.15, 0.35) / vessel.max_length  # radius lost per pixel
+    branch_spacing = rng.uniform(30.0, 55.0) * (1.0 + 0.35 * vessel.generation)
+    next_branch = rng.uniform(0.5, 1.0) * branch_spacing if vessel.generation == 0 else rng.uniform(0.6, 1.4) * branch_spacing
+    side = rng.choice((-1.0, 1.0))
+    centre_target = np.array([0.55, 0.5]) * REFERENCE_SIZE
+
+    position = vessel.start.astype(np.float64)
+    heading, curvature, radius = vessel.heading, rng.normal(0.0, curvature_sd), vessel.radius
+    points, radii = [position.copy()], [radius]
+    children: list[_GrowingVessel] = []
+    steps = int(vessel.max_length / _STEP)
+    for step in range(1, steps + 1):
+        curvature = correlation * curvature + math.sqrt(1 - correlation**2) * rng.normal(0.0, curvature_sd)
+        heading += curvature * _STEP
+        if np.any(position < 30.0) or np.any(position > REFERENCE_SIZE - 30.0):
+            to_centre = centre_target - position
+            heading += float(np.clip(_angle_towards(heading, math.atan2(to_centre[0], to_centre[1])), -0.03, 0.03))
+        position = position + _STEP * np.array([math.sin(heading), math.cos(heading)])
+        radius -= taper * _STEP
+        if radius < _MIN_RADIUS or np.any(position < _TREE_CANVAS[0]) or np.any(position > _TREE_CANVAS[1]):
+            break
+        points.append(position.copy())
+        radii.append(radius)
+        distance = step * _STEP
+        if distance >= next_branch and vessel.generation < _MAX_GENERATION:
+            next_branch = distance + rng.uniform(0.6, 1.4) * branch_spacing
+            ratio = rng.uniform(0.7, 0.9) if (vessel.generation == 0 and not children) else rng.uniform(0.45, 0.8)
+            branch_radius = radius * ratio
+            if branch_radius < 1.25 * _MIN_RADIUS:
+                continue
+            side = -side if rng.random() < 0.7 else side
+            children.append(
+                _GrowingVessel(
+                    start=position.copy(),
+                    heading=heading + side * math.radians(rng.uniform(30.0, 70.0)),
+                    radius=branch_radius,
+                    max_length=branch_radius * rng.uniform(45.0, 80.0),
+                    start_path_length=vessel.start_path_length + distance,
+                    generation=vessel.generation + 1,
+                    parent=-1,  # filled in by the caller, which knows this vessel's index
+                )
+            )
+            radius = (radius**3 - branch_radius**3) ** (1.0 / 3.0)
+            radii[-1] = radius
+    centreline = np.asarray(points)
+    path_length = vessel.start_path_length + _STEP * np.arange(len(points), dtype=np.float64)
+    segment = VesselSegment(centreline, np.asarray(radii), path_length, vessel.generation, vessel.parent)
+    return segment, children
+
+
+def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
+    """Grow one tree on the reference frame, breadth first from a main vessel at a random ostium."""
+    ostium = np.array([rng.uniform(0.08, 0.25), rng.uniform(0.25, 0.5)]) * REFERENCE_SIZE
+    heading = math.radians(rng.uniform(45.0, 95.0))
+    if rng.random() < 0.5:  # mirror left/right so trees run either way
+        ostium[1] = REFERENCE_SIZE - ostium[1]
+        heading = math.pi - heading
+    queue = [
+        _GrowingVessel(ostium, heading, rng.uniform(4.8, 6.0), rng.uniform(420.0, 560.0), 0.0, 0, -1)
+    ]
+    segments: list[VesselSegment] = []
+    while queue:
+        vessel = queue.pop(0)
+        segment, children = _grow_vessel(rng, vessel)
+        index = len(segments)
+        segments.append(segment)
+        for child in children:
+            child.parent = index
+        queue.extend(children)
+    return segments
+
+
+def _estimated_coverage(segments: list[VesselSegment]) -> float:
+    """Fraction of the reference frame covered by the vessels' footprints (sum of 2 r * step inside the frame)."""
+    points = np.concatenate([s.centreline for s in segments])
+    radii = np.concatenate([s.radii for s in segments])
+    inside = np.all((points >= 0) & (points < REFERENCE_SIZE), axis=1)
+    return float(np.sum(2.0 * radii[inside] * _STEP) / REFERENCE_SIZE**2)
+
+
+def sample_vessel_tree(
+    rng: np.random.Generator,
+    image_size: int,
+    *,
+    coverage_range: tuple[float, float] = (0.06, 0.11),
+    max_attempts: int = 40,
+) -> VesselTree:
+    """Sample a coronary-like vessel tree for an ``image_size`` x ``image_size`` frame.
+
+    Trees are grown on the 512 x 512 reference frame and redrawn until their footprint covers a fraction of the
+    frame inside ``coverage_range`` (real XCA annotations cover 5-12 %, median about 8 %); if no draw succeeds
+    within ``max_attempts`` the closest one is kept. The result is then scaled to ``image_size``.
+
+    Args:
+        rng: random generator; the tree is a deterministic function of its state.
+        image_size: frame size in pixels (at least 32).
+        coverage_range: accepted (min, max) fraction of the frame covered by vessel footprints.
+        max_attempts: number of trees drawn at most.
+
+    Returns:
+        A :class:`VesselTree` whose coordinates are in pixels of the requested frame.
+    """
+    _check_image_size(image_size)
+    low, high = coverage_range
+    if not 0.0 < low < high < 1.0:
+        raise ValueError(f"coverage_range must satisfy 0 < min < max < 1, got {coverage_range}")
+    best: list[VesselSegment] = []
+    best_gap = math.inf
+    for _ in range(max(1, max_attempts)):
+        segments = _grow_tree(rng)
+        coverage = _estimated_coverage(segments)
+        gap = max(low - coverage, coverage - high, 0.0)
+        if gap < best_gap:
+            best, best_gap = segments, gap
+        if gap == 0.0:
+            break
+    tree = VesselTree(tuple(best), REFERENCE_SIZE, best[0].centreline[0].copy())
+    return tree.scaled(image_size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rendering tubes (vessels and catheter)
+# --------------------------------------------------------------------------------------------------------------
+def _semicircle_integral(x: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Antiderivative of the chord ``2 sqrt(r^2 - x^2)`` for ``|x| <= r`` (x is clipped to [-r, r])."""
+    x = np.clip(x, -radius, radius)
+    return x * np.sqrt(np.maximum(radius**2 - x**2, 0.0)) + radius**2 * np.arcsin(x / radius)
+
+
+def _resample_polyline(points: np.ndarray, values: list[np.ndarray], spacing: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Resample a polyline ``(N, 2)`` and per-point values to at most ``spacing`` pixels between points."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    count = max(2, int(math.ceil(arc[-1] / spacing)) + 1)
+    if len(points) < 2 or arc[-1] <= 0.0:
+        return points, values
+    new_arc = np.linspace(0.0, arc[-1], count)
+    new_points = np.stack([np.interp(new_arc, arc, points[:, axis]) for axis in range(2)], axis=1)
+    return new_points, [np.interp(new_arc, arc, value) for value in values]
+
+
+def _render_tubes(
+    centrelines: list[np.ndarray], radii: list[np.ndarray], weights: list[np.ndarray], image_size: int
+) -> np.ndarray:
+    """Projected thickness of tubes, each pixel averaged across the tube: ``(H, W)`` float64, pixels.
+
+    Every centreline point stamps ``weight * mean over the pixel of 2 sqrt(r^2 - x^2)`` (exact 1D pixel-box
+    integral across the vessel) onto the pixels around it; overlapping tubes (bifurcations, crossings) are merged
+    by their maximum, so a branch point is not doubly dark.
+    """
+    resampled = [
+        _resample_polyline(points, [radius, weight], _RENDER_SPACING)
+        for points, radius, weight in zip(centrelines, radii, weights)
+        if len(points)
+    ]
+    if not resampled:
+        return np.zeros((image_size, image_size))
+    points = np.concatenate([p for p, _ in resampled])
+    radius = np.concatenate([v[0] for _, v in resampled])
+    weight = np.concatenate([v[1] for _, v in resampled])
+    reach = np.ceil(radius + 1.0).astype(np.int64)  # pixels a point can touch: |d| <= r + 0.5 around it
+    pad = int(reach.max(initial=1)) + 1
+    keep = np.all((points > -pad + reach[:, None]) & (points < image_size + pad - 1 - reach[:, None]), axis=1)
+    keep &= weight > 0
+    points, radius, weight, reach = points[keep], radius[keep], weight[keep], reach[keep]
+    canvas_size = image_size + 2 * pad
+    canvas = np.zeros(canvas_size * canvas_size)
+    centre_pixels = np.rint(points).astype(np.int64)
+    for window in np.unique(reach):
+        group = reach == window
+        offset_rows, offset_cols = np.mgrid[-window : window + 1, -window : window + 1]
+        in_disc = offset_rows**2 + offset_cols**2 <= (window + 0.5) ** 2
+        offset_rows, offset_cols = offset_rows[in_disc], offset_cols[in_disc]
+        rows = centre_pixels[group, :1] + offset_rows  # (n, K)
+        cols = centre_pixels[group, 1:] + offset_cols
+        distance = np.hypot(rows - points[group, :1], cols - points[group, 1:])
+        r = radius[group, None]
+        chord = _semicircle_integral(distance + 0.5, r) - _semicircle_integral(distance - 0.5, r)
+        flat = (rows + pad) * canvas_size + (cols + pad)
+        np.maximum.at(canvas, flat.ravel(), (chord * weight[group, None]).ravel())
+    return canvas.reshape(canvas_size, canvas_size)[pad:-pad, pad:-pad]
+
+
+def _displaced(points: np.ndarray, displacement: Displacement | None) -> np.ndarray:
+    if displacement is None:
+        return points
+    moved = np.asarray(displacement(points), dtype=np.float64)
+    if moved.shape != points.shape:
+        raise ValueError(f"displacement must map points (N, 2) to displacements (N, 2); got {moved.shape} for {points.shape}")
+    return points + moved
+
+
+def render_vessel_thickness(
+    tree: VesselTree,
+    image_size: int,
+    displacement: Displacement | None = None,
+    concentration: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Projected lumen thickness (chord length through the vessels) of a tree, ``(H, W)`` float64 in pixels.
+
+    Args:
+        tree: the vessel tree; rendered at ``image_size`` (the tree is rescaled if it was sampled at another size).
+        image_size: frame size in pixels.
+        displacement: optional motion, a function from centreline points ``(N, 2)`` to displacements ``(N, 2)``
+            in pixels of the ``image_size`` frame (e.g. ``lambda p: motion.displacement(t, p)``).
+        concentration: optional contrast concentration in [0, 1] as a function of the points' path lengths
+            from the ostium ``(N,)`` (pixels); the thickness of each vessel part is multiplied by it.
+
+    Returns:
+        ``(image_size, image_size)`` map; 0 outside the vessels, up to the vessel diameter on the centreline.
+    """
+    _check_image_size(image_size)
+    if tree.image_size != image_size:
+        tree = tree.scaled(image_size)
+    centrelines = [_displaced(s.centreline, displacement) for s in tree.segments]
+    weights = [
+        np.ones(len(s.radii)) if concentration is None else np.asarray(concentration(s.path_length), dtype=np.float64)
+        for s in tree.segments
+    ]
+    return _render_tubes(centrelines, [s.radii for s in tree.segments], weights, image_size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Catheter
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Catheter:
+    """A guiding catheter: a tube of constant radius from outside the frame to the ostium.
+
+    Attributes:
+        centreline: ``(N, 2)`` points (row, col) in pixels of an ``image_size`` frame; the last point is the tip.
+        radius: constant outer radius in pixels.
+        image_size: frame size the coordinates refer to.
+    """
+
+    centreline: np.ndarray
+    radius: float
+    image_size: int
+
+
+def sample_catheter(rng: np.random.Generator, tree: VesselTree) -> Catheter:
+    """Sample a catheter entering from the frame border nearest the ostium and engaging it along the main vessel.
+
+    The path is a cubic Bezier curve whose last control points follow the main vessel's initial direction, so the
+    tip sits in the ostium; its radius is about 2 px on a 512 frame (a 6F catheter next to a 4 mm left main).
+    """
+    size = float(tree.image_size)
+    ostium = tree.ostium
+    main = tree.segments[0].centreline
+    direction = main[min(len(main) - 1, max(1, len(main) // 20))] - main[0]
+    direction /= max(float(np.linalg.norm(direction)), 1e-9)
+    # Enter through the top border, or the side border when the ostium is closer to it.
+    distances = {"top": ostium[0], "left": ostium[1], "right": size - ostium[1]}
+    border = min(distances, key=distances.get) if rng.random() < 0.5 else "top"
+    outside = 0.06 * size
+    if border == "top":
+        entry = np.array([-outside, np.clip(ostium[1] + rng.uniform(-0.25, 0.25) * size, 0.05 * size, 0.95 * size)])
+        inward = np.array([1.0, 0.0])
+    else:
+        column = -outside if border == "left" else size + outside
+        entry = np.array([np.clip(ostium[0] + rng.uniform(-0.1, 0.2) * size, 0.0, 0.6 * size), column])
+        inward = np.array([0.0, 1.0 if border == "left" else -1.0])
+    span = float(np.linalg.norm(ostium - entry))
+    controls = np.stack(
+        [
+            entry,
+            entry + inward * span * rng.uniform(0.3, 0.5),
+            ostium - direction * span * rng.uniform(0.25, 0.45),
+            ostium,
+        ]
+    )
+    t = np.linspace(0.0, 1.0, max(16, int(span * 2)))[:, None]
+    bernstein = np.concatenate([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3], axis=1)
+    radius = rng.uniform(1.8, 2.4) * size / REFERENCE_SIZE
+    return Catheter(bernstein @ controls, float(radius), tree.image_size)
+
+
+def render_catheter(catheter: Catheter, image_size: int, displacement: Displacement | None = None) -> np.ndarray:
+    """Projected thickness of the catheter, ``(H, W)`` float64 in pixels (see :func:`render_vessel_thickness`)."""
+    _check_image_size(image_size)
+    factor = image_size / catheter.image_size
+    centreline = _displaced(catheter.centreline * factor, displacement)
+    radius = np.full(len(centreline), catheter.radius * factor)
+    return _render_tubes([centreline], [radius], [np.ones(len(centreline))], image_size)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Background
+# --------------------------------------------------------------------------------------------------------------
+def _smooth_noise(rng: np.random.Generator, size: int, correlation: float) -> np.ndarray:
+    """Zero-mean, unit-variance noise ``(size, size)`` correlated over about ``correlation`` pixels (cubic zoom)."""
+    coarse_size = max(4, int(math.ceil(size / correlation)) + 3)
+    coarse = rng.standard_normal((coarse_size, coarse_size))
+    fine = ndimage.zoom(coarse, size / (coarse_size - 3), order=3, mode="reflect")[:size, :size]
+    return (fine - fine.mean()) / max(float(fine.std()), 1e-9)
+
+
+def render_background(rng: np.random.Generator, image_size: int, *, margin: int = 0) -> np.ndarray:
+    """Soft-tissue attenuation (optical depth, unitless) of a chest projection, ``(H + 2m, W + 2m)`` float64.
+
+    The transmitted fraction is ``exp(-attenuation)``. Layers: a base level, the heart shadow (a broad rotated
+    ellipse), the diaphragm (a dome at the bottom, present in most views), three to five curved oblique rib bands
+    with denser cortical edges, low-frequency soft-tissue texture at two scales, and the image intensifier's
+    darker corners. ``margin`` extra pixels on every side leave room for respiratory motion.
+
+    Args:
+        rng: random generator.
+        image_size: frame size in pixels.
+        margin: extra border in pixels; pixel ``(margin, margin)`` of the result is pixel ``(0, 0)`` of the frame.
+    """
+    _check_image_size(image_size)
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 pixels, got {margin}")
+    size = image_size + 2 * margin
+    rows, cols = (np.mgrid[0:size, 0:size].astype(np.float64) - margin + 0.5) / image_size  # frame units
+    attenuation = np.full((size, size), rng.uniform(0.55, 0.8))
+
+    # Heart shadow: a rotated ellipse with a soft edge.
+    centre = np.array([rng.uniform(0.5, 0.75), rng.uniform(0.35, 0.65)])
+    axes = rng.uniform(0.32, 0.5, size=2)
+    angle = rng.uniform(-0.6, 0.6)
+    along = (rows - centre[0]) * math.cos(angle) + (cols - centre[1]) * math.sin(angle)
+    across = -(rows - centre[0]) * math.sin(angle) + (cols - centre[1]) * math.cos(angle)
+    ellipse = np.sqrt((along / axes[0]) ** 2 + (across / axes[1]) ** 2)
+    attenuation += rng.uniform(0.25, 0.45) / (1.0 + np.exp((ellipse - 1.0) / 0.12))
+
+    # Diaphragm: a dome-shaped edge near the bottom, denser (liver) below it.
+    if rng.random() < 0.75:
+        apex_row, apex_col = rng.uniform(0.72, 0.95), rng.uniform(0.2, 0.8)
+        dome = apex_row + rng.uniform(0.4, 1.0) * (cols - apex_col) ** 2
+        attenuation += rng.uniform(0.25, 0.45) / (1.0 + np.exp(-(rows - dome) / 0.025))
+
+    # Ribs: curved oblique bands, a soft plateau with denser cortical edges.
+    slope, spacing = rng.uniform(0.25, 0.6) * rng.choice((-1.0, 1.0)), rng.uniform(0.17, 0.24)
+    bend, first = rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.0)
+    width = rng.uniform(0.06, 0.085)
+    normal = 1.0 / math.sqrt(1.0 + slope**2)
+    for index in range(int(rng.integers(3, 6))):
+        offset = first + index * spacing + rng.uniform(-0.02, 0.02)
+        distance = (rows - (offset + slope * cols + bend * (cols - 0.5) ** 2)) * normal
+        plateau = 1.0 / (1.0 + np.exp((np.abs(distance) - width / 2) / 0.008))
+        cortex = np.exp(-(((np.abs(distance) - width / 2) / 0.007) ** 2))
+        attenuation += rng.uniform(0.05, 0.1) * (0.6 * plateau + 0.5 * cortex)
+
+    # Soft-tissue texture (lung markings, fat, muscle) at two scales.
+    attenuation += rng.uniform(0.04, 0.07) * _smooth_noise(rng, size, 0.12 * image_size)
+    attenuation += rng.uniform(0.015, 0.03) * _smooth_noise(rng, size, 0.03 * image_size)
+
+    # Image intensifier: darker corners.
+    radius = np.hypot(rows - 0.5, cols - 0.5) / math.sqrt(0.5)
+    attenuation += rng.uniform(0.1, 0.3) * radius**4
+    return attenuation
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Motion
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MotionModel:
+    """Cardiac (periodic, non-rigid) and respiratory (slow, rigid) motion of one sequence.
+
+    The cardiac displacement of a point ``x`` at time ``t`` is ``beat(t) * u(x)``: ``beat`` rises from 0
+    (end-diastole) to 1 (end-systole) and back once per heartbeat, and ``u`` is a smooth field made of a
+    contraction towards the heart centre, a twist around it and a few low-frequency cosine modes, normalised so
+    that its largest displacement inside the frame is ``cardiac_amplitude``. Respiration translates everything
+    by ``respiratory_amplitude * sin(2 pi t / respiratory_period_s + respiratory_phase)``.
+
+    Attributes:
+        image_size: frame size the pixel values refer to.
+        cardiac_period_s: duration of one heartbeat in seconds.
+        cardiac_phase: heartbeat phase at ``t = 0`` in cycles, in [0, 1).
+        cardiac_amplitude: largest cardiac displacement inside the frame, pixels.
+        heart_centre: ``(2,)`` (row, col) centre of contraction, pixels.
+        twist: rotation around the heart centre relative to the contraction (unitless).
+        mode_frequencies: ``(K, 2)`` spatial frequencies of the cosine modes, cycles per frame.
+        mode_vectors: ``(K, 2)`` displacement direction and weight of each mode.
+        mode_phases: ``(K,)`` phases of the modes, radians.
+        field_scale: normalisation of the field so that its maximum is ``cardiac_amplitude``.
+        respiratory_period_s: breathing period in seconds.
+        respiratory_phase: breathing phase at ``t = 0``, radians.
+        respiratory_amplitude: ``(2,)`` (row, col) largest respiratory shift, pixels.
+    """
+
+    image_size: int
+    cardiac_period_s: float
+    cardiac_phase: float
+    cardiac_amplitude: float
+    heart_centre: np.ndarray
+    twist: float
+    mode_frequencies: np.ndarray
+    mode_vectors: np.ndarray
+    mode_phases: np.ndarray
+    field_scale: float
+    respiratory_period_s: float
+    respiratory_phase: float
+    respiratory_amplitude: np.ndarray
+
+    def beat(self, t: float) -> float:
+        """Heartbeat waveform in [0, 1] at time ``t`` seconds (0 at end-diastole, 1 at end-systole)."""
+        phase = (t / self.cardiac_period_s + self.cardiac_phase) % 1.0
+        return 0.5 - 0.5 * math.cos(2.0 * math.pi * phase)
+
+    def displacement(self, t: float, points: np.ndarray) -> np.ndarray:
+        """Total displacement ``(N, 2)`` in pixels of points ``(N, 2)`` at rest, at time ``t`` seconds."""
+        return cardiac_displacement(self, t, points) + respiratory_shift(self, t)
+
+
+def _cardiac_field(motion: MotionModel, points: np.ndarray) -> np.ndarray:
+    """Unnormalised cardiac field ``u`` at points ``(N, 2)``: contraction + twist + cosine modes, ``(N, 2)``."""
+    relative = (points - motion.heart_centre) / motion.image_size
+    twist = motion.twist * np.stack([-relative[:, 1], relative[:, 0]], axis=1)
+    argument = 2.0 * math.pi * (points / motion.image_size) @ motion.mode_frequencies.T + motion.mode_phases
+    return -relative + twist + np.cos(argument) @ motion.mode_vectors
+
+
+def sample_motion(rng: np.random.Generator, image_size: int, *, amplitude_scale: float = 1.0) -> MotionModel:
+    """Sample heart rate (60-90 bpm), a smooth non-rigid cardiac field and a breathing drift for one sequence.
+
+    Args:
+        rng: random generator.
+        image_size: frame size in pixels; amplitudes are about 6-10 px (cardiac) and 3-8 px (respiratory) on a
+            512 frame and scale with the frame size.
+        amplitude_scale: multiplies both amplitudes (0 gives a static scene).
+    """
+    _check_image_size(image_size)
+    if amplitude_scale < 0:
+        raise ValueError(f"amplitude_scale must be >= 0, got {amplitude_scale}")
+    scale = image_size / REFERENCE_SIZE
+    modes = 3
+    radius = rng.uniform(0.3, 1.2, size=modes)
+    angle = rng.uniform(0.0, 2.0 * math.pi, size=modes)
+    heart_centre = np.array([rng.uniform(0.45, 0.7), rng.uniform(0.35, 0.65)]) * image_size
+    twist = float(rng.uniform(-0.5, 0.5))
+    mode_frequencies = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    mode_phases = rng.uniform(0.0, 2.0 * math.pi, size=modes)
+    mode_vectors = rng.normal(0.0, 0.12, size=(modes, 2))
+    breathing_direction = math.radians(rng.uniform(-25.0, 25.0))  # mostly cranio-caudal (vertical)
+    motion = MotionModel(
+        image_size=image_size,
+        cardiac_period_s=60.0 / rng.uniform(60.0, 90.0),
+        cardiac_phase=float(rng.uniform(0.0, 1.0)),
+        cardiac_amplitude=float(rng.uniform(6.0, 10.0) * scale * amplitude_scale),
+        heart_centre=heart_centre,
+        twist=twist,
+        mode_frequencies=mode_frequencies,
+        mode_vectors=mode_vectors,
+        mode_phases=mode_phases,
+        field_scale=1.0,
+        respiratory_period_s=float(rng.uniform(3.0, 5.0)),
+        respiratory_phase=float(rng.uniform(0.0, 2.0 * math.pi)),
+        respiratory_amplitude=rng.uniform(3.0, 8.0) * scale * amplitude_scale
+        * np.array([math.cos(breathing_direction), math.sin(breathing_direction)]),
+    )
+    grid = np.stack(np.mgrid[0:17, 0:17], axis=-1).reshape(-1, 2) / 16.0 * (image_size - 1)
+    peak = float(np.linalg.norm(_cardiac_field(motion, grid), axis=1).max())
+    return dataclasses.replace(motion, field_scale=1.0 / max(peak, 1e-9))
+
+
+def cardiac_displacement(motion: MotionModel, t: float, points: np.ndarray) -> np.ndarray:
+    """Cardiac displacement ``(N, 2)`` in pixels of points ``(N, 2)`` (row, col at rest) at time ``t`` seconds.
+
+    Example:
+        >>> rows, cols = np.mgrid[0:128:16, 0:128:16]
+        >>> field = cardiac_displacement(motion, 0.3, np.stack([rows.ravel(), cols.ravel()], axis=1))
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    field = _cardiac_field(motion, points)
+    return motion.beat(t) * motion.cardiac_amplitude * motion.field_scale * field
+
+
+def respiratory_shift(motion: MotionModel, t: float) -> np.ndarray:
+    """Respiratory translation ``(2,)`` (row, col) in pixels at time ``t`` seconds, the same for every point."""
+    return motion.respiratory_amplitude * math.sin(2.0 * math.pi * t / motion.respiratory_period_s + motion.respiratory_phase)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Contrast
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ContrastBolus:
+    """Contrast wash-in: a front that travels from the ostium to the most distal vessel, then stays.
+
+    At path length ``s`` (fraction ``s / max_path_length`` of the tree) the concentration rises smoothly from 0
+    to 1 over ``rise_time_s`` seconds, starting at ``arrival_s + fraction * fill_time_s``.
+
+    Attributes:
+        arrival_s: time the contrast reaches the ostium, seconds relative to frame 0 (negative: before it).
+        fill_time_s: travel time of the front from the ostium to the most distal point, seconds.
+        rise_time_s: time for the local concentration to go from 0 to 1, seconds.
+        attenuation: attenuation of fully opacified lumen per pixel of chord on the 512 reference frame.
+        catheter_attenuation: attenuation per reference pixel of the contrast-filled catheter.
+    """
+
+    arrival_s: float
+    fill_time_s: float
+    rise_time_s: float
+    attenuation: float
+    catheter_attenuation: float
+
+    @property
+    def opacified_s(self) -> float:
+        """Time from which the whole tree is fully opacified, seconds relative to frame 0."""
+        return self.arrival_s + self.fill_time_s + self.rise_time_s
+
+    def concentration(self, path_fraction: np.ndarray, t: float) -> np.ndarray:
+        """Concentration in [0, 1] at ``path_fraction`` (distance from the ostium / longest path) and time ``t``."""
+        progress = np.clip((t - self.arrival_s - np.asarray(path_fraction) * self.fill_time_s) / self.rise_time_s, 0, 1)
+        return progress**2 * (3.0 - 2.0 * progress)
+
+
+def sample_contrast_bolus(rng: np.random.Generator) -> ContrastBolus:
+    """Sample a wash-in that starts just before frame 0 and opacifies the whole tree within 0.3 s."""
+    attenuation = rng.uniform(0.055, 0.08)
+    return ContrastBolus(
+        arrival_s=float(rng.uniform(-0.1, -0.03)),
+        fill_time_s=float(rng.uniform(0.1, 0.2)),
+        rise_time_s=0.1,
+        attenuation=float(attenuation),
+        catheter_attenuation=float(attenuation * rng.uniform(0.8, 1.1)),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Sequence
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class XCASequence:
+    """One simulated angiography run and the layers it was made of.
+
+    Attributes:
+        frames: ``(T, H, W)`` uint8 displayed frames (vessels dark), with quantum noise.
+        masks: ``(T, H, W)`` uint8 vessel masks in {0, 1} (see the module's mask rule).
+        clean_frames: ``(T, H, W)`` float32 noise-free frames on the same scale divided by 255, in [0, 1].
+        times: ``(T,)`` acquisition time of each frame in seconds.
+        contrast_curve: ``(T,)`` mean contrast concentration over the tree's centreline in [0, 1].
+        background: ``(H, W)`` soft-tissue attenuation at rest (see :func:`render_background`).
+        vessel_thickness: ``(H, W)`` chord length through the vessels at rest, pixels.
+        catheter_thickness: ``(H, W)`` chord length through the catheter at rest, pixels.
+        tree, catheter, motion, bolus: the sampled scene.
+        photons_per_pixel: mean photon count at the brightest background (sets the quantum noise).
+        mask_min_contrast: darkening by the contrast agent from which a pixel counts as vessel.
+        fps: frame rate in frames per second.
+    """
+
+    frames: np.ndarray
+    masks: np.ndarray
+    clean_frames: np.ndarray
+    times: np.ndarray
+    contrast_curve: np.ndarray
+    background: np.ndarray
+    vessel_thickness: np.ndarray
+    catheter_thickness: np.ndarray
+    tree: VesselTree
+    catheter: Catheter
+    motion: MotionModel
+    bolus: ContrastBolus
+    photons_per_pixel: float
+    mask_min_contrast: float
+    fps: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vessel_fraction(self) -> np.ndarray:
+        """``(T,)`` fraction of each frame labelled as vessel."""
+        return self.masks.reshape(len(self.masks), -1).mean(axis=1)
+
+    @property
+    def opacified(self) -> np.ndarray:
+        """``(T,)`` True for frames taken after the whole tree is fully opacified (post wash-in)."""
+        return self.times >= self.bolus.opacified_s
+
+
+def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.SeedSequence(int(seed))
+    raise ValueError(f"seed must be a non-negative int or a numpy.random.SeedSequence, got {seed!r}")
+
+
+def _child(sequence: np.random.SeedSequence, index: int) -> np.random.Generator:
+    """Generator for a named stream of ``sequence`` (stateless, unlike ``SeedSequence.spawn``)."""
+    return np.random.default_rng(np.random.SeedSequence(sequence.entropy, spawn_key=(*sequence.spawn_key, index)))
+
+
+def _shift_crop(canvas: np.ndarray, shift: np.ndarray, margin: int, image_size: int) -> np.ndarray:
+    """Frame ``(H, W)`` of a padded canvas moved by ``shift`` pixels (bilinear)."""
+    rows, cols = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
+    coordinates = np.stack([rows + margin - shift[0], cols + margin - shift[1]])
+    return ndimage.map_coordinates(canvas, coordinates, order=1, mode="nearest")
+
+
+def simulate_sequence(
+    seed: int | np.random.SeedSequence,
+    image_size: int = 128,
+    num_frames: int = 20,
+    fps: float = 15.0,
+    *,
+    mask_min_contrast: float = 0.05,
+    photons_per_pixel: float | None = None,
+    motion_scale: float = 1.0,
+) -> XCASequence:
+    """Simulate one XCA run: a moving, contrast-filling vessel tree over a breathing chest, with quantum noise.
+
+    Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + mu_c * catheter +
+    mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
+    transmission / reference)``, displayed linearly so that bright lung reads about 225 of 255. Vessels and catheter
+    move with cardiac + respiratory motion (their centrelines are displaced and re-rendered every frame, so the
+    mask matches the vessels exactly); the background moves with respiration only.
+
+    Geometry, motion and contrast come from one random stream and noise from another, so the first frames do
+    not depend on ``num_frames``.
+
+    Args:
+        seed: non-negative int or ``numpy.random.SeedSequence``; equal seeds give identical sequences.
+        image_size: frame size in pixels (at least 32).
+        num_frames: number of frames T.
+        fps: frame rate; real XCA runs at 7.5-30 fps, MOSXAV's at about 15.
+        mask_min_contrast: darkening by the contrast agent (fraction of the local intensity) from which a pixel
+            is labelled vessel.
+        photons_per_pixel: mean photon count at the brightest background pixel; ``None`` draws 300-1200.
+        motion_scale: multiplies cardiac and respiratory amplitudes (0 gives a static scene).
+
+    Returns:
+        An :class:`XCASequence` with frames ``(T, H, W)`` uint8 and masks ``(T, H, W)`` uint8 in {0, 1}.
+
+    Example:
+        >>> sequence = simulate_sequence(seed=0, image_size=128, num_frames=20)
+        >>> sequence.frames.shape, sequence.masks.max()
+        ((20, 128, 128), 1)
+    """
+    _check_image_size(image_size)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    if not 0.0 < mask_min_contrast < 1.0:
+        raise ValueError(f"mask_min_contrast must be in (0, 1), got {mask_min_contrast}")
+    if photons_per_pixel is not None and photons_per_pixel <= 0:
+        raise ValueError(f"photons_per_pixel must be > 0 or None, got {photons_per_pixel}")
+    sequence = _seed_sequence(seed)
+    rng, noise_rng = _child(sequence, 0), _child(sequence, 1)
+
+    tree = sample_vessel_tree(rng, image_size)
+    catheter = sample_catheter(rng, tree)
+    motion = sample_motion(rng, image_size, amplitude_scale=motion_scale)
+    bolus = sample_contrast_bolus(rng)
+    margin = int(math.ceil(float(np.abs(motion.respiratory_amplitude).max()))) + 2
+    background_canvas = render_background(rng, image_size, margin=margin)
+    photons = float(photons_per_pixel if photons_per_pixel is not None else rng.uniform(300.0, 1200.0))
+
+    background = background_canvas[margin:-margin, margin:-margin]
+    reference_transmission = float(np.percentile(np.exp(-background), 99.0))
+    display_white = 225.0 / 255.0
+    to_reference = REFERENCE_SIZE / image_size  # chords in reference pixels, so contrast does not depend on size
+    depth_threshold = -math.log(1.0 - mask_min_contrast)
+    longest_path = max(float(tree.path_length.max()), 1e-9)
+
+    times = np.arange(num_frames, dtype=np.float64) / fps
+    frames = np.empty((num_frames, image_size, image_size), dtype=np.uint8)
+    masks = np.empty_like(frames)
+    clean_frames = np.empty((num_frames, image_size, image_size), dtype=np.float32)
+    contrast_curve = np.empty(num_frames)
+    for index, t in enumerate(times):
+        move = lambda points, t=t: motion.displacement(t, points)  # noqa: E731 - binds this frame's time
+        fill = lambda path, t=t: bolus.concentration(path / longest_path, t)  # noqa: E731
+        iodine_depth = bolus.attenuation * to_reference * render_vessel_thickness(tree, image_size, move, fill)
+        catheter_depth = bolus.catheter_attenuation * to_reference * render_catheter(catheter, image_size, move)
+        tissue_depth = _shift_crop(background_canvas, respiratory_shift(motion, t), margin, image_size)
+        transmission = np.exp(-(tissue_depth + catheter_depth + iodine_depth)) / reference_transmission
+        counts = noise_rng.poisson(photons * transmission)
+        clean_frames[index] = display_white * transmission
+        frames[index] = np.clip(np.rint(255.0 * display_white * counts / photons), 0, 255)
+        masks[index] = iodine_depth >= depth_threshold
+        contrast_curve[index] = float(np.mean(fill(tree.path_length)))
+
+    return XCASequence(
+        frames=frames,
+        masks=masks,
+        clean_frames=clean_frames,
+        times=times,
+        contrast_curve=contrast_curve,
+        background=background.copy(),
+        vessel_thickness=render_vessel_thickness(tree, image_size),
+        catheter_thickness=render_catheter(catheter, image_size),
+        tree=tree,
+        catheter=catheter,
+        motion=motion,
+        bolus=bolus,
+        photons_per_pixel=photons,
+        mask_min_contrast=mask_min_contrast,
+        fps=fps,
+        params={"image_size": image_size, "num_frames": num_frames, "fps": fps, "motion_scale": motion_scale},
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Dataset on disk
+# --------------------------------------------------------------------------------------------------------------
+_OWNED_ENTRIES = (*SPLITS, "manifest.csv", "generator.json")
+_MANIFEST_COLUMNS = ("split", "video", "frame", "image_path", "mask_path", "has_mask", "vessel_fraction")
+
+
+def video_seed(seed: int, video_index: int) -> np.random.SeedSequence:
+    """Seed of video ``syn{video_index:04d}``: child ``video_index`` of ``SeedSequence(seed)``, order independent."""
+    return np.random.SeedSequence(seed, spawn_key=(video_index,))
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    manifest = pd.read_csv(
+        path,
+        dtype={"split": str, "video": str, "frame": np.int64, "image_path": str, "mask_path": str, "has_mask": bool},
+        keep_default_na=False,
+        na_values={"vessel_fraction": [""]},
+    )
+    manifest["vessel_fraction"] = manifest["vessel_fraction"].astype(np.float64)
+    return manifest
+
+
+def _cache_is_valid(root: Path, params: dict[str, Any]) -> bool:
+    try:
+        stored = json.loads((root / "generator.json").read_text())
+        if stored != params or not (root / "manifest.csv").is_file():
+            return False
+        manifest = _read_manifest(root / "manifest.csv")
+    except (OSError, ValueError, KeyError):
+        return False
+    files = list(manifest["image_path"]) + [p for p in manifest["mask_path"] if p]
+    return len(manifest) > 0 and all((root / p).is_file() for p in files)
+
+
+def write_xca_dataset(
+    root: str | Path,
+    *,
+    image_size: int,
+    num_train_videos: int,
+    num_val_videos: int,
+    num_test_videos: int,
+    frames_per_video: int,
+    label_every: int,
+    seed: int,
+    fps: float = 15.0,
+    overwrite: bool = False,
+) -> pd.DataFrame:
+    """Write synthetic XCA videos in the MOSXAV/DAVIS layout and return the manifest.
+
+    Layout: ``root/<split>/JPEGImages/<video>/00000.png`` (8-bit grayscale frames) and
+    ``root/<split>/Annotations_Semantic/<video>/00000.png`` (8-bit, vessel = 1, background = 0), with
+    ``<split>`` in train/val/test. Train and validation videos have masks only for frames 0, ``label_every``,
+    2 * ``label_every``, ...; test videos for every frame. Videos are numbered ``syn0000``, ``syn0001``, ...
+    over train, then val, then test; video ``k`` is simulated from ``SeedSequence(seed, spawn_key=(k,))``, so it
+    does not depend on the others. ``root/manifest.csv`` lists every frame (split, video, frame, image_path,
+    mask_path, has_mask, vessel_fraction; the fraction is empty where no mask is written) and
+    ``root/generator.json`` the parameters.
+
+    If ``generator.json`` matches the parameters and every listed file exists, nothing is written (cache);
+    otherwise the generator's own entries (the split folders, manifest and generator.json) are replaced.
+
+    Args:
+        root: dataset folder; created if missing.
+        image_size: frame size in pixels.
+        num_train_videos, num_val_videos, num_test_videos: videos per split (at least one in total).
+        frames_per_video: frames T per video.
+        label_every: label period of train and validation videos (5 in MOSXAV).
+        seed: dataset seed.
+        fps: frame rate of the simulation.
+        overwrite: regenerate even when the cache is valid.
+
+    Raises:
+        DataError: ``root`` holds other files but no ``generator.json`` (not written by this function).
+    """
+    _check_image_size(image_size)
+    counts = {"train": num_train_videos, "val": num_val_videos, "test": num_test_videos}
+    if any(count < 0 for count in counts.values()) or sum(counts.values()) < 1:
+        raise ValueError(f"video counts must be >= 0 with at least one video in total, got {counts}")
+    if frames_per_video < 1 or label_every < 1:
+        raise ValueError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
+    root = Path(root)
+    params = {
+        "generator": __name__,
+        "version": GENERATOR_VERSION,
+        "image_size": int(image_size),
+        "num_train_videos": int(num_train_videos),
+        "num_val_videos": int(num_val_videos),
+        "num_test_videos": int(num_test_videos),
+        "frames_per_video": int(frames_per_video),
+        "label_every": int(label_every),
+        "seed": int(seed),
+        "fps": float(fps),
+    }
+    if not overwrite and _cache_is_valid(root, params):
+        return _read_manifest(root / "manifest.csv")
+    if root.is_dir() and not (root / "generator.json").is_file():
+        foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWNED_ENTRIES or not overwrite)
+        if foreign:
+            raise DataError(
+                f"{root} is not empty ({', '.join(foreign[:5])}) and holds no generator.json, so it was not written "
+                "by write_xca_dataset; choose an empty folder (or pass overwrite=True to replace only "
+                f"{', '.join(_OWNED_ENTRIES)})"
+            )
+    for name in _OWNED_ENTRIES:
+        path = root / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+    rows: list[dict[str, Any]] = []
+    video_index = 0
+    for split in SPLITS:
+        for _ in range(counts[split]):
+            video = f"syn{video_index:04d}"
+            sequence = simulate_sequence(video_seed(seed, video_index), image_size, frames_per_video, fps)
+            period = label_every if split in ("train", "val") else 1
+            for frame in range(frames_per_video):
+                image_path = f"{split}/JPEGImages/{video}/{frame:05d}.png"
+                write_image(root / image_path, sequence.frames[frame])
+                has_mask = frame % period == 0
+                mask_path = f"{split}/Annotations_Semantic/{video}/{frame:05d}.png" if has_mask else ""
+                if has_mask:
+                    write_image(root / mask_path, sequence.masks[frame])
+                fraction = float(sequence.masks[frame].mean()) if has_mask else math.nan
+                rows.append(dict(zip(_MANIFEST_COLUMNS, (split, video, frame, image_path, mask_path, has_mask, fraction))))
+            video_index += 1
+    manifest = pd.DataFrame(rows, columns=list(_MANIFEST_COLUMNS))
+    manifest.to_csv(root / "manifest.csv", index=False)
+    (root / "generator.json").write_text(json.dumps(params, indent=2) + "\n")  # last: marks a complete dataset
+    return _read_manifest(root / "manifest.csv")
+
+
+def ensure_xca_dataset(config: XCAConfig, root: str | Path, *, overwrite: bool = False) -> Path:
+    """Write (or reuse) the synthetic XCA dataset described by ``config`` in ``root`` and return ``root``."""
+    write_xca_dataset(
+        root,
+        image_size=config.image_size,
+        num_train_videos=config.num_train_videos,
+        num_val_videos=config.num_val_videos,
+        num_test_videos=config.num_test_videos,
+        frames_per_video=config.frames_per_video,
+        label_every=config.label_every,
+        seed=config.seed,
+        overwrite=overwrite,
+    )
+    return Path(root)
+
+
+def _check_image_size(image_size: int) -> None:
+    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 32:
+        raise ValueError(f"image_size must be an int >= 32 pixels (frames are image_size x image_size), got {image_size!r}")

@@ -1,0 +1,215 @@
+"""Joint image/mask augmentation on :mod:`torchvision.transforms.v2`.
+
+This module owns the training augmentations of the kit: one random draw of parameters per sample, applied
+identically to every image channel and to the mask. Samples are dicts of tv_tensors, the same dicts the
+datasets return::
+
+    {"image": tv_tensors.Image (C, H, W), "mask": tv_tensors.Mask (1, H, W) or (H, W), "id": str}
+
+For X-ray angiography windows the T frames are stacked as the channels of one image ``(T, H, W)``, so flips,
+crops and affine warps move all frames and the mask together (:class:`medseg_core.data.xca.XCAWindowDataset`
+does this stacking). Masks are warped with nearest-neighbour interpolation (torchvision does this for
+:class:`~torchvision.tv_tensors.Mask`), so they keep their class values; resizes use ``NEAREST_EXACT`` for masks
+(:class:`AlignedResize`, :class:`AlignedRandomResizedCrop`) so they stay on the image's pixel grid. Areas moved
+in from outside the image are filled with 0 (black image, background mask). Needs torchvision >= 0.21 (the
+public ``make_params``/``transform`` API of custom v2 transforms).
+
+- :func:`xca_train_transforms`: SVSnet's official augmentation (Hao et al., Neural Networks 2020,
+  arXiv 2102.05229): intensity shift +-0.2, horizontal and vertical flips, a random crop of 400/512 of the side
+  resized back, rotation +-10 deg, zoom 0.8-1.2, translation +-20 %, shear +-2 deg.
+- :func:`oct_train_transforms`: flips, a small affine warp and brightness/contrast jitter for OCT frames.
+
+Randomness comes from torch's generator, as everywhere in torchvision: seed it with
+:func:`medseg_core.runtime.seed_everything` (or ``torch.manual_seed``); DataLoader worker processes are seeded by
+the DataLoader from its own ``generator``. Normalisation (per-frame max for XCA, ImageNet mean/std for OCT) is
+left to the datasets.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+__all__ = [
+    "RandomIntensityShift",
+    "AlignedRandomResizedCrop",
+    "AlignedResize",
+    "xca_train_transforms",
+    "oct_train_transforms",
+    "XCA_STRENGTHS",
+]
+
+XCA_STRENGTHS = ("paper", "light")
+
+# SVSnet's official crop: a 400 x 400 window of a 512 x 512 frame, resized back to 512 x 512.
+_SVSNET_CROP_FRACTION = 400 / 512
+# Images are warped bilinearly; torchvision always warps Mask tv_tensors with nearest neighbour.
+_BILINEAR = v2.InterpolationMode.BILINEAR
+# torchvision resizes Mask tv_tensors with legacy NEAREST, which samples half a pixel off the bilinear image grid;
+# NEAREST_EXACT samples the same centres as the image (see AlignedResize).
+_MASK_RESIZE = v2.InterpolationMode.NEAREST_EXACT
+
+
+class RandomIntensityShift(v2.Transform):
+    """Add one random offset, uniform in ``[-max_shift, max_shift]``, to every image channel; masks are untouched.
+
+    All frames of a window (the channels of one ``(T, H, W)`` image) get the same offset, as in SVSnet's
+    official augmentation. Images must be floating point in [0, 1].
+
+    Args:
+        max_shift: largest absolute offset (SVSnet: 0.2).
+        clamp: clip the result to [0, 1] so the dataset's value range holds after the shift.
+
+    Example:
+        >>> shift = RandomIntensityShift(0.2)
+        >>> out = shift({"image": tv_tensors.Image(torch.rand(4, 8, 8)), "mask": tv_tensors.Mask(torch.zeros(1, 8, 8))})
+    """
+
+    _transformed_types = (tv_tensors.Image, tv_tensors.Video)
+
+    def __init__(self, max_shift: float = 0.2, clamp: bool = True) -> None:
+        super().__init__()
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.max_shift = float(max_shift)
+        self.clamp = clamp
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the offset shared by all images of the sample."""
+        shift = torch.empty(()).uniform_(-self.max_shift, self.max_shift).item()
+        return {"shift": shift}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Shift one image or video tensor by ``params["shift"]``."""
+        if not inpt.is_floating_point():
+            raise ValueError(
+                f"RandomIntensityShift expects float images in [0, 1], got dtype {inpt.dtype}; "
+                "convert first with v2.ToDtype(torch.float32, scale=True)."
+            )
+        shifted = inpt.as_subclass(torch.Tensor) + params["shift"]
+        if self.clamp:
+            shifted = shifted.clamp(0.0, 1.0)
+        return tv_tensors.wrap(shifted, like=inpt)
+
+
+class AlignedRandomResizedCrop(v2.RandomResizedCrop):
+    """:class:`~torchvision.transforms.v2.RandomResizedCrop` that resizes masks with ``NEAREST_EXACT``.
+
+    torchvision resizes masks with legacy ``NEAREST``, which picks source pixels half a pixel away from the
+    centres the bilinear image resize uses, so an upscaled mask drifts by up to half a pixel to the bottom right
+    of its image (a mean shift of about 0.2 px with SVSnet's 400/512 crop), a bias for vessels 4-7 px wide.
+    Images are resized as in the parent class. Arguments are those of the parent class.
+    """
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Crop and resize one input; masks with ``NEAREST_EXACT``."""
+        if isinstance(inpt, tv_tensors.Mask):
+            cropped = TF.crop(inpt, params["top"], params["left"], params["height"], params["width"])
+            return TF.resize(cropped, list(self.size), interpolation=_MASK_RESIZE)
+        return super().transform(inpt, params)
+
+
+class AlignedResize(v2.Resize):
+    """:class:`~torchvision.transforms.v2.Resize` that resizes masks with ``NEAREST_EXACT`` (see
+    :class:`AlignedRandomResizedCrop`). Arguments are those of the parent class."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Resize one input; masks with ``NEAREST_EXACT``."""
+        if isinstance(inpt, tv_tensors.Mask):
+            return TF.resize(inpt, self.size, interpolation=_MASK_RESIZE, max_size=self.max_size)
+        return super().transform(inpt, params)
+
+
+def _size_pair(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(H, W)`` from an int (square) or a pair; raises ValueError for non-positive sizes."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return int(height), int(width)
+
+
+def xca_train_transforms(
+    image_size: int | tuple[int, int],
+    strength: str = "paper",
+    crop_probability: float = 0.5,
+) -> v2.Compose:
+    """Training augmentation for XCA windows: frames as channels of one image, the mask warped alike.
+
+    ``"paper"`` is SVSnet's official recipe (intensity shift +-0.2; horizontal and vertical flips; with
+    probability ``crop_probability`` a crop of 400/512 of each side at a random place, resized back;
+    rotation +-10 deg, zoom 0.8-1.2, translation +-20 % and shear +-2 deg in one affine warp). ``"light"``
+    keeps flips and a milder warp (shift +-0.1, rotation +-5 deg, zoom 0.9-1.1, translation +-5 %, no crop or
+    shear), for short CPU runs where the paper's strong warps slow convergence.
+
+    The pipeline ends with a resize to ``image_size`` (a no-op when the input already has that size), so every
+    output can be batched. The probability of the crop is this kit's choice; the paper does not give one.
+
+    Args:
+        image_size: output size, an int (square) or ``(H, W)``.
+        strength: ``"paper"`` or ``"light"``.
+        crop_probability: probability of the random crop in ``"paper"`` strength.
+
+    Returns:
+        A v2 transform taking ``{"image": tv_tensors.Image (T, H, W) float in [0, 1],
+        "mask": tv_tensors.Mask (1, H, W)}`` (other keys pass through) and returning the same structure.
+    """
+    size = _size_pair(image_size)
+    if strength not in XCA_STRENGTHS:
+        raise ValueError(f"unknown strength {strength!r}; valid strengths: {', '.join(XCA_STRENGTHS)}")
+    if not 0.0 <= crop_probability <= 1.0:
+        raise ValueError(f"crop_probability must be in [0, 1], got {crop_probability}")
+    if strength == "light":
+        return v2.Compose(
+            [
+                RandomIntensityShift(0.1),
+                v2.RandomHorizontalFlip(),
+                v2.RandomVerticalFlip(),
+                v2.RandomAffine(degrees=5, translate=(0.05, 0.05), scale=(0.9, 1.1), interpolation=_BILINEAR),
+                AlignedResize(size, antialias=True),
+            ]
+        )
+    # A crop covering the same fraction of both sides: area fraction f**2 at the image's own aspect ratio.
+    crop_area = _SVSNET_CROP_FRACTION**2
+    aspect = size[1] / size[0]
+    return v2.Compose(
+        [
+            RandomIntensityShift(0.2),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomApply(
+                [AlignedRandomResizedCrop(size, scale=(crop_area, crop_area), ratio=(aspect, aspect), antialias=True)],
+                p=crop_probability,
+            ),
+            v2.RandomAffine(degrees=10, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=2, interpolation=_BILINEAR),
+            AlignedResize(size, antialias=True),
+        ]
+    )
+
+
+def oct_train_transforms(image_size: int | tuple[int, int]) -> v2.Compose:
+    """Training augmentation for OCT frames: flips, a small affine warp, brightness/contrast jitter.
+
+    The jitter changes images only; masks (class indices) are warped with nearest-neighbour interpolation and
+    keep their values. Apply before ImageNet normalisation.
+
+    Args:
+        image_size: output size, an int (square) or ``(H, W)``; the pipeline ends with a resize to it (a no-op
+            when the input already has that size).
+
+    Returns:
+        A v2 transform taking ``{"image": tv_tensors.Image (3, H, W) uint8 or float in [0, 1],
+        "mask": tv_tensors.Mask (H, W) int64}`` (other keys pass through) and returning the same structure.
+    """
+    size = _size_pair(image_size)
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.9, 1.1), interpolation=_BILINEAR),
+            v2.ColorJitter(brightness=0.2, contrast=0.2),
+            AlignedResize(size, antialias=True),
+        ]
+    )

@@ -1,0 +1,497 @@
+"""X-ray coronary angiography (XCA) videos on disk and the SVSnet sliding-window dataset.
+
+This module owns reading XCA sequences in the MOSXAV / DAVIS layout and turning them into training samples for
+SVSnet (Hao et al., "Sequential vessel segmentation via deep channel attention network", Neural Networks 2020,
+arXiv 2102.05229). A *split folder* (``data/.../train``, or a real MOSXAV split) holds::
+
+    JPEGImages/<video>/00000.png            frames (.png or .jpg; grayscale, or RGB converted to gray)
+    Annotations_Semantic/<video>/00000.png  binary vessel masks (vessel = 1; 0/255 is converted with a warning)
+
+Frame files are named by their frame number. Only some frames need a mask (MOSXAV labels every 5th training
+frame and every test frame); each labelled frame gives one sample. Frames of a video are ordered by number.
+
+Windows. The sample of a labelled frame ``t`` is a window of ``T`` consecutive frames around it
+(:func:`window_indices`):
+
+- ``"centre"`` (SVSnet's official code): ``floor(T/2)`` frames before ``t``, then ``t``, then ``ceil(T/2) - 1``
+  after; for ``T = 4`` that is ``t-2, t-1, t, t+1``.
+- ``"past"`` (causal, for online use): ``T - 1`` frames before ``t``, then ``t``.
+
+Near the ends of a video the indices are clamped to the first/last frame (replicate padding), so every labelled
+frame gives a window of full length. The labelled frame sits at :func:`current_frame_position` in the window.
+
+Preprocessing follows the official code: each frame is divided by its own maximum (an all-black frame stays 0).
+Masks with no vessel pixels are valid annotations and are kept.
+
+Generating data: :func:`medseg_core.data.synthetic_xca.write_xca_dataset` writes ``root/{train,val,test}`` in this
+layout. Single-frame (2D) training on the same layout is ``XCAWindowDataset(root, window_length=1,
+time_axis=False)``. Augmentation lives in :mod:`medseg_core.data.transforms`; file decoding in
+:mod:`medseg_core.data.io`.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from medseg_core.config import XCAConfig
+from medseg_core.data.io import DataError, list_images, read_image, read_label_mask
+from medseg_core.data.transforms import xca_train_transforms
+
+__all__ = [
+    "FRAMES_DIR",
+    "MASKS_DIR",
+    "SPLITS",
+    "WINDOW_POLICIES",
+    "XCAVideo",
+    "XCAWindowDataset",
+    "current_frame_position",
+    "list_videos",
+    "scale_by_frame_max",
+    "window_indices",
+    "xca_dataloaders",
+]
+
+FRAMES_DIR = "JPEGImages"
+MASKS_DIR = "Annotations_Semantic"
+SPLITS = ("train", "val", "test")
+WINDOW_POLICIES = ("centre", "past")
+
+_LAYOUT_HELP = (
+    f"expected a split folder holding {FRAMES_DIR}/<video>/00000.png (or .jpg) and "
+    f"{MASKS_DIR}/<video>/00000.png (vessel = 1, background = 0), the MOSXAV/DAVIS layout; "
+    "to generate synthetic data run medseg_core.data.synthetic_xca.write_xca_dataset(root)"
+)
+
+
+def _check_window_args(window_length: int, policy: str) -> None:
+    if isinstance(window_length, bool) or not isinstance(window_length, int) or window_length < 1:
+        raise ValueError(f"window_length must be an integer >= 1 (SVSnet uses 4), got {window_length!r}")
+    if policy not in WINDOW_POLICIES:
+        raise ValueError(f"unknown window policy {policy!r}; valid policies: {', '.join(WINDOW_POLICIES)}")
+
+
+def current_frame_position(window_length: int, policy: str = "centre") -> int:
+    """Position of the labelled (current) frame inside a window: ``floor(T/2)`` for "centre", ``T-1`` for "past"."""
+    _check_window_args(window_length, policy)
+    return window_length // 2 if policy == "centre" else window_length - 1
+
+
+def window_indices(center: int, num_frames: int, window_length: int, policy: str = "centre") -> list[int]:
+    """Frame indices of the window around frame ``center``, with replicate padding at the ends.
+
+    "centre" takes ``floor(T/2)`` frames before ``center`` and ``ceil(T/2) - 1`` after (T = 4: 2 before, 1
+    after, as in SVSnet's official code); "past" takes ``T - 1`` before. Indices outside the video are clamped
+    to ``[0, num_frames - 1]``, i.e. the first/last frame is repeated.
+
+    Args:
+        center: index of the current (labelled) frame, ``0 <= center < num_frames``.
+        num_frames: number of frames in the video.
+        window_length: T, the number of frames in the window.
+        policy: "centre" or "past".
+
+    Returns:
+        ``T`` indices in time order; ``center`` is at :func:`current_frame_position`.
+
+    Example:
+        >>> window_indices(0, 10, 4)
+        [0, 0, 0, 1]
+    """
+    before = current_frame_position(window_length, policy)
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if not 0 <= center < num_frames:
+        raise ValueError(f"center must be in [0, {num_frames - 1}] for a video of {num_frames} frames, got {center}")
+    offsets = np.arange(window_length) - before
+    return np.clip(center + offsets, 0, num_frames - 1).tolist()
+
+
+def scale_by_frame_max(frames: torch.Tensor) -> torch.Tensor:
+    """Divide each frame by its own maximum (SVSnet's preprocessing); all-zero frames stay zero.
+
+    Args:
+        frames: ``(..., H, W)`` non-negative frames, e.g. a window ``(T, H, W)``.
+
+    Returns:
+        float32 tensor of the same shape with values in [0, 1].
+    """
+    frames = frames.to(torch.float32)
+    peak = frames.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(peak > 0, frames / peak.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(frames))
+
+
+def _frame_number(path: Path) -> int:
+    if not path.stem.isdigit():
+        raise DataError(f"cannot read a frame number from {path}: files must be named by frame, e.g. 00000.png")
+    return int(path.stem)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` from the file header, without decoding the pixels."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DataError(f"cannot read image {path}: {error} (is the file complete and an image?)") from error
+    return height, width
+
+
+def _numbered(paths: list[Path]) -> dict[int, Path]:
+    """Map frame number -> path; raises DataError for two files with the same number."""
+    numbered: dict[int, Path] = {}
+    for path in paths:
+        number = _frame_number(path)
+        if number in numbered:
+            raise DataError(f"two files for frame {number}: {numbered[number]} and {path}; keep one of them")
+        numbered[number] = path
+    return dict(sorted(numbered.items()))
+
+
+class XCAVideo:
+    """One XCA video of a split folder: frame and mask files, read lazily and cached on demand.
+
+    Frames are indexed by position ``0 .. num_frames - 1`` in frame-number order. Construction reads only file
+    headers, to check that all frames have one size and every mask matches its frame.
+
+    Args:
+        root: split folder holding ``JPEGImages/`` and ``Annotations_Semantic/``.
+        name: video folder name.
+        require_masks: raise if the video has no mask folder or an empty one; ``False`` allows unlabelled videos
+            (for inference).
+        cache: keep decoded frames and masks in memory after the first read.
+
+    Raises:
+        DataError: a folder is missing or empty, a file name is not a frame number, sizes disagree, a mask has
+            no frame; the message names the files.
+    """
+
+    def __init__(self, root: str | Path, name: str, require_masks: bool = True, cache: bool = True) -> None:
+        self.root = Path(root)
+        self.name = name
+        self.cache = cache
+        frames_dir = self.root / FRAMES_DIR / name
+        masks_dir = self.root / MASKS_DIR / name
+        if not frames_dir.is_dir():
+            raise DataError(f"frames folder not found: {frames_dir}; {_LAYOUT_HELP}")
+        frames = _numbered(list_images(frames_dir))
+        self.frame_numbers: list[int] = list(frames)
+        self.frame_paths: list[Path] = list(frames.values())
+        self.size: tuple[int, int] = self._check_frame_sizes()
+        self.mask_paths: dict[int, Path] = self._find_masks(masks_dir, require_masks)
+        missing = sorted(set(range(self.frame_numbers[0], self.frame_numbers[-1] + 1)) - set(self.frame_numbers))
+        if missing:
+            warnings.warn(
+                f"video {name}: frame numbers are not consecutive (missing {missing[:5]}); windows use the "
+                "neighbouring frames on disk",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._frame_cache: dict[int, np.ndarray] = {}
+        self._mask_cache: dict[int, np.ndarray] = {}
+
+    def _check_frame_sizes(self) -> tuple[int, int]:
+        first = self.frame_paths[0]
+        size = _image_size(first)
+        for path in self.frame_paths[1:]:
+            other = _image_size(path)
+            if other != size:
+                raise DataError(
+                    f"video {self.name}: frame {path} is {other[0]}x{other[1]} (HxW) but {first} is "
+                    f"{size[0]}x{size[1]}; all frames of a video must have one size"
+                )
+        return size
+
+    def _find_masks(self, masks_dir: Path, require_masks: bool) -> dict[int, Path]:
+        if not masks_dir.is_dir():
+            if not require_masks:
+                return {}
+            raise DataError(
+                f"no mask folder for video {self.name}: {masks_dir} is missing; add its masks or leave the video out "
+                f"(videos=...); {_LAYOUT_HELP}"
+            )
+        try:
+            mask_files = list_images(masks_dir)
+        except DataError:
+            if not require_masks:
+                return {}
+            raise DataError(f"mask folder {masks_dir} of video {self.name} holds no images; {_LAYOUT_HELP}") from None
+        position_of = {number: position for position, number in enumerate(self.frame_numbers)}
+        mask_paths: dict[int, Path] = {}
+        for number, path in _numbered(mask_files).items():
+            if number not in position_of:
+                raise DataError(
+                    f"mask {path} has no matching frame {number:05d} in {self.root / FRAMES_DIR / self.name}"
+                )
+            position = position_of[number]
+            mask_size = _image_size(path)
+            if mask_size != self.size:
+                raise DataError(
+                    f"mask {path} is {mask_size[0]}x{mask_size[1]} (HxW) but its frame {self.frame_paths[position]} "
+                    f"is {self.size[0]}x{self.size[1]}; masks must have the size of their frame"
+                )
+            mask_paths[position] = path
+        return mask_paths
+
+    def __len__(self) -> int:
+        return len(self.frame_paths)
+
+    @property
+    def num_frames(self) -> int:
+        """Number of frames in the video."""
+        return len(self.frame_paths)
+
+    @property
+    def labelled_frames(self) -> list[int]:
+        """Positions of the frames that have a mask, in time order."""
+        return sorted(self.mask_paths)
+
+    def frame_id(self, position: int) -> str:
+        """Sample id ``"<video>/<frame number:05d>"`` of the frame at ``position``."""
+        return f"{self.name}/{self.frame_numbers[position]:05d}"
+
+    def read_frame(self, position: int) -> np.ndarray:
+        """Frame at ``position`` as ``(H, W)`` uint8 (RGB files converted to gray)."""
+        if position in self._frame_cache:
+            return self._frame_cache[position]
+        frame = read_image(self.frame_paths[position], "L")
+        if self.cache:
+            self._frame_cache[position] = frame
+        return frame
+
+    def read_mask(self, position: int) -> np.ndarray:
+        """Mask of the frame at ``position`` as ``(H, W)`` uint8 in {0, 1}; KeyError if that frame has none."""
+        if position not in self.mask_paths:
+            raise KeyError(f"frame {self.frame_id(position)} has no mask; labelled positions: {self.labelled_frames}")
+        if position in self._mask_cache:
+            return self._mask_cache[position]
+        mask = read_label_mask(self.mask_paths[position], num_classes=2)
+        if self.cache:
+            self._mask_cache[position] = mask
+        return mask
+
+    def read_window(self, position: int, window_length: int, policy: str = "centre") -> np.ndarray:
+        """Frames of the window around ``position`` (see :func:`window_indices`) as ``(T, H, W)`` uint8."""
+        indices = window_indices(position, self.num_frames, window_length, policy)
+        return np.stack([self.read_frame(index) for index in indices])
+
+    def __repr__(self) -> str:
+        return (
+            f"XCAVideo(name={self.name!r}, frames={self.num_frames}, labelled={len(self.mask_paths)}, "
+            f"size={self.size[0]}x{self.size[1]})"
+        )
+
+
+def list_videos(root: str | Path) -> list[str]:
+    """Sorted video names of a split folder (sub-folders of ``JPEGImages``).
+
+    Raises:
+        DataError: the folder, its ``JPEGImages`` or any video is missing, or a mask folder has no frames; the
+            message describes the expected layout and how to generate synthetic data.
+    """
+    root = Path(root)
+    frames_root = root / FRAMES_DIR
+    if not frames_root.is_dir():
+        raise DataError(f"no {FRAMES_DIR} folder in {root}; {_LAYOUT_HELP}")
+    names = sorted(p.name for p in frames_root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DataError(f"no video folders in {frames_root}; {_LAYOUT_HELP}")
+    masks_root = root / MASKS_DIR
+    if masks_root.is_dir():
+        orphans = sorted(
+            p.name for p in masks_root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in names
+        )
+        if orphans:
+            raise DataError(f"mask folders {orphans} in {masks_root} have no frames folder in {frames_root}")
+    return names
+
+
+def _size_pair(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if height < 1 or width < 1:
+        raise ValueError(f"image_size must be a positive int or (H, W) pair, got {image_size!r}")
+    return int(height), int(width)
+
+
+class XCAWindowDataset(Dataset):
+    """SVSnet samples: one window of frames per labelled frame of every video in a split folder.
+
+    Item: ``{"image": (1, T, H, W) float32 in [0, 1], "mask": (1, H, W) float32 in {0, 1}, "id": "<video>/00005"}``
+    (``image`` is ``(T, H, W)`` with ``time_axis=False``: frames as channels for 2D networks). Each frame is
+    divided by its own maximum after the optional resize and before augmentation.
+
+    Args:
+        root: split folder in the MOSXAV/DAVIS layout (see the module docstring).
+        window_length: T, frames per window (SVSnet: 4; 1 gives single frames).
+        window_policy: "centre" or "past" (see :func:`window_indices`).
+        transform: joint v2 transform called on ``{"image": tv_tensors.Image (T, H, W), "mask":
+            tv_tensors.Mask (1, H, W) uint8}``, e.g. :func:`medseg_core.data.transforms.xca_train_transforms`.
+        time_axis: return ``(1, T, H, W)`` (True, for SVSnet) or ``(T, H, W)`` (False).
+        image_size: resize frames (antialiased bilinear) and masks (nearest) to this int or ``(H, W)``;
+            None keeps the stored size.
+        videos: names of the videos to use (default: all in ``root``).
+        cache: keep decoded frames in memory (each DataLoader worker holds its own copy).
+
+    Attributes:
+        videos: the :class:`XCAVideo` objects.
+        samples: pandas DataFrame with one row per item: ``video``, ``frame`` (frame number), ``id``.
+        current_frame_position: index of the labelled frame along T.
+
+    A video shorter than ``window_length`` gives windows that repeat its first/last frame; this is warned once
+    per video. Padding at the ends of longer videos is normal and not warned.
+
+    Example:
+        >>> data = XCAWindowDataset("data/synthetic/xca_smoke/train", window_length=4)
+        >>> data[0]["image"].shape  # (1, 4, 64, 64)
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        window_length: int = 4,
+        window_policy: str = "centre",
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        time_axis: bool = True,
+        image_size: int | tuple[int, int] | None = None,
+        videos: Sequence[str] | None = None,
+        cache: bool = True,
+    ) -> None:
+        _check_window_args(window_length, window_policy)
+        self.root = Path(root)
+        self.window_length = window_length
+        self.window_policy = window_policy
+        self.transform = transform
+        self.time_axis = time_axis
+        self.image_size = _size_pair(image_size)
+        self.current_frame_position = current_frame_position(window_length, window_policy)
+        available = list_videos(self.root)
+        if videos is None:
+            names = available
+        else:
+            unknown = sorted(set(videos) - set(available))
+            if unknown:
+                raise DataError(f"videos {unknown} not found in {self.root / FRAMES_DIR}; available: {available}")
+            names = list(videos)
+        self.videos = [XCAVideo(self.root, name, require_masks=True, cache=cache) for name in names]
+        for video in self.videos:
+            if video.num_frames < window_length:
+                warnings.warn(
+                    f"video {video.name} has {video.num_frames} frames, fewer than window_length={window_length}: "
+                    "its windows repeat the first/last frame (replicate padding)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        self._index = [(v, position) for v, video in enumerate(self.videos) for position in video.labelled_frames]
+        self.samples = pd.DataFrame(
+            {
+                "video": [self.videos[v].name for v, _ in self._index],
+                "frame": [self.videos[v].frame_numbers[position] for v, position in self._index],
+                "id": [self.videos[v].frame_id(position) for v, position in self._index],
+            }
+        )
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        video_index, position = self._index[index]
+        video = self.videos[video_index]
+        frames = torch.from_numpy(video.read_window(position, self.window_length, self.window_policy)).float()
+        mask = torch.from_numpy(video.read_mask(position)).unsqueeze(0)
+        if self.image_size is not None:
+            frames = TF.resize(frames, list(self.image_size), interpolation=InterpolationMode.BILINEAR, antialias=True)
+            mask = TF.resize(mask, list(self.image_size), interpolation=InterpolationMode.NEAREST_EXACT)
+        frames = scale_by_frame_max(frames)
+        if self.transform is not None:
+            sample = self.transform({"image": tv_tensors.Image(frames), "mask": tv_tensors.Mask(mask)})
+            frames = sample["image"].as_subclass(torch.Tensor)
+            mask = sample["mask"].as_subclass(torch.Tensor)
+        image = frames.unsqueeze(0) if self.time_axis else frames
+        return {
+            "image": image.to(torch.float32).contiguous(),
+            "mask": mask.to(torch.float32).contiguous(),
+            "id": video.frame_id(position),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"XCAWindowDataset(root={str(self.root)!r}, videos={len(self.videos)}, samples={len(self)}, "
+            f"window_length={self.window_length}, window_policy={self.window_policy!r}, time_axis={self.time_axis})"
+        )
+
+
+def xca_dataloaders(
+    root: str | Path,
+    xca_config: XCAConfig,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    splits: Sequence[str] = SPLITS,
+    time_axis: bool = True,
+    augment_strength: str = "paper",
+) -> dict[str, DataLoader]:
+    """DataLoaders for the split folders ``root/<split>``: "train" shuffled and augmented, the others neither.
+
+    Reads ``window_length``, ``window_policy``, ``image_size`` and ``augment`` from ``xca_config``. Shuffling
+    uses a ``torch.Generator`` seeded with ``seed``; DataLoader workers get seeds derived from it, so augmentation
+    repeats in worker processes. With ``num_workers=0`` augmentation draws from torch's global generator: seed it
+    with :func:`medseg_core.runtime.seed_everything`.
+
+    Args:
+        root: folder holding one split folder per name in ``splits`` (as written by ``write_xca_dataset``).
+        xca_config: the profile's :class:`~medseg_core.config.XCAConfig`.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        seed: seed of the shuffling generator.
+        splits: split folders to load; each must exist (real MOSXAV has "train" and "test" only).
+        time_axis: image batches ``(B, 1, T, H, W)`` (True, SVSnet) or ``(B, T, H, W)`` (False, 2D networks).
+        augment_strength: "paper" or "light", see :func:`~medseg_core.data.transforms.xca_train_transforms`.
+
+    Returns:
+        ``{split: DataLoader}`` in the order of ``splits``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    root = Path(root)
+    missing = [split for split in splits if not (root / split).is_dir()]
+    if missing:
+        present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise DataError(
+            f"split folders {missing} not found in {root} (present: {present}); pass splits=... to choose others. "
+            f"Each split: {_LAYOUT_HELP}"
+        )
+    loaders: dict[str, DataLoader] = {}
+    for split in splits:
+        is_train = split == "train"
+        transform = (
+            xca_train_transforms(xca_config.image_size, augment_strength) if is_train and xca_config.augment else None
+        )
+        dataset = XCAWindowDataset(
+            root / split,
+            window_length=xca_config.window_length,
+            window_policy=xca_config.window_policy,
+            transform=transform,
+            time_axis=time_axis,
+            image_size=xca_config.image_size,
+        )
+        loaders[split] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=is_train,
+            num_workers=num_workers,
+            generator=torch.Generator().manual_seed(seed),
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=num_workers > 0,
+        )
+    return loaders

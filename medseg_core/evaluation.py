@@ -1,0 +1,122 @@
+"""Evaluate a trained model on a dataset: per-case metric tables, threshold sweeps, case selection.
+
+One function per question, each returning a pandas ``DataFrame`` (one row per case and class), so every
+notebook, the CLI and the figure scripts compute results the same way. The metrics themselves, and the rule
+for empty masks, live in :mod:`medseg_core.metrics`.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .metrics import binary_metrics
+from .runtime import get_device
+
+__all__ = ["predict_cases", "evaluate", "threshold_sweep", "select_cases", "DEFAULT_METRICS"]
+
+DEFAULT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "hd95", "cldice")
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, H, W)`` -> sigmoid ``(B, 1, H, W)``; ``(B, K, H, W)`` -> softmax ``(B, K, H, W)``."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+
+
+@torch.no_grad()
+def predict_cases(
+    model: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto"
+) -> Iterator[dict[str, object]]:
+    """Run ``model`` over ``loader`` and yield one dict per case, on the CPU.
+
+    Yields:
+        ``{"id": str, "image": model input without batch axis, "truth": (H, W) int64 labels,
+        "probability": (K, H, W) float}`` with ``K = 1`` for binary models (foreground probability).
+    """
+    device = get_device(device)
+    model = model.to(device).eval()
+    for batch in loader:
+        probabilities = _probabilities(model(batch["image"].to(device)).float()).cpu()
+        truths = batch["mask"]
+        truths = (truths[:, 0] > 0.5).long() if truths.ndim == 4 else truths.long()
+        for index, case_id in enumerate(batch["id"]):
+            yield {"id": case_id, "image": batch["image"][index], "truth": truths[index],
+                   "probability": probabilities[index]}
+
+
+def _labels(probability: torch.Tensor, threshold: float) -> torch.Tensor:
+    if probability.shape[0] == 1:
+        return (probability[0] > threshold).long()
+    return probability.argmax(dim=0)
+
+
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    class_names: Sequence[str] = ("foreground",),
+    threshold: float = 0.5,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    device: str | torch.device | None = "auto",
+) -> pd.DataFrame:
+    """Per-case, per-foreground-class metrics of ``model`` on ``loader``.
+
+    Args:
+        class_names: names of the foreground classes 1..K-1 (binary models: one name).
+        threshold: probability threshold for binary models (multi-class models use argmax).
+
+    Returns:
+        Columns ``id``, ``class`` and one per metric; summarise with :func:`medseg_core.metrics.summarize`.
+    """
+    rows = []
+    for case in predict_cases(model, loader, device):
+        labels = _labels(case["probability"], threshold).numpy()
+        truth = case["truth"].numpy()
+        for class_index, class_name in enumerate(class_names, start=1):
+            values = binary_metrics(labels == class_index, truth == class_index, metrics=metrics)
+            rows.append({"id": case["id"], "class": class_name, **values})
+    if not rows:
+        raise ValueError("the evaluation loader is empty: nothing to evaluate")
+    return pd.DataFrame(rows)
+
+
+def threshold_sweep(
+    model: nn.Module,
+    loader: DataLoader,
+    thresholds: Sequence[float] = tuple(np.round(np.linspace(0.05, 0.95, 19), 2)),
+    device: str | torch.device | None = "auto",
+) -> pd.DataFrame:
+    """Dataset-level precision, recall and Dice of a binary model at each threshold (for PR curves).
+
+    Counts are pooled over all pixels of all cases (a micro average), which is what a PR curve shows.
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    true_pos = np.zeros(len(thresholds))
+    pred_pos = np.zeros(len(thresholds))
+    positives = 0.0
+    for case in predict_cases(model, loader, device):
+        if case["probability"].shape[0] != 1:
+            raise ValueError("threshold_sweep needs a binary model (one output channel)")
+        probability = case["probability"][0].numpy().ravel()
+        truth = case["truth"].numpy().ravel() > 0
+        above = probability[None, :] > thresholds[:, None]
+        true_pos += (above & truth).sum(axis=1)
+        pred_pos += above.sum(axis=1)
+        positives += truth.sum()
+    precision = np.divide(true_pos, pred_pos, out=np.ones_like(true_pos), where=pred_pos > 0)
+    recall = true_pos / positives if positives > 0 else np.ones_like(true_pos)
+    dice = np.divide(2 * true_pos, pred_pos + positives, out=np.ones_like(true_pos), where=(pred_pos + positives) > 0)
+    return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "dice": dice})
+
+
+def select_cases(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """The best, median and worst case by ``metric`` (NaN cases excluded), with a ``rank`` column."""
+    ranked = results.dropna(subset=[metric]).sort_values(metric, ascending=False, kind="stable")
+    if ranked.empty:
+        raise ValueError(f"no case has a defined {metric!r}")
+    picks = {"best": 0, "median": len(ranked) // 2, "worst": len(ranked) - 1}
+    return pd.concat([ranked.iloc[[i]].assign(rank=name) for name, i in picks.items()], ignore_index=True)

@@ -1,0 +1,112 @@
+"""Run the numbered notebooks headless with papermill, in order, for one profile.
+
+``make reproduce`` and the notebook tests call :func:`run_notebooks`; so does ``medseg notebooks``. Each
+notebook gets the profile through its ``parameters`` cell; executed copies go to an output folder (never back
+into ``notebooks/``, which stays output-free in git). The first failing notebook stops the run with a
+:class:`NotebookError` naming the notebook, the cell and the error, and pointing at the executed copy.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import pandas as pd
+
+from .config import REPO_ROOT
+
+__all__ = ["NotebookError", "list_notebooks", "run_notebooks", "NOTEBOOK_DIR"]
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+_NUMBERED = re.compile(r"^(\d{2})_.+\.ipynb$")
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed; the message names the notebook, the cell and the error."""
+
+
+def list_notebooks(folder: str | Path = NOTEBOOK_DIR, only: Sequence[str] | None = None) -> list[Path]:
+    """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number or name is listed."""
+    notebooks = sorted(p for p in Path(folder).iterdir() if _NUMBERED.match(p.name))
+    if only:
+        wanted = {str(item).removesuffix(".ipynb") for item in only}
+        notebooks = [p for p in notebooks if p.stem in wanted or p.stem[:2] in wanted]
+        if not notebooks:
+            raise ValueError(f"no notebook matches {list(only)} in {folder}")
+    return notebooks
+
+
+@contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    saved = {key: os.environ.get(key) for key in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_notebooks(
+    profile: str = "smoke",
+    output_dir: str | Path | None = None,
+    *,
+    only: Sequence[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    figures_dir: str | Path | None = None,
+    notebook_dir: str | Path = NOTEBOOK_DIR,
+    kernel_name: str = "python3",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Execute the numbered notebooks in order with papermill; stop at the first failure.
+
+    Args:
+        profile: passed to every notebook's ``parameters`` cell as ``profile``.
+        output_dir: executed copies go here (default ``outputs/notebooks/<profile>``).
+        only: run a subset (numbers like ``"02"`` or stems like ``"02_train_svsnet"``).
+        parameters: extra papermill parameters given to every notebook.
+        figures_dir: exported as ``MEDSEG_FIGURES`` for the kernels (default ``<output_dir>/figures``, so
+            runs never overwrite the committed ``figures/`` unless asked to).
+
+    Returns:
+        One row per notebook: ``notebook``, ``seconds``, ``output``.
+
+    Raises:
+        NotebookError: a notebook raised; the run stops there.
+    """
+    import papermill as pm  # imported here: only notebook runs need it
+
+    output_dir = Path(output_dir or REPO_ROOT / "outputs" / "notebooks" / profile).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    figures = Path(figures_dir).resolve() if figures_dir else output_dir / "figures"
+    rows = []
+    with _environment({"MEDSEG_FIGURES": str(figures)}):
+        for notebook in list_notebooks(notebook_dir, only):
+            output = output_dir / notebook.name
+            start = time.perf_counter()
+            try:
+                pm.execute_notebook(
+                    notebook,
+                    output,
+                    parameters={"profile": profile, **(parameters or {})},
+                    cwd=str(notebook.parent),
+                    kernel_name=kernel_name,
+                    progress_bar=False,
+                    log_output=False,
+                )
+            except pm.PapermillExecutionError as error:
+                raise NotebookError(
+                    f"{notebook.name} failed in cell {error.cell_index} (execution count {error.exec_count}): "
+                    f"{error.ename}: {error.evalue}\nexecuted copy with the traceback: {output}"
+                ) from None
+            seconds = time.perf_counter() - start
+            rows.append({"notebook": notebook.name, "seconds": round(seconds, 1), "output": str(output)})
+            if progress:
+                print(f"[{profile}] {notebook.name}: ok in {seconds:.1f} s", flush=True)
+    return pd.DataFrame(rows)

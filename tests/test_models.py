@@ -1,0 +1,311 @@
+"""Tests for medseg_core.models: registry, blocks, SVSnet, U-Net and DeepLabV3+ (tiny inputs, CPU)."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from medseg_core.models import count_parameters, create_model, list_models
+from medseg_core.models.blocks import (
+    ECA,
+    ConvNormAct,
+    GlobalMaxChannelAttention,
+    SkipChannelAttention,
+    eca_kernel_size,
+)
+from medseg_core.models.deeplabv3plus import DeepLabV3Plus
+from medseg_core.models.svsnet import SVSNet
+
+SVSNET_PARAMS_T4 = 10_187_345  # faithful port of the official Keras model (papers.md)
+DEEPLAB_PARAMS_SEED = 5_813_274  # seed model: 2 classes, output stride 16, ECA on skip and ASPP (papers.md)
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(autouse=True)
+def _seeded_init() -> None:
+    torch.manual_seed(0)  # layer initialisation draws from torch's default generator
+
+
+# --- registry -----------------------------------------------------------------------------------------------
+
+
+def test_registry_lists_and_builds_all_models() -> None:
+    assert {"svsnet", "unet2d", "deeplabv3plus"} <= set(list_models())
+    assert isinstance(create_model("svsnet", window_length=2), SVSNet)
+    assert isinstance(create_model("deeplabv3plus", eca="none"), DeepLabV3Plus)
+
+
+def test_unknown_model_name_lists_valid_names() -> None:
+    with pytest.raises(KeyError, match="svsnet") as error:
+        create_model("svsnett")
+    assert "deeplabv3plus" in str(error.value) and "unet2d" in str(error.value)
+
+
+# --- blocks -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("channels", "kernel"), [(24, 3), (1280, 5), (64, 3), (256, 5)])
+def test_eca_adaptive_kernel_size(channels: int, kernel: int) -> None:
+    assert eca_kernel_size(channels) == kernel
+    assert count_parameters(ECA(channels)) == kernel
+
+
+def test_eca_matches_its_definition() -> None:
+    eca = ECA(24)
+    x = _rand(2, 24, 5, 7)
+    pooled = x.mean(dim=(2, 3)).unsqueeze(1)  # (B, 1, C)
+    expected = x * torch.sigmoid(nn.functional.conv1d(pooled, eca.conv.weight, padding=1)).squeeze(1)[..., None, None]
+    torch.testing.assert_close(eca(x), expected)
+    assert eca.last_weights.shape == (2, 24) and not eca.last_weights.requires_grad
+
+
+def test_encoder_attention_uses_global_max_pool() -> None:
+    attention = GlobalMaxChannelAttention(4)
+    peaks = torch.zeros(1, 4, 2, 6, 6)
+    peaks[..., 0, 0, 0] = 1.0
+    busier = peaks.clone()
+    busier[..., 1, 3, 3] = 0.5  # other means, same maxima
+    attention(peaks)
+    weights_peaks = attention.last_weights
+    out = attention(busier)
+    torch.testing.assert_close(attention.last_weights, weights_peaks)
+    torch.testing.assert_close(out, busier * weights_peaks[..., None, None, None])
+
+
+def test_skip_channel_attention_adds_decoder_feature() -> None:
+    attention = SkipChannelAttention(8)
+    high = _rand(2, 8, 4, 4)
+    torch.testing.assert_close(attention(torch.zeros_like(high), high), high)  # out = low * w + high
+    low = _rand(2, 8, 4, 4, seed=1)
+    out = attention(low, high)
+    weights = attention.last_weights
+    assert weights.shape == (2, 8) and torch.all((weights > 0) & (weights < 1))
+    torch.testing.assert_close(out, low * weights[..., None, None] + high)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv_same_padding_matches_keras_for_even_kernels() -> None:
+    block = ConvNormAct(2, 3, 4, kernel_size=2, norm=False, act=False)
+    reference = nn.Conv2d(3, 4, 2, padding="same", bias=False)  # PyTorch pads the extra sample at the end, as TF
+    reference.weight.data.copy_(block.conv.weight)
+    x = _rand(1, 3, 8, 8)
+    torch.testing.assert_close(block(x), reference(x))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 4])
+def test_3d_downsampling_keeps_frames_and_halves_height_width(frames: int) -> None:
+    down = ConvNormAct(3, 2, 4, kernel_size=(2, 2, 2), stride=(1, 2, 2))
+    assert down(_rand(2, 2, frames, 8, 6)).shape == (2, 4, frames, 4, 3)
+
+
+# --- SVSnet -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("window_length", [1, 2, 4])
+def test_svsnet_output_shape(window_length: int) -> None:
+    model = create_model("svsnet", window_length=window_length).eval()
+    with torch.no_grad():
+        assert model(_rand(1, 1, window_length, 64, 128)).shape == (1, 1, 64, 128)
+
+
+def test_svsnet_parameter_count_matches_official_port() -> None:
+    count = count_parameters(SVSNet(window_length=4))
+    assert abs(count - SVSNET_PARAMS_T4) <= 0.01 * SVSNET_PARAMS_T4
+
+
+def _skip_fusions(model: SVSNet) -> list[nn.Conv3d]:
+    return [level.skip_fusion for level in model.encoder] + [model.bottleneck_fusion]
+
+
+def test_svsnet_size_grows_with_window_only_through_skip_fusions() -> None:
+    models = {t: SVSNet(window_length=t) for t in (1, 2, 4)}
+    per_frame = sum(conv.weight[:, :, 0].numel() for conv in _skip_fusions(models[1]))
+    for t, model in models.items():
+        assert all(conv.kernel_size == (t, 1, 1) for conv in _skip_fusions(model))
+        assert count_parameters(model) - count_parameters(models[1]) == (t - 1) * per_frame
+    shapes = {t: {k: v.shape for k, v in m.state_dict().items() if "fusion" not in k} for t, m in models.items()}
+    assert shapes[1] == shapes[2] == shapes[4]
+
+
+def test_svsnet_every_parameter_gets_a_gradient() -> None:
+    model = SVSNet(window_length=2).train()
+    names_before = [name for name, _ in model.named_parameters()]
+    model(_rand(2, 1, 2, 64, 64)).mean().backward()
+    assert [name for name, _ in model.named_parameters()] == names_before  # nothing created lazily in forward
+    no_grad = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert no_grad == []
+    assert all(p.grad.abs().sum() > 0 for name, p in model.named_parameters() if name.startswith("encoder.0"))
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ((1, 4, 64, 64), r"\(B, 1, T, H, W\) with T = 4.*unsqueeze\(1\)"),
+        ((1, 2, 4, 64, 64), r"1 input channel.*\(B, 1, T, H, W\)"),
+        ((1, 1, 3, 64, 64), r"window_length=4.*got T=3"),
+        ((1, 1, 4, 70, 64), r"\(1, 1, 4, 128, 64\)"),
+    ],
+)
+def test_svsnet_rejects_bad_input(shape: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SVSNet(window_length=4)(torch.zeros(shape))
+
+
+def test_svsnet_attention_weights_after_forward() -> None:
+    model = SVSNet(window_length=2).eval()
+    assert model.attention_weights() == {}
+    with torch.no_grad():
+        model(_rand(3, 1, 2, 64, 64))
+    weights = model.attention_weights()
+    assert weights["encoder.5.attention"].shape == (3, 256)
+    decoder_shapes = [weights[f"decoder.{i}.attention"].shape for i in range(6)]
+    assert decoder_shapes == [(3, 256), (3, 128), (3, 64), (3, 32), (3, 16), (3, 8)]
+    assert all(not w.requires_grad and ((w >= 0) & (w <= 1)).all() for w in weights.values())
+
+
+def test_svsnet_eval_is_deterministic() -> None:
+    model = SVSNet(window_length=2).eval()
+    x = _rand(2, 1, 2, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+
+
+# --- U-Net --------------------------------------------------------------------------------------------------
+
+
+def test_unet_output_shape_and_size() -> None:
+    model = create_model("unet2d", in_channels=3, num_classes=4, base_channels=8, depth=3).eval()
+    with torch.no_grad():
+        assert model(_rand(2, 3, 32, 48)).shape == (2, 4, 32, 48)
+    default_count = count_parameters(create_model("unet2d"))
+    assert abs(default_count - SVSNET_PARAMS_T4) <= 0.1 * SVSNET_PARAMS_T4  # a baseline of similar size
+
+
+def test_unet_rejects_bad_input() -> None:
+    model = create_model("unet2d", in_channels=1, depth=4)
+    with pytest.raises(ValueError, match=r"divisible by 16.*\(1, 1, 48, 64\)"):
+        model(torch.zeros(1, 1, 40, 64))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        model(torch.zeros(1, 3, 64, 64))
+
+
+# --- DeepLabV3+ ---------------------------------------------------------------------------------------------
+
+
+def test_deeplab_parameter_count_matches_seed() -> None:
+    counts = {
+        eca: count_parameters(DeepLabV3Plus(num_classes=2, output_stride=16, eca=eca))
+        for eca in ("none", "skip", "aspp", "both")
+    }
+    assert abs(counts["both"] - DEEPLAB_PARAMS_SEED) <= 0.01 * DEEPLAB_PARAMS_SEED
+    kernel_skip, kernel_aspp = eca_kernel_size(24), eca_kernel_size(1280)
+    assert (kernel_skip, kernel_aspp) == (3, 5)
+    assert counts["both"] - counts["none"] == kernel_skip + kernel_aspp
+    assert counts["skip"] - counts["none"] == kernel_skip and counts["aspp"] - counts["none"] == kernel_aspp
+
+
+def test_deeplab_output_stride_changes_features_not_output() -> None:
+    x = _rand(2, 3, 64, 96)
+    outputs = {}
+    for output_stride in (8, 16):
+        model = DeepLabV3Plus(num_classes=3, output_stride=output_stride).eval()
+        with torch.no_grad():
+            assert model.backbone(x).shape == (2, 320, 64 // output_stride, 96 // output_stride)
+            assert model.backbone[:4](x).shape == (2, 24, 16, 24)
+            outputs[output_stride] = model(x)
+    assert outputs[8].shape == outputs[16].shape == (2, 3, 64, 96)
+
+
+def test_deeplab_dilation_surgery() -> None:
+    def dilations(model: DeepLabV3Plus, block: int) -> set[tuple[int, int]]:
+        convs = [m for m in model.backbone[block].modules() if isinstance(m, nn.Conv2d)]
+        return {conv.dilation for conv in convs if conv.kernel_size == (3, 3)}
+
+    os16, os8 = DeepLabV3Plus(output_stride=16), DeepLabV3Plus(output_stride=8)
+    assert dilations(os16, 13) == {(1, 1)} and dilations(os16, 15) == {(2, 2)}
+    assert dilations(os8, 8) == {(2, 2)} and dilations(os8, 15) == {(4, 4)}
+    assert all(m.stride == (1, 1) for m in os16.backbone[14:].modules() if isinstance(m, nn.Conv2d))
+    assert all(m.stride == (1, 1) for m in os8.backbone[7:].modules() if isinstance(m, nn.Conv2d))
+
+
+def test_deeplab_eca_placement_and_attention_weights() -> None:
+    assert isinstance(DeepLabV3Plus(eca="skip").aspp.attention, nn.Identity)
+    assert isinstance(DeepLabV3Plus(eca="aspp").low_level_attention, nn.Identity)
+    model = DeepLabV3Plus(eca="both").eval()
+    with torch.no_grad():
+        model(_rand(2, 3, 64, 64))
+    shapes = {name: tuple(w.shape) for name, w in model.attention_weights().items()}
+    assert shapes == {"low_level_attention": (2, 24), "aspp.attention": (2, 1280)}
+    with pytest.raises(ValueError, match="eca must be one of"):
+        DeepLabV3Plus(eca="decoder")
+
+
+def test_deeplab_rejects_bad_input() -> None:
+    model = DeepLabV3Plus()
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*expand"):
+        model(torch.zeros(2, 1, 64, 64))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*unsqueeze\(0\)"):
+        model(torch.zeros(3, 64, 64))
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        model.train()(torch.zeros(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="output_stride must be 8 or 16"):
+        DeepLabV3Plus(output_stride=32)
+
+
+def test_deeplab_eval_is_deterministic() -> None:
+    model = DeepLabV3Plus().eval()
+    x = _rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+
+
+def test_deeplab_loads_torchvision_mobilenet_file(tmp_path) -> None:
+    state = torchvision.models.mobilenet_v2(weights=None).state_dict()
+    path = tmp_path / "mobilenet_v2.pth"
+    torch.save(state, path)
+    model = DeepLabV3Plus(pretrained=path)
+    report = model.weight_report
+    assert report is not None and report.source == str(path)
+    assert {"low_level_attention.conv.weight", "aspp.attention.conv.weight"} <= set(report.missing)
+    assert "classifier.1.weight" in report.unexpected and "features.18.0.weight" in report.unexpected
+    assert not any(key.startswith("backbone.") for key in report.missing) and report.mismatched == []
+    model_state = model.state_dict()
+    backbone_keys = [key for key in state if key.startswith("features.") and int(key.split(".")[1]) < 18]
+    assert len(report.loaded) == len(backbone_keys)
+    assert all(torch.equal(model_state["backbone." + key[len("features."):]], state[key]) for key in backbone_keys)
+
+
+def test_deeplab_warns_when_checkpoint_lacks_attention_layers(tmp_path) -> None:
+    path = tmp_path / "deeplab_no_eca.pth"
+    torch.save(DeepLabV3Plus(num_classes=2, eca="none").state_dict(), path)
+    with pytest.warns(UserWarning, match="only partly loaded.*low_level_attention"):
+        report = DeepLabV3Plus(num_classes=2, eca="both").load_pretrained(path)
+    assert sorted(report.missing) == ["aspp.attention.conv.weight", "low_level_attention.conv.weight"]
+    assert report.unexpected == [] and report.mismatched == []
+
+
+def test_deeplab_rejects_unrelated_weights(tmp_path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save(nn.Linear(2, 2).state_dict(), path)
+    with pytest.raises(ValueError, match="no tensor .* matches"):
+        DeepLabV3Plus(pretrained=path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        DeepLabV3Plus(pretrained=tmp_path / "missing.pth")
+
+
+def test_deeplab_offline_imagenet_error_is_actionable(monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", offline)
+    with pytest.raises(RuntimeError) as error:
+        DeepLabV3Plus(pretrained="imagenet")
+    message = str(error.value)
+    assert torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url in message
+    assert "name resolution" in message and "checkpoints" in message and "pretrained=" in message
