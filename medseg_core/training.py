@@ -6,8 +6,9 @@ so variants are small subclasses, and it keeps no single-process assumptions: th
 :func:`medseg_core.runtime.get_device` (``LOCAL_RANK`` under ``torchrun``), only the main process writes files,
 and samplers with ``set_epoch`` (``DistributedSampler``) are told the epoch.
 
-Exact resume. At the start of epoch ``e`` every random generator is re-seeded from ``(seed, e, rank)``, so the
-shuffling order, augmentation and dropout of an epoch do not depend on what ran before. Together with the
+Exact resume. At the start of epoch ``e`` every random generator (global ones and the loaders' own
+``generator``) is re-seeded from ``(seed, e, rank)``, so the shuffling order, augmentation and dropout of an
+epoch do not depend on what ran before. Together with the
 model, optimiser, scheduler and grad-scaler states in ``last.pt``, a run interrupted after any epoch and
 resumed ends with the same weights as an uninterrupted run (tested in ``tests/test_training.py``).
 
@@ -280,9 +281,14 @@ class Trainer:
         return patience is not None and self.epochs_without_improvement >= patience
 
     def _run_epoch(self, epoch: int, train_loader: DataLoader, val_loader: DataLoader | None) -> dict[str, float]:
-        seed_everything(self.config.seed * 100_003 + epoch * 1_009 + rank())
+        epoch_seed = self.config.seed * 100_003 + epoch * 1_009 + rank()
+        seed_everything(epoch_seed)
         for loader in (train_loader, val_loader):
-            if loader is not None and hasattr(loader.sampler, "set_epoch"):
+            if loader is None:
+                continue
+            if getattr(loader, "generator", None) is not None:  # shuffling and worker seeds of this epoch
+                loader.generator.manual_seed(epoch_seed)
+            if hasattr(loader.sampler, "set_epoch"):
                 loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         self.model.train()

@@ -22,6 +22,7 @@ __all__ = [
     "plot_overlays",
     "plot_window",
     "plot_history",
+    "plot_predictions",
     "save_figure",
     "TRUTH_COLOUR",
     "PREDICTION_COLOUR",
@@ -137,3 +138,40 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path, dpi: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def plot_predictions(
+    model: torch.nn.Module,
+    loader: torch.utils.data.DataLoader,
+    ids: Sequence[str] | None = None,
+    *,
+    results: pd.DataFrame | None = None,
+    metric: str = "dice",
+    max_cases: int = 4,
+    threshold: float = 0.5,
+) -> plt.Figure:
+    """Overlays of the model's predictions for the cases ``ids`` (default: the first ``max_cases``).
+
+    With ``results`` (from :func:`medseg_core.evaluation.evaluate`), titles show each case's ``metric``.
+    """
+    from .evaluation import predict_cases
+
+    wanted = list(ids) if ids is not None else None
+    cases = {}
+    for case in predict_cases(model, loader):
+        if (wanted is None and len(cases) < max_cases) or (wanted is not None and case["id"] in wanted):
+            cases[case["id"]] = case
+        if len(cases) == (len(wanted) if wanted is not None else max_cases):
+            break
+    order = wanted if wanted is not None else list(cases)
+    missing = [case_id for case_id in order if case_id not in cases]
+    if missing:
+        raise KeyError(f"cases not found in the loader: {missing[:5]}")
+    scores = results.groupby("id")[metric].mean() if results is not None else {}
+    titles = [f"{i}  {metric} {scores[i]:.3f}" if i in scores else i for i in order]
+    predictions = []
+    for case_id in order:
+        probability = cases[case_id]["probability"]
+        predictions.append(probability[0] > threshold if probability.shape[0] == 1 else probability.argmax(0) > 0)
+    return plot_overlays([cases[i]["image"] for i in order], [cases[i]["truth"] > 0 for i in order], predictions,
+                         titles)

@@ -54,7 +54,8 @@ class SquaresDataset(Dataset):
 
 
 def _loaders() -> tuple[DataLoader, DataLoader]:
-    return (DataLoader(SquaresDataset(), batch_size=4, shuffle=True),
+    shuffling = torch.Generator().manual_seed(0)  # a loader-owned generator, as xca_dataloaders makes
+    return (DataLoader(SquaresDataset(), batch_size=4, shuffle=True, generator=shuffling),
             DataLoader(SquaresDataset(6, noise=0.0), batch_size=3))
 
 

@@ -71,20 +71,21 @@ FOV_RADIUS_MM = 3.0  # radius of the circular field of view; sets the scale (the
 CATHETER_RADIUS_MM = 0.5  # outer radius of the catheter sheath
 GUIDEWIRE_RADIUS_MM = 0.18  # a 0.014-inch coronary guidewire
 NUM_ALINES = 504  # A-lines per frame of a common commercial IVOCT system
-AXIAL_RESOLUTION_MM = 0.015  # sets the speckle grain along depth
-DYNAMIC_RANGE_DB = (-45.0, 4.0)  # log-compressed signal range mapped to display values 0..1
+AXIAL_RESOLUTION_MM = 0.01  # sets the speckle grain along depth
+DYNAMIC_RANGE_DB = (-40.0, 15.0)  # log-compressed signal range mapped to display values 0..1
+NOISE_FLOOR = 2e-4  # mean detection noise, relative to the backscatter of healthy intima
 _CATHETER_CLEARANCE_MM = CATHETER_RADIUS_MM + 2.0 * GUIDEWIRE_RADIUS_MM + 0.1  # lumen room around the catheter
 
 # (backscatter, attenuation in 1/mm) per structure; backscatter is relative to healthy intima.
 TISSUE_OPTICS: dict[str, tuple[float, float]] = {
-    "flush": (0.0015, 0.1),  # contrast-flushed lumen with a trace of residual blood
-    "catheter_fluid": (0.02, 0.2),
-    "intima": (1.0, 4.0),
-    "media": (0.12, 4.0),  # smooth muscle: the dark middle band
-    "adventitia": (0.7, 3.0),
-    "periadventitia": (0.3, 3.0),
-    "fibrous_cap": (1.6, 5.0),
-    "lipid": (1.3, 14.0),  # bright near the cap, then fast decay: signal-poor with a diffuse border
+    "flush": (3e-5, 0.1),  # contrast-flushed lumen with a trace of residual blood
+    "catheter_fluid": (1e-3, 0.2),
+    "intima": (1.0, 2.5),
+    "media": (0.25, 2.5),  # smooth muscle: the dark middle band
+    "adventitia": (0.7, 2.0),
+    "periadventitia": (0.45, 2.0),
+    "fibrous_cap": (2.5, 3.0),
+    "lipid": (1.3, 8.0),  # bright near the cap, then fast decay: signal-poor with a diffuse border
     "calcium": (0.08, 2.0),  # signal-poor, sharp borders, tissue behind stays visible
     "vasa_vasorum": (0.01, 0.5),
 }
@@ -273,16 +274,16 @@ def sample_pullback_params(
     phase = rng.uniform(0.3, 1.2) * np.pi * position  # how far the anatomy drifts along the pullback
 
     lumen_radius = rng.uniform(1.15, 1.75) * (1.0 + 0.12 * np.sin(phase + rng.uniform(0, 2 * np.pi)))
-    lumen_shape_a, lumen_shape_b = (_random_fourier(rng, 4, 0.16, first_harmonic=2) for _ in range(2))
+    lumen_shape_a, lumen_shape_b = (_random_fourier(rng, 4, 0.1, first_harmonic=2) for _ in range(2))
     offset_angle = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.4) * position
     offset_size = rng.uniform(0.1, 0.6) * (1.0 + 0.2 * np.sin(phase))
     wall_shape_a, wall_shape_b = (_random_fourier(rng, 5, 0.25, first_harmonic=1) for _ in range(2))
-    intima, media, adventitia = rng.uniform(0.12, 0.3), rng.uniform(0.06, 0.12), rng.uniform(0.3, 0.5)
+    intima, media, adventitia = rng.uniform(0.15, 0.45), rng.uniform(0.05, 0.1), rng.uniform(0.3, 0.5)
 
     lipid_angle = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.25) * position
-    lipid_max_width = np.deg2rad(rng.uniform(70.0, 160.0))
+    lipid_max_width = np.deg2rad(rng.uniform(90.0, 180.0))
     cap_thickness = rng.uniform(0.08, 0.3) * (1.0 + 0.2 * np.sin(phase + rng.uniform(0, 2 * np.pi)))
-    lipid_depth = rng.uniform(0.7, 1.4) * (1.0 + 0.15 * np.sin(phase + rng.uniform(0, 2 * np.pi)))
+    lipid_depth = rng.uniform(0.8, 1.6) * (1.0 + 0.15 * np.sin(phase + rng.uniform(0, 2 * np.pi)))
     lipid_width = lipid_max_width * _run_taper(lipid_frames)
     # The guidewire and calcium stay clear of the lipid sector so that its label is visible in the image.
     guidewire_angle = lipid_angle + rng.uniform(0.6, 1.4) * np.pi + rng.normal(0, 0.1) * position
@@ -344,14 +345,14 @@ def _contiguous_run(
 
 
 def _run_taper(run: np.ndarray) -> np.ndarray:
-    """Relative plaque size along a run of frames: largest in its middle, 40 % at its ends, 0 outside."""
+    """Relative plaque size along a run of frames: largest in its middle, 60 % at its ends, 0 outside."""
     taper = np.zeros(run.shape, dtype=np.float64)
     indices = np.flatnonzero(run)
     if indices.size:
         # Split into contiguous runs so that each gets its own taper.
         for segment in np.split(indices, np.flatnonzero(np.diff(indices) > 1) + 1):
             u = (np.arange(segment.size) + 0.5) / segment.size
-            taper[segment] = 0.4 + 0.6 * np.sin(np.pi * u)
+            taper[segment] = 0.6 + 0.4 * np.sin(np.pi * u)
     return taper
 
 
@@ -490,13 +491,19 @@ def simulate_polar_frame(
     signal = backscatter * transmission
     signal = _add_guidewire(params, theta, radius, surface, signal)
 
-    speckle = rng.gamma(shape=1.0, scale=1.0, size=signal.shape)
-    speckle = ndimage.gaussian_filter(speckle, sigma=(0.6, max(AXIAL_RESOLUTION_MM / dr, 0.5)), mode="wrap")
-    noise = rng.exponential(10 ** (DYNAMIC_RANGE_DB[0] / 10) * 1.3, size=signal.shape)
-    decibels = 10.0 * np.log10(signal * speckle / speckle.mean() + noise)
+    speckle = _speckle(rng, signal.shape, grain=(0.5, max(AXIAL_RESOLUTION_MM / dr, 0.5)))
+    noise = NOISE_FLOOR * rng.gamma(4.0, 0.25, size=signal.shape)  # detection noise, averaged over a few samples
+    decibels = 10.0 * np.log10(signal * speckle + noise)
     low, high = DYNAMIC_RANGE_DB
     display = np.clip((decibels - low) / (high - low), 0.0, 1.0).astype(np.float32)
     return PolarFrame(display=display, labels=labels, calcium=calcium, radius_mm=radius)
+
+
+def _speckle(rng: np.random.Generator, shape: tuple[int, int], grain: tuple[float, float]) -> np.ndarray:
+    """Fully developed speckle with mean 1: squared magnitude of random phasors blurred by the point-spread function."""
+    real, imaginary = (ndimage.gaussian_filter(rng.normal(size=shape), sigma=grain, mode="wrap") for _ in range(2))
+    intensity = real**2 + imaginary**2
+    return intensity / intensity.mean()
 
 
 def _sector_weight(theta: np.ndarray, centre: float, width: float, edge: float) -> np.ndarray:
@@ -561,9 +568,10 @@ def _add_vasa_vasorum(
 
 def _catheter_reflections(radius: np.ndarray) -> np.ndarray:
     """``(S,)`` backscatter of the catheter optics and sheath: thin bright concentric rings near the centre."""
+    width = max(0.008, float(radius[1] - radius[0]))  # never thinner than a depth sample
     rings = np.zeros_like(radius)
-    for ring_radius, strength in ((0.12, 0.08), (0.22, 0.05), (0.33, 0.12), (0.46, 0.3), (CATHETER_RADIUS_MM, 0.4)):
-        rings += strength * np.exp(-0.5 * ((radius - ring_radius) / 0.008) ** 2)
+    for ring_radius, strength in ((0.12, 0.01), (0.22, 0.008), (0.33, 0.02), (0.46, 0.06), (CATHETER_RADIUS_MM, 0.15)):
+        rings += strength * 0.008 / width * np.exp(-0.5 * ((radius - ring_radius) / width) ** 2)
     rings[radius < 0.04] = 0.0  # the fibre itself: no signal at the very centre
     return rings
 

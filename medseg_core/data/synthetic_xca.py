@@ -85,8 +85,8 @@ REFERENCE_SIZE = 512
 _STEP = 1.0  # centreline sampling step while growing the tree, reference pixels
 _MIN_RADIUS = 1.0  # vessels end when thinner than 2 px on the reference frame
 _MAX_GENERATION = 3
-_RENDER_SPACING = 0.3  # centreline points are resampled to at most this spacing (frame pixels) before rendering
-_TREE_CANVAS = (-80.0, REFERENCE_SIZE + 80.0)  # vessels stop growing once they leave this reference-pixel box
+_RENDER_SPACING = 0.5  # centreline points are resampled to at most this spacing (frame pixels) before rendering
+_TREE_CANVAS = (-20.0, REFERENCE_SIZE + 20.0)  # vessels end once they leave this reference-pixel box
 
 Displacement = Callable[[np.ndarray], np.ndarray]
 """Maps centreline points ``(N, 2)`` (row, col, in frame pixels) to their displacements ``(N, 2)`` in pixels."""
@@ -158,10 +158,17 @@ class VesselTree:
         """The same tree for a frame of ``image_size`` pixels (coordinates, radii and path lengths scaled)."""
         factor = image_size / self.image_size
         segments = tuple(
-            VesselSegment(s.centreline * factor, s.radii * factor, s.path_length * factor, s.generation, s.parent)
+            VesselSegment(
+                _rescale_points(s.centreline, factor), s.radii * factor, s.path_length * factor, s.generation, s.parent
+            )
             for s in self.segments
         )
-        return VesselTree(segments, image_size, self.ostium * factor)
+        return VesselTree(segments, image_size, _rescale_points(self.ostium, factor))
+
+
+def _rescale_points(points: np.ndarray, factor: float) -> np.ndarray:
+    """Pixel coordinates (pixel centres at integers) on a frame ``factor`` times larger."""
+    return (points + 0.5) * factor - 0.5
 
 
 @dataclass
@@ -191,49 +198,53 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
     """
     curvature_sd = rng.uniform(1 / 220, 1 / 110)
     correlation = math.exp(-_STEP / 40.0)
-    taper = vessel.radius * rng.uniform(0.15, 0.35) / vessel.max_length  # radius lost per pixel
-    branch_spacing = rng.uniform(30.0, 55.0) * (1.0 + 0.35 * vessel.generation)
-    next_branch = rng.uniform(0.5, 1.0) * branch_spacing if vessel.generation == 0 else rng.uniform(0.6, 1.4) * branch_spacing
-    side = rng.choice((-1.0, 1.0))
-    centre_target = np.array([0.55, 0.5]) * REFERENCE_SIZE
-
-    position = vessel.start.astype(np.float64)
-    heading, curvature, radius = vessel.heading, rng.normal(0.0, curvature_sd), vessel.radius
-    points, radii = [position.copy()], [radius]
-    children: list[_GrowingVessel] = []
+    taper = vessel.radius * rng.uniform(0.05, 0.15) / vessel.max_length  # radius lost per pixel
+    branch_spacing = rng.uniform(22.0, 40.0) * (1.0 + 0.35 * vessel.generation)
+    next_branch = rng.uniform(0.5, 1.4) * branch_spacing
+    side = float(rng.choice((-1.0, 1.0)))
     steps = int(vessel.max_length / _STEP)
+    innovations = rng.normal(0.0, curvature_sd * math.sqrt(1 - correlation**2), size=steps)
+    low, high = 40.0, REFERENCE_SIZE - 40.0  # inside this box the walk is free; outside it bends inwards gently
+    target_row, target_col = 0.55 * REFERENCE_SIZE, 0.5 * REFERENCE_SIZE
+
+    row, col = float(vessel.start[0]), float(vessel.start[1])
+    heading, curvature, radius = vessel.heading, float(rng.normal(0.0, curvature_sd)), vessel.radius
+    points, radii = [(row, col)], [radius]
+    children: list[_GrowingVessel] = []
     for step in range(1, steps + 1):
-        curvature = correlation * curvature + math.sqrt(1 - correlation**2) * rng.normal(0.0, curvature_sd)
+        curvature = correlation * curvature + innovations[step - 1]
         heading += curvature * _STEP
-        if np.any(position < 30.0) or np.any(position > REFERENCE_SIZE - 30.0):
-            to_centre = centre_target - position
-            heading += float(np.clip(_angle_towards(heading, math.atan2(to_centre[0], to_centre[1])), -0.03, 0.03))
-        position = position + _STEP * np.array([math.sin(heading), math.cos(heading)])
+        if not (low < row < high and low < col < high):
+            turn = _angle_towards(heading, math.atan2(target_row - row, target_col - col))
+            heading += min(max(turn, -0.012), 0.012)
+        row, col = row + _STEP * math.sin(heading), col + _STEP * math.cos(heading)
         radius -= taper * _STEP
-        if radius < _MIN_RADIUS or np.any(position < _TREE_CANVAS[0]) or np.any(position > _TREE_CANVAS[1]):
+        if radius < _MIN_RADIUS or not (
+            _TREE_CANVAS[0] < row < _TREE_CANVAS[1] and _TREE_CANVAS[0] < col < _TREE_CANVAS[1]
+        ):
             break
-        points.append(position.copy())
+        points.append((row, col))
         radii.append(radius)
         distance = step * _STEP
         if distance >= next_branch and vessel.generation < _MAX_GENERATION:
             next_branch = distance + rng.uniform(0.6, 1.4) * branch_spacing
-            ratio = rng.uniform(0.7, 0.9) if (vessel.generation == 0 and not children) else rng.uniform(0.45, 0.8)
+            ratio = rng.uniform(0.75, 0.85) if (vessel.generation == 0 and not children) else rng.uniform(0.4, 0.7)
             branch_radius = radius * ratio
-            if branch_radius < 1.25 * _MIN_RADIUS:
+            if branch_radius < 1.8 * _MIN_RADIUS:
                 continue
             side = -side if rng.random() < 0.7 else side
             children.append(
                 _GrowingVessel(
-                    start=position.copy(),
-                    heading=heading + side * math.radians(rng.uniform(30.0, 70.0)),
+                    start=np.array([row, col]),
+                    heading=heading + side * math.radians(rng.uniform(35.0, 80.0)),
                     radius=branch_radius,
-                    max_length=branch_radius * rng.uniform(45.0, 80.0),
+                    max_length=branch_radius * rng.uniform(90.0, 140.0),
                     start_path_length=vessel.start_path_length + distance,
                     generation=vessel.generation + 1,
                     parent=-1,  # filled in by the caller, which knows this vessel's index
                 )
             )
-            radius = (radius**3 - branch_radius**3) ** (1.0 / 3.0)
+            radius = (radius**3 - branch_radius**3) ** (1.0 / 3.0)  # Murray's law
             radii[-1] = radius
     centreline = np.asarray(points)
     path_length = vessel.start_path_length + _STEP * np.arange(len(points), dtype=np.float64)
@@ -243,13 +254,13 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
 
 def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
     """Grow one tree on the reference frame, breadth first from a main vessel at a random ostium."""
-    ostium = np.array([rng.uniform(0.08, 0.25), rng.uniform(0.25, 0.5)]) * REFERENCE_SIZE
+    ostium = np.array([rng.uniform(0.1, 0.25), rng.uniform(0.3, 0.5)]) * REFERENCE_SIZE
     heading = math.radians(rng.uniform(45.0, 95.0))
     if rng.random() < 0.5:  # mirror left/right so trees run either way
         ostium[1] = REFERENCE_SIZE - ostium[1]
         heading = math.pi - heading
     queue = [
-        _GrowingVessel(ostium, heading, rng.uniform(4.8, 6.0), rng.uniform(420.0, 560.0), 0.0, 0, -1)
+        _GrowingVessel(ostium, heading, rng.uniform(5.5, 6.0), rng.uniform(480.0, 620.0), 0.0, 0, -1)
     ]
     segments: list[VesselSegment] = []
     while queue:
@@ -356,8 +367,9 @@ def _render_tubes(
     keep &= weight > 0
     points, radius, weight, reach = points[keep], radius[keep], weight[keep], reach[keep]
     canvas_size = image_size + 2 * pad
-    canvas = np.zeros(canvas_size * canvas_size)
+    canvas = np.zeros(canvas_size * canvas_size, dtype=np.float32)
     centre_pixels = np.rint(points).astype(np.int64)
+    points, radius, weight = points.astype(np.float32), radius.astype(np.float32), weight.astype(np.float32)
     for window in np.unique(reach):
         group = reach == window
         offset_rows, offset_cols = np.mgrid[-window : window + 1, -window : window + 1]
@@ -365,12 +377,12 @@ def _render_tubes(
         offset_rows, offset_cols = offset_rows[in_disc], offset_cols[in_disc]
         rows = centre_pixels[group, :1] + offset_rows  # (n, K)
         cols = centre_pixels[group, 1:] + offset_cols
-        distance = np.hypot(rows - points[group, :1], cols - points[group, 1:])
+        distance = np.hypot(rows - points[group, :1], cols - points[group, 1:], dtype=np.float32)
         r = radius[group, None]
         chord = _semicircle_integral(distance + 0.5, r) - _semicircle_integral(distance - 0.5, r)
         flat = (rows + pad) * canvas_size + (cols + pad)
         np.maximum.at(canvas, flat.ravel(), (chord * weight[group, None]).ravel())
-    return canvas.reshape(canvas_size, canvas_size)[pad:-pad, pad:-pad]
+    return canvas.reshape(canvas_size, canvas_size)[pad:-pad, pad:-pad].astype(np.float64)
 
 
 def _displaced(points: np.ndarray, displacement: Displacement | None) -> np.ndarray:
@@ -463,7 +475,7 @@ def sample_catheter(rng: np.random.Generator, tree: VesselTree) -> Catheter:
     )
     t = np.linspace(0.0, 1.0, max(16, int(span * 2)))[:, None]
     bernstein = np.concatenate([(1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3], axis=1)
-    radius = rng.uniform(1.8, 2.4) * size / REFERENCE_SIZE
+    radius = rng.uniform(2.4, 3.0) * size / REFERENCE_SIZE
     return Catheter(bernstein @ controls, float(radius), tree.image_size)
 
 
@@ -471,7 +483,7 @@ def render_catheter(catheter: Catheter, image_size: int, displacement: Displacem
     """Projected thickness of the catheter, ``(H, W)`` float64 in pixels (see :func:`render_vessel_thickness`)."""
     _check_image_size(image_size)
     factor = image_size / catheter.image_size
-    centreline = _displaced(catheter.centreline * factor, displacement)
+    centreline = _displaced(_rescale_points(catheter.centreline, factor), displacement)
     radius = np.full(len(centreline), catheter.radius * factor)
     return _render_tubes([centreline], [radius], [np.ones(len(centreline))], image_size)
 
@@ -702,7 +714,7 @@ class ContrastBolus:
 
 def sample_contrast_bolus(rng: np.random.Generator) -> ContrastBolus:
     """Sample a wash-in that starts just before frame 0 and opacifies the whole tree within 0.3 s."""
-    attenuation = rng.uniform(0.055, 0.08)
+    attenuation = rng.uniform(0.08, 0.11)
     return ContrastBolus(
         arrival_s=float(rng.uniform(-0.1, -0.03)),
         fill_time_s=float(rng.uniform(0.1, 0.2)),
@@ -843,7 +855,7 @@ def simulate_sequence(
 
     background = background_canvas[margin:-margin, margin:-margin]
     reference_transmission = float(np.percentile(np.exp(-background), 99.0))
-    display_white = 225.0 / 255.0
+    display_white = 210.0 / 255.0
     to_reference = REFERENCE_SIZE / image_size  # chords in reference pixels, so contrast does not depend on size
     depth_threshold = -math.log(1.0 - mask_min_contrast)
     longest_path = max(float(tree.path_length.max()), 1e-9)

@@ -1,0 +1,189 @@
+"""Checksummed downloads for users, with errors that say how to fetch the files by hand when the network fails.
+
+Owns fetching files (the public OCT dataset on Zenodo, or any single URL); reading them is
+:mod:`medseg_core.data.oct`. Only the standard library is used (``urllib``), so no extra dependency is needed.
+A file is streamed into a temporary file next to its destination, its checksum verified, and only then renamed
+into place, so an interrupted or corrupted download never leaves a file that looks complete.
+
+The OCT dataset of Danilov et al. ("OCT Dataset for Segmentation of Atherosclerotic Plaque Morphological Features",
+DOI 10.5281/zenodo.14478210, CC BY 4.0) is record :data:`ZENODO_OCT_RECORD`; its file list and md5 checksums come
+from the Zenodo REST API.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+from http.client import HTTPException
+from urllib.error import HTTPError, URLError
+from urllib.request import Request, urlopen
+
+__all__ = [
+    "ZENODO_OCT_RECORD",
+    "ZENODO_API",
+    "DownloadError",
+    "ChecksumError",
+    "ZenodoFile",
+    "download_file",
+    "zenodo_record_files",
+    "download_zenodo_record",
+]
+
+ZENODO_OCT_RECORD = "14478210"
+ZENODO_API = "https://zenodo.org/api/records/{record_id}"
+_USER_AGENT = "medseg-kit (https://zenodo.org; urllib)"
+_CHUNK_BYTES = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A download failed; the message names the URL, the reason, and where to put a manually downloaded file."""
+
+
+class ChecksumError(DownloadError):
+    """A downloaded file does not match its published checksum (the partial file has been removed)."""
+
+
+@dataclass(frozen=True)
+class ZenodoFile:
+    """One file of a Zenodo record: its name, size in bytes, md5 checksum and download URL."""
+
+    key: str
+    size: int
+    md5: str
+    url: str
+
+
+def _manual_hint(url: str, dest: Path) -> str:
+    return f"download {url} by hand (e.g. in a browser) and save it as {dest.resolve()}"
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download_file(
+    url: str,
+    dest: str | Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``dest``, verifying ``md5`` or ``sha256`` if given; returns ``dest``.
+
+    An existing ``dest`` with the right checksum is kept without downloading again. The data is streamed to a
+    temporary file in ``dest``'s folder and atomically renamed once complete and verified.
+
+    Raises:
+        DownloadError: the URL cannot be reached or answers with an HTTP error (message: URL, reason, manual steps).
+        ChecksumError: the downloaded bytes do not match the checksum; nothing is left at ``dest``.
+        ValueError: both ``md5`` and ``sha256`` are given.
+    """
+    if md5 and sha256:
+        raise ValueError("pass md5= or sha256=, not both")
+    algorithm, expected = ("md5", md5.lower()) if md5 else ("sha256", sha256.lower()) if sha256 else (None, None)
+    dest = Path(dest)
+    if dest.is_file() and algorithm and _file_digest(dest, algorithm) == expected:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.new(algorithm or "sha256")
+    handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    temp_path = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as output:
+            try:
+                with urlopen(Request(url, headers={"User-Agent": _USER_AGENT}), timeout=timeout) as response:
+                    for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
+                        output.write(block)
+                        digest.update(block)
+            except HTTPError as error:
+                raise DownloadError(f"download of {url} failed: HTTP {error.code} {error.reason}. "
+                                    f"To continue, {_manual_hint(url, dest)}.") from error
+            except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
+                reason = getattr(error, "reason", error)
+                raise DownloadError(f"download of {url} failed: {reason} (offline, or the host is unreachable?). "
+                                    f"To continue, {_manual_hint(url, dest)}.") from error
+        if algorithm and digest.hexdigest() != expected:
+            raise ChecksumError(
+                f"{url} does not match its {algorithm} checksum (expected {expected}, got {digest.hexdigest()}); "
+                f"the partial file was removed. Retry, or {_manual_hint(url, dest)} and check its {algorithm}."
+            )
+        os.replace(temp_path, dest)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    return dest
+
+
+def zenodo_record_files(record_id: str = ZENODO_OCT_RECORD, *, timeout: float = 60.0) -> list[ZenodoFile]:
+    """Files of a Zenodo record (name, size, md5, URL), read from ``https://zenodo.org/api/records/<id>``.
+
+    Raises:
+        DownloadError: the API cannot be reached or answers with something that is not a record.
+    """
+    url = ZENODO_API.format(record_id=record_id)
+    page = f"https://zenodo.org/records/{record_id}"
+    try:
+        with urlopen(Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "application/json"}),
+                     timeout=timeout) as response:
+            record = json.loads(response.read().decode("utf-8"))
+    except HTTPError as error:
+        raise DownloadError(f"reading the Zenodo record {url} failed: HTTP {error.code} {error.reason}. "
+                            f"Open {page} and download the files by hand.") from error
+    except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(f"reading the Zenodo record {url} failed: {reason} (offline?). "
+                            f"Open {page} and download the files by hand.") from error
+    except ValueError as error:
+        raise DownloadError(f"{url} did not return JSON ({error}); open {page} and download the files by hand") from error
+    try:
+        return [
+            ZenodoFile(key=entry["key"], size=int(entry["size"]), md5=entry["checksum"].removeprefix("md5:"),
+                       url=entry["links"]["self"])
+            for entry in record["files"]
+        ]
+    except (KeyError, TypeError) as error:
+        raise DownloadError(f"{url} returned a record without the expected files list ({error!r}); "
+                            f"open {page} and download the files by hand") from error
+
+
+def download_zenodo_record(
+    record_id: str = ZENODO_OCT_RECORD,
+    dest: str | Path = ".",
+    filenames: Sequence[str] | None = None,
+    *,
+    timeout: float = 60.0,
+) -> list[Path]:
+    """Download (and md5-verify) the files of a Zenodo record into ``dest``; files already there and valid are kept.
+
+    Archives are not unpacked (use ``shutil.unpack_archive``); for the OCT dataset, unpack so that ``dest`` holds
+    ``fold_k/{train,test}/{img,mask}`` and point :func:`medseg_core.data.oct.find_oct_pairs` at it.
+
+    Args:
+        record_id: Zenodo record, :data:`ZENODO_OCT_RECORD` by default.
+        dest: destination folder.
+        filenames: only these files of the record (default: all).
+
+    Raises:
+        DownloadError: network or HTTP failure (with manual steps), or a checksum mismatch (:class:`ChecksumError`).
+        ValueError: ``filenames`` names files the record does not have (the message lists those it has).
+    """
+    dest = Path(dest)
+    try:
+        files = zenodo_record_files(record_id, timeout=timeout)
+    except DownloadError as error:
+        raise DownloadError(f"{error} Put the downloaded files in {dest.resolve()}.") from error
+    if filenames is not None:
+        available = {f.key for f in files}
+        unknown = sorted(set(filenames) - available)
+        if unknown:
+            raise ValueError(f"record {record_id} has no files {unknown}; it has {sorted(available)}")
+        files = [f for f in files if f.key in set(filenames)]
+    return [download_file(f.url, dest / f.key, md5=f.md5, timeout=timeout) for f in files]

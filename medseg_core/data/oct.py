@@ -1,0 +1,512 @@
+"""Coronary IVOCT data for the lipid-plaque DeepLabV3+: readers, patient-wise split, dataset, prepared derivative.
+
+Owns everything between OCT files on disk and batches: the 4-channel masks of the public OCT dataset
+(Danilov et al., Zenodo 10.5281/zenodo.14478210; channels lumen, fibrous cap, lipid core, vasa vasorum, each 0/255),
+the dataset's layouts (patient-wise folds ``fold_k/{train,test}/{img,mask}``, a flat ``img/`` + ``mask/``) and
+plain image/mask folders with single-channel masks. Synthetic data (:mod:`medseg_core.data.synthetic_oct`) uses
+the same layouts, so everything below reads both. Augmentations are left to :mod:`medseg_core.data.transforms`
+(passed in as ``transform``); downloads to :mod:`medseg_core.data.download`.
+
+Frames of one pullback are near duplicates, so data is always split by patient (:func:`patient_split`), never by
+frame. The seed of the improved DeepLabV3+ keeps only the lipid-core channel and resizes frames to 512 x 512:
+:func:`prepare_lipid_dataset` writes that derivative once, with checksums.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import tifffile
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from .io import DataError, list_images, read_image, to_label_mask
+
+if TYPE_CHECKING:
+    from medseg_core.config import OCTConfig
+
+__all__ = [
+    "OCT_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "OCT_NAME_PATTERN",
+    "PAIR_COLUMNS",
+    "read_oct_mask",
+    "write_oct_mask",
+    "find_oct_pairs",
+    "patient_split",
+    "OCTDataset",
+    "prepare_lipid_dataset",
+    "oct_dataloaders",
+]
+
+OCT_CLASSES: tuple[str, ...] = ("lumen", "fibrous_cap", "lipid_core", "vasa_vasorum")  # channel order of the TIFFs
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OCT_NAME_PATTERN = re.compile(r"^(?P<patient>\d{3})_(?P<pullback>\d+)_(?P<frame>\d{3,})$")
+PAIR_COLUMNS = ("id", "patient", "pullback", "frame", "image_path", "mask_path", "fold", "split")
+
+ImageMaskTransform = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    classes = tuple(classes)
+    unknown = [c for c in classes if c not in OCT_CLASSES]
+    if not classes or unknown or len(set(classes)) != len(classes):
+        raise ValueError(f"classes must be distinct names from {OCT_CLASSES}, got {classes}")
+    return classes
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Masks
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) -> np.ndarray:
+    """Read an OCT mask as an ``(H, W)`` uint8 label map: 0 background, ``i`` the ``i``-th of ``classes``.
+
+    Two encodings are understood:
+
+    * the dataset's ``(H, W, 4)`` masks (one channel per class in :data:`OCT_CLASSES` order), stored 0/255 or 0/1.
+      Where requested classes overlap (the real annotations overlap along some borders), the class later in
+      ``classes`` wins.
+    * single-channel label maps (for example from :func:`prepare_lipid_dataset` or plain folders), holding
+      indices ``0..len(classes)``, or 0/255 for one class (converted with a warning, see :func:`io.to_label_mask`).
+
+    Raises:
+        DataError: the file is missing, unreadable or holds other values; the message names the file.
+        ValueError: ``classes`` names an unknown class.
+    """
+    classes = _check_classes(classes)
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"mask not found: {path}")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            array = tifffile.imread(path)
+        else:
+            with Image.open(path) as image:
+                array = np.asarray(image)
+    except (tifffile.TiffFileError, UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise DataError(f"cannot read mask {path}: {error} (is the file complete? LZW TIFFs need imagecodecs)") from error
+    if array.ndim == 3 and array.shape[0] == len(OCT_CLASSES) and array.shape[-1] != len(OCT_CLASSES):
+        array = np.moveaxis(array, 0, -1)  # planar (4, H, W) storage
+    if array.ndim == 3 and array.shape[-1] == len(OCT_CLASSES):
+        return _channels_to_labels(array, classes, path)
+    if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3)):
+        return to_label_mask(np.squeeze(array, axis=-1) if array.ndim == 3 and array.shape[-1] == 1 else array,
+                             num_classes=len(classes) + 1, source=path)
+    raise DataError(
+        f"mask {path} has shape {array.shape}; expected (H, W, {len(OCT_CLASSES)}) with channels {OCT_CLASSES}, "
+        "or a single-channel (H, W) label map"
+    )
+
+
+def _channels_to_labels(array: np.ndarray, classes: tuple[str, ...], path: Path) -> np.ndarray:
+    values = set(np.unique(array).tolist())
+    if values <= {0, 1}:
+        on = array == 1
+    elif values <= {0, 255}:
+        on = array == 255
+    else:
+        raise DataError(
+            f"mask {path} channels hold values {sorted(values)[:10]}; expected 0/255 (the dataset's TIFFs) or 0/1 "
+            "in every class channel (a resampled mask? resize masks with nearest-neighbour interpolation)"
+        )
+    labels = np.zeros(array.shape[:2], dtype=np.uint8)
+    for index, name in enumerate(classes, start=1):
+        labels[on[..., OCT_CLASSES.index(name)]] = index
+    return labels
+
+
+def write_oct_mask(path: str | Path, channels: np.ndarray) -> Path:
+    """Write ``(H, W, 4)`` 0/255 uint8 class channels like the dataset: LZW TIFF that Pillow opens as RGBA."""
+    channels = np.asarray(channels)
+    if channels.ndim != 3 or channels.shape[-1] != len(OCT_CLASSES) or channels.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, {len(OCT_CLASSES)}) uint8 channels, got {channels.shape} {channels.dtype}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, channels, photometric="rgb", extrasamples=("unassalpha",), compression="lzw")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Finding image/mask pairs
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def find_oct_pairs(
+    root: str | Path,
+    *,
+    image_dir: str | Path | None = None,
+    mask_dir: str | Path | None = None,
+    patient_from_stem: Callable[[str], str] | None = None,
+    check_sizes: bool = True,
+) -> pd.DataFrame:
+    """List image/mask pairs under ``root`` as a DataFrame with :data:`PAIR_COLUMNS`.
+
+    Understood layouts, tried in this order:
+
+    1. ``image_dir`` and ``mask_dir`` given (relative to ``root`` or absolute): plain folders with any names;
+    2. ``fold_k/<split>/{img,mask}`` (the dataset's patient-wise folds; ``fold`` and ``split`` columns filled,
+       so each frame appears once per fold);
+    3. ``img/`` + ``mask/`` (flat, like the released sample);
+    4. ``images/`` + ``masks/``.
+
+    Images and masks pair by file stem. ``patient``, ``pullback`` and ``frame`` come from names
+    ``{patient:03d}_{pullback}_{frame:03d}``; other names go through ``patient_from_stem`` or, by default, each
+    image becomes its own group (with a warning: a patient-wise split is then impossible).
+
+    Args:
+        check_sizes: compare image and mask sizes (reads only the file headers).
+
+    Raises:
+        DataError: no known layout, unpaired images or masks (a few names listed), or different image/mask sizes.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"OCT data folder not found: {root}")
+    folders = _layout_folders(root, image_dir, mask_dir)
+    frames = []
+    for fold, split, images_folder, masks_folder in folders:
+        for stem, image_path, mask_path in _pair_folder(images_folder, masks_folder):
+            frames.append({"id": stem, "image_path": str(image_path), "mask_path": str(mask_path),
+                           "fold": fold, "split": split})
+    pairs = pd.DataFrame(frames)
+    parsed = [_parse_stem(stem, patient_from_stem) for stem in pairs["id"]]
+    pairs["patient"] = [p[0] for p in parsed]
+    pairs["pullback"] = pd.array([p[1] for p in parsed], dtype="Int64")
+    pairs["frame"] = pd.array([p[2] for p in parsed], dtype="Int64")
+    pairs["fold"] = pd.array(pairs["fold"], dtype="Int64")
+    unparsed = [stem for stem, p in zip(pairs["id"], parsed) if p[1] is None]
+    if unparsed and patient_from_stem is None:
+        warnings.warn(
+            f"{len(unparsed)} file names (e.g. {unparsed[:3]}) do not follow {{patient:03d}}_{{pullback}}_{{frame:03d}}; "
+            "each becomes its own patient group, so grouping frames by patient is impossible. Rename the files or "
+            "pass patient_from_stem=",
+            stacklevel=2,
+        )
+    if check_sizes:
+        _check_pair_sizes(pairs)
+    pairs = pairs.sort_values(["fold", "split", "patient", "pullback", "frame", "id"], na_position="first")
+    return pairs.loc[:, list(PAIR_COLUMNS)].reset_index(drop=True)
+
+
+def _layout_folders(
+    root: Path, image_dir: str | Path | None, mask_dir: str | Path | None
+) -> list[tuple[int | None, str | None, Path, Path]]:
+    """``(fold, split, image folder, mask folder)`` for each folder pair of the detected layout."""
+    if (image_dir is None) != (mask_dir is None):
+        raise ValueError("pass both image_dir= and mask_dir=, or neither")
+    if image_dir is not None:
+        return [(None, None, root / image_dir, root / mask_dir)]
+    fold_dirs = sorted((p for p in root.iterdir() if p.is_dir() and re.fullmatch(r"fold_\d+", p.name)),
+                       key=lambda p: int(p.name.split("_")[1]))
+    if fold_dirs:
+        folders = []
+        for fold_dir in fold_dirs:
+            splits = [s for s in sorted(fold_dir.iterdir()) if (s / "img").is_dir() and (s / "mask").is_dir()]
+            if not splits:
+                raise DataError(f"{fold_dir} holds no <split>/img + <split>/mask folders (expected train/ and test/)")
+            folders += [(int(fold_dir.name.split("_")[1]), s.name, s / "img", s / "mask") for s in splits]
+        return folders
+    for images_name, masks_name in (("img", "mask"), ("images", "masks")):
+        if (root / images_name).is_dir() and (root / masks_name).is_dir():
+            return [(None, None, root / images_name, root / masks_name)]
+    raise DataError(
+        f"no OCT data layout found in {root}: expected fold_k/{{train,test}}/{{img,mask}}, img/ + mask/, "
+        "images/ + masks/, or pass image_dir= and mask_dir="
+    )
+
+
+def _stems(files: list[Path], folder: Path) -> dict[str, Path]:
+    by_stem: dict[str, Path] = {}
+    for path in files:
+        if path.stem in by_stem:
+            raise DataError(f"{folder} holds two files for {path.stem!r}: {by_stem[path.stem].name} and {path.name}")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _pair_folder(images_folder: Path, masks_folder: Path) -> list[tuple[str, Path, Path]]:
+    images = _stems(list_images(images_folder), images_folder)
+    masks = _stems(list_images(masks_folder), masks_folder)
+    for missing, have, lack in ((sorted(set(images) - set(masks)), images_folder, masks_folder),
+                                (sorted(set(masks) - set(images)), masks_folder, images_folder)):
+        if missing:
+            raise DataError(
+                f"{len(missing)} files in {have} have no partner with the same name in {lack}, e.g. {missing[:5]}; "
+                "every image needs a mask with the same file stem"
+            )
+    return [(stem, images[stem], masks[stem]) for stem in sorted(images)]
+
+
+def _parse_stem(stem: str, patient_from_stem: Callable[[str], str] | None) -> tuple[str, int | None, int | None]:
+    match = OCT_NAME_PATTERN.match(stem)
+    if match:
+        return match["patient"], int(match["pullback"]), int(match["frame"])
+    return (str(patient_from_stem(stem)) if patient_from_stem else stem), None, None
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise DataError(f"cannot read {path}: {error} (is the file complete and an image?)") from error
+
+
+def _check_pair_sizes(pairs: pd.DataFrame) -> None:
+    mismatched = []
+    for row in pairs.drop_duplicates("image_path").itertuples():
+        image_size, mask_size = _image_size(row.image_path), _image_size(row.mask_path)
+        if image_size != mask_size:
+            mismatched.append(f"{row.id} (image {image_size[0]}x{image_size[1]}, mask {mask_size[0]}x{mask_size[1]})")
+    if mismatched:
+        raise DataError(
+            f"{len(mismatched)} image/mask pairs differ in size, e.g. {mismatched[:5]}; masks must have their image's size"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Split and dataset
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def patient_split(
+    pairs: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split pairs into training and validation by patient (never by frame: neighbouring frames are near duplicates).
+
+    ``round(val_fraction * patients)`` patients (at least one, and at least one left for training) go to validation,
+    chosen by a seeded permutation of the sorted patient ids.
+
+    Raises:
+        ValueError: ``val_fraction`` outside (0, 1), fewer than two patients, or pairs from several folds of the
+            fold layout (select one fold's split first).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if pairs["id"].duplicated().any():
+        raise ValueError(
+            "pairs repeat frame ids (several folds of the fold layout?); select one first, e.g. "
+            "pairs[(pairs.fold == 1) & (pairs.split == 'train')]"
+        )
+    patients = np.array(sorted(pairs["patient"].unique()))
+    if patients.size < 2:
+        raise ValueError(f"a patient-wise split needs at least 2 patients, got {patients.tolist()}")
+    num_val = min(patients.size - 1, max(1, int(round(val_fraction * patients.size))))
+    val_patients = set(patients[np.random.default_rng(seed).permutation(patients.size)[:num_val]])
+    is_val = pairs["patient"].isin(val_patients)
+    train, val = pairs[~is_val].reset_index(drop=True), pairs[is_val].reset_index(drop=True)
+    assert not set(train["patient"]) & set(val["patient"]), "a patient is in both training and validation"
+    return train, val
+
+
+def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(3, H, W)`` uint8 image (antialiased bilinear) and ``(H, W)`` mask (nearest) -> ``size x size``."""
+    image = TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    mask = TF.resize(mask[None], [size, size], interpolation=InterpolationMode.NEAREST_EXACT)[0]
+    return image, mask
+
+
+def _load_pair(image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(3, H, W)`` uint8 image and ``(H, W)`` uint8 label map, checked to have the same size."""
+    image = read_image(image_path, mode="RGB")
+    mask = read_oct_mask(mask_path, classes)
+    if image.shape[:2] != mask.shape:
+        raise DataError(f"image {image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape}")
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)  # writable copy
+
+
+class OCTDataset(Dataset):
+    """OCT frames for segmentation; item ``{"image": (3, H, W) float32 ImageNet-normalised, "mask": (H, W) int64, "id"}``.
+
+    Each item is read, resized to ``image_size`` (antialiased bilinear image, nearest mask), handed to
+    ``transform(image, mask)`` as a ``tv_tensors.Image`` float32 in [0, 1] and a ``tv_tensors.Mask`` int64
+    (augmentation only: no normalisation), and finally normalised with the ImageNet mean and std.
+
+    Args:
+        pairs: rows with ``id``, ``image_path``, ``mask_path`` (e.g. from :func:`find_oct_pairs`).
+        classes: foreground classes in label order (mask value ``i`` = ``classes[i - 1]``).
+        image_size: output side length, or None to keep the stored size.
+        transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
+    """
+
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        classes: Sequence[str] = ("lipid_core",),
+        image_size: int | None = 512,
+        transform: ImageMaskTransform | None = None,
+    ) -> None:
+        missing = {"id", "image_path", "mask_path"} - set(pairs.columns)
+        if missing:
+            raise ValueError(f"pairs lack columns {sorted(missing)}; build them with find_oct_pairs()")
+        if len(pairs) == 0:
+            raise ValueError("pairs is empty: no OCT frames to load")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be positive or None, got {image_size}")
+        self.pairs = pairs.reset_index(drop=True)
+        self.classes = _check_classes(classes)
+        self.image_size = image_size
+        self.transform = transform
+        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
+        row = self.pairs.iloc[index]
+        image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes)
+        if self.image_size is not None:
+            image, mask = _resize_pair(image, mask, self.image_size)
+        image = tv_tensors.Image(image.float() / 255.0)
+        mask = tv_tensors.Mask(mask.long())
+        if self.transform is not None:
+            image, mask = self.transform(image, mask)
+        image = (image.as_subclass(torch.Tensor) - self._mean) / self._std
+        return {"image": image.float(), "mask": mask.as_subclass(torch.Tensor).long(), "id": str(row["id"])}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Prepared derivative and loaders
+# ----------------------------------------------------------------------------------------------------------------
+
+_PREPARE_FILE = "prepare.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare_lipid_dataset(
+    src_root: str | Path,
+    dst_root: str | Path,
+    image_size: int = 512,
+    classes: Sequence[str] = ("lipid_core",),
+) -> pd.DataFrame:
+    """Write the seed's processed derivative: resized RGB images and single-channel label masks, with a manifest.
+
+    ``dst_root/img/<id>.png`` (``image_size`` square RGB), ``dst_root/mask/<id>.png`` (uint8 labels ``0..len(classes)``,
+    0/1 for the default lipid core), and ``dst_root/manifest.csv`` with ``id, patient, pullback, frame, fold``
+    (the test fold in the fold layout), ``source_image, source_mask, image_path, mask_path`` (relative to
+    ``dst_root``), ``image_sha256, mask_sha256`` and ``<class>_fraction``. ``find_oct_pairs(dst_root)`` reads it.
+
+    Idempotent: when ``prepare.json`` records the same source and settings and every output still has its
+    checksum, nothing is written and the manifest is returned.
+
+    Raises:
+        DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, or the source is unusable.
+    """
+    classes = _check_classes(classes)
+    src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
+    pairs = find_oct_pairs(src_root)
+    frames = _unique_frames(pairs)
+    settings = {"source": str(src_root), "image_size": image_size, "classes": list(classes),
+                "ids": frames["id"].tolist()}
+    manifest_path, settings_path = dst_root / "manifest.csv", dst_root / _PREPARE_FILE
+    if settings_path.is_file():
+        if json.loads(settings_path.read_text()) == settings and manifest_path.is_file():
+            manifest = pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
+                {"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
+            if all((dst_root / rel).is_file() and _sha256(dst_root / rel) == digest
+                   for column in ("image", "mask")
+                   for rel, digest in zip(manifest[f"{column}_path"], manifest[f"{column}_sha256"])):
+                return manifest
+        for folder in (dst_root / "img", dst_root / "mask"):
+            shutil.rmtree(folder, ignore_errors=True)
+        settings_path.unlink()
+    elif (dst_root / "img").exists() or (dst_root / "mask").exists():
+        raise DataError(f"{dst_root} holds img/ or mask/ not written by prepare_lipid_dataset; choose an empty folder")
+
+    rows = []
+    for frame in frames.itertuples():
+        image, mask = _load_pair(frame.image_path, frame.mask_path, classes)
+        image, mask = _resize_pair(image, mask, image_size)
+        image_out = dst_root / "img" / f"{frame.id}.png"
+        mask_out = dst_root / "mask" / f"{frame.id}.png"
+        for path, array in ((image_out, image.permute(1, 2, 0).numpy()), (mask_out, mask.numpy())):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.ascontiguousarray(array)).save(path)
+        rows.append({
+            "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
+            "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
+            "image_path": image_out.relative_to(dst_root).as_posix(), "mask_path": mask_out.relative_to(dst_root).as_posix(),
+            "image_sha256": _sha256(image_out), "mask_sha256": _sha256(mask_out),
+            **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
+        })
+    manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
+    manifest.to_csv(manifest_path, index=False)
+    settings_path.write_text(json.dumps(settings, indent=2))
+    return manifest
+
+
+def _unique_frames(pairs: pd.DataFrame) -> pd.DataFrame:
+    """One row per frame id; in the fold layout ``fold`` becomes the frame's test fold."""
+    if pairs["fold"].isna().all():
+        return pairs.reset_index(drop=True)
+    test_fold = pairs[pairs["split"] == "test"].drop_duplicates("id").set_index("id")["fold"]
+    frames = pairs.drop_duplicates("id").reset_index(drop=True)
+    frames["fold"] = pd.array(frames["id"].map(test_fold), dtype="Int64")
+    return frames
+
+
+def oct_dataloaders(
+    root: str | Path,
+    oct_config: "OCTConfig",
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    *,
+    fold: int | None = None,
+    train_transform: ImageMaskTransform | None = None,
+) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders from an OCT root (real or written by ``write_oct_dataset``), split by patient.
+
+    Uses ``oct_config.classes``, ``image_size``, ``val_fraction`` and ``augment``. In the fold layout, the training
+    split of ``fold`` (default: the first fold) is split into training and validation; its test split stays untouched
+    for evaluation. With ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` from
+    :mod:`medseg_core.data.transforms` augments the training set.
+
+    Args:
+        seed: seeds the patient split and the shuffling of the training loader.
+
+    Returns:
+        ``(train_loader, val_loader)``; the validation loader does not shuffle.
+    """
+    pairs = find_oct_pairs(root)
+    if pairs["fold"].notna().any():
+        folds = sorted(pairs["fold"].dropna().unique().tolist())
+        fold = folds[0] if fold is None else fold
+        if fold not in folds:
+            raise ValueError(f"fold {fold} not found in {root}; available folds: {folds}")
+        pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
+    train_pairs, val_pairs = patient_split(pairs, oct_config.val_fraction, seed=seed)
+    if train_transform is None and oct_config.augment:
+        from .transforms import oct_train_transforms
+
+        train_transform = oct_train_transforms(oct_config.image_size)
+    common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
+    loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
+                      "persistent_workers": num_workers > 0}
+    train_loader = DataLoader(OCTDataset(train_pairs, transform=train_transform, **common), shuffle=True,
+                              generator=torch.Generator().manual_seed(seed), **loader_options)
+    val_loader = DataLoader(OCTDataset(val_pairs, **common), shuffle=False, **loader_options)
+    return train_loader, val_loader

@@ -1,0 +1,52 @@
+"""Every numbered notebook runs headless with papermill in the smoke profile, and is committed clean."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medseg_core.notebooks import NOTEBOOK_DIR, NotebookError, list_notebooks, run_notebooks
+
+NOTEBOOKS = list_notebooks()
+
+
+def test_notebooks_are_numbered_and_present():
+    stems = [p.stem for p in NOTEBOOKS]
+    assert stems[:3] == ["00_quickstart", "01_xca_sequences", "02_train_svsnet"]
+    assert [s[:2] for s in stems] == sorted(s[:2] for s in stems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_without_outputs_and_has_parameters_cell(notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c["outputs"] and c["execution_count"] is None for c in code), "strip outputs (make strip)"
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1 and "profile" in "".join(tagged[0]["source"])
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_profile(notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path / "runs"))
+    table = run_notebooks("smoke", tmp_path / "executed", only=[notebook.stem], progress=False)
+    executed = json.loads((tmp_path / "executed" / notebook.name).read_text())
+    assert table["notebook"].tolist() == [notebook.name]
+    assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
+
+
+def test_runner_names_the_failing_notebook_and_cell(tmp_path):
+    import nbformat
+
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    notebook = nbformat.v4.new_notebook()
+    parameters = nbformat.v4.new_code_cell('profile = "cpu"')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook.cells = [parameters, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nbformat.write(notebook, folder / "00_broken.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), folder / "01_never_runs.ipynb")
+    with pytest.raises(NotebookError, match=r"00_broken.ipynb failed in cell \d+.*ZeroDivisionError"):
+        run_notebooks("smoke", tmp_path / "out", notebook_dir=folder, progress=False)
+    assert not (tmp_path / "out" / "01_never_runs.ipynb").exists()
