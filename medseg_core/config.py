@@ -80,6 +80,7 @@ class OCTConfig:
     frames_per_patient: int = 8
     classes: tuple[str, ...] = ("lipid_core",)  # foreground classes kept, in order; background is class 0
     val_fraction: float = 0.2  # grouped by patient, never by frame
+    test_fraction: float = 0.2  # flat layouts: patients held out for testing (fold layouts use the fold's test split)
     augment: bool = True
     seed: int = 0
 

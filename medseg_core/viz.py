@@ -23,6 +23,7 @@ __all__ = [
     "plot_window",
     "plot_history",
     "plot_predictions",
+    "plot_threshold_sweep",
     "save_figure",
     "TRUTH_COLOUR",
     "PREDICTION_COLOUR",
@@ -175,3 +176,19 @@ def plot_predictions(
         predictions.append(probability[0] > threshold if probability.shape[0] == 1 else probability.argmax(0) > 0)
     return plot_overlays([cases[i]["image"] for i in order], [cases[i]["truth"] > 0 for i in order], predictions,
                          titles)
+
+
+def plot_threshold_sweep(sweep: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Precision-recall curve and Dice vs threshold from :func:`medseg_core.evaluation.threshold_sweep`."""
+    fig, (pr_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.lineplot(sweep, x="recall", y="precision", marker="o", sort=False, ax=pr_ax)
+    pr_ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="precision-recall (pixels)")
+    sns.lineplot(sweep, x="threshold", y="dice", marker="o", ax=dice_ax, color="C2")
+    best = sweep.loc[sweep["dice"].idxmax()]
+    dice_ax.axvline(best["threshold"], color="grey", linestyle="--", label=f"best {best['threshold']:.2f}")
+    dice_ax.set(xlabel="probability threshold", ylabel="Dice", ylim=(0, 1), title="Dice vs threshold")
+    dice_ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -137,7 +137,8 @@ def test_read_oct_mask_single_channel_label_maps(tmp_path):
         labels = read_oct_mask(save_png(tmp_path / "b.png", binary))
     np.testing.assert_array_equal(labels, binary // 255)
     indices = np.array([[0, 1, 2]], dtype=np.uint8)
-    np.testing.assert_array_equal(read_oct_mask(save_png(tmp_path / "i.png", indices), ("lumen", "lipid_core")), indices)
+    labels = read_oct_mask(save_png(tmp_path / "i.png", indices), ("lumen", "lipid_core"))
+    np.testing.assert_array_equal(labels, indices)
 
 
 # ------------------------------------------------------------------------------------------------ layouts
@@ -305,18 +306,20 @@ def test_prepare_refuses_foreign_output_folder(flat_root, tmp_path):
 
 
 def test_dataloaders_split_by_patient(flat_root, fold_root):
-    config = OCTConfig(image_size=32, val_fraction=0.4, augment=False)
-    train_loader, val_loader = oct_dataloaders(flat_root, config, batch_size=4, seed=0)
-    batch = next(iter(train_loader))
-    assert batch["image"].shape == (4, 3, 32, 32) and batch["mask"].shape == (4, 32, 32)
-    train_patients = set(train_loader.dataset.pairs["patient"])
-    val_patients = set(val_loader.dataset.pairs["patient"])
-    assert train_patients and val_patients and not train_patients & val_patients
-    assert len(train_loader.dataset) + len(val_loader.dataset) == 15
+    config = OCTConfig(image_size=32, val_fraction=0.4, test_fraction=0.2, augment=False)
+    loaders = oct_dataloaders(flat_root, config, batch_size=2, seed=0)
+    batch = next(iter(loaders["train"]))
+    assert batch["image"].shape == (2, 3, 32, 32) and batch["mask"].shape == (2, 32, 32)
+    patients = {split: set(loader.dataset.pairs["patient"]) for split, loader in loaders.items()}
+    assert all(patients.values())
+    assert not (patients["train"] & patients["val"] or patients["train"] & patients["test"]
+                or patients["val"] & patients["test"])
+    assert sum(len(loader.dataset) for loader in loaders.values()) == 15
 
-    fold_train, fold_val = oct_dataloaders(fold_root, config, batch_size=2, fold=2)
+    fold_loaders = oct_dataloaders(fold_root, config, batch_size=2, fold=2)
     test_patients = set(find_oct_pairs(fold_root).query("fold == 2 and split == 'test'")["patient"])
-    used = set(fold_train.dataset.pairs["patient"]) | set(fold_val.dataset.pairs["patient"])
+    used = set(fold_loaders["train"].dataset.pairs["patient"]) | set(fold_loaders["val"].dataset.pairs["patient"])
     assert used and not used & test_patients
+    assert set(fold_loaders["test"].dataset.pairs["patient"]) == test_patients
     with pytest.raises(ValueError, match="available folds"):
         oct_dataloaders(fold_root, config, batch_size=2, fold=7)

@@ -142,7 +142,9 @@ def zenodo_record_files(record_id: str = ZENODO_OCT_RECORD, *, timeout: float = 
         raise DownloadError(f"reading the Zenodo record {url} failed: {reason} (offline?). "
                             f"Open {page} and download the files by hand.") from error
     except ValueError as error:
-        raise DownloadError(f"{url} did not return JSON ({error}); open {page} and download the files by hand") from error
+        raise DownloadError(
+            f"{url} did not return JSON ({error}); open {page} and download the files by hand"
+        ) from error
     try:
         return [
             ZenodoFile(key=entry["key"], size=int(entry["size"]), md5=entry["checksum"].removeprefix("md5:"),

@@ -99,7 +99,9 @@ def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) ->
             with Image.open(path) as image:
                 array = np.asarray(image)
     except (tifffile.TiffFileError, UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise DataError(f"cannot read mask {path}: {error} (is the file complete? LZW TIFFs need imagecodecs)") from error
+        raise DataError(
+            f"cannot read mask {path}: {error} (is the file complete? LZW TIFFs need imagecodecs)"
+        ) from error
     if array.ndim == 3 and array.shape[0] == len(OCT_CLASSES) and array.shape[-1] != len(OCT_CLASSES):
         array = np.moveaxis(array, 0, -1)  # planar (4, H, W) storage
     if array.ndim == 3 and array.shape[-1] == len(OCT_CLASSES):
@@ -192,7 +194,8 @@ def find_oct_pairs(
     unparsed = [stem for stem, p in zip(pairs["id"], parsed) if p[1] is None]
     if unparsed and patient_from_stem is None:
         warnings.warn(
-            f"{len(unparsed)} file names (e.g. {unparsed[:3]}) do not follow {{patient:03d}}_{{pullback}}_{{frame:03d}}; "
+            f"{len(unparsed)} file names (e.g. {unparsed[:3]}) do not follow "
+            "{patient:03d}_{pullback}_{frame:03d}; "
             "each becomes its own patient group, so grouping frames by patient is impossible. Rename the files or "
             "pass patient_from_stem=",
             stacklevel=2,
@@ -269,13 +272,14 @@ def _image_size(path: str) -> tuple[int, int]:
 
 def _check_pair_sizes(pairs: pd.DataFrame) -> None:
     mismatched = []
-    for row in pairs.drop_duplicates("image_path").itertuples():
+    for row in pairs.drop_duplicates("id").itertuples():  # the fold layout holds copies of each frame: check one
         image_size, mask_size = _image_size(row.image_path), _image_size(row.mask_path)
         if image_size != mask_size:
             mismatched.append(f"{row.id} (image {image_size[0]}x{image_size[1]}, mask {mask_size[0]}x{mask_size[1]})")
     if mismatched:
         raise DataError(
-            f"{len(mismatched)} image/mask pairs differ in size, e.g. {mismatched[:5]}; masks must have their image's size"
+            f"{len(mismatched)} image/mask pairs differ in size, e.g. {mismatched[:5]}; "
+            "masks must have their image's size"
         )
 
 
@@ -321,7 +325,9 @@ def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[to
     return image, mask
 
 
-def _load_pair(image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_pair(
+    image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(3, H, W)`` uint8 image and ``(H, W)`` uint8 label map, checked to have the same size."""
     image = read_image(image_path, mode="RGB")
     mask = read_oct_mask(mask_path, classes)
@@ -331,7 +337,7 @@ def _load_pair(image_path: str | Path, mask_path: str | Path, classes: tuple[str
 
 
 class OCTDataset(Dataset):
-    """OCT frames for segmentation; item ``{"image": (3, H, W) float32 ImageNet-normalised, "mask": (H, W) int64, "id"}``.
+    """OCT frames for segmentation: ``{"image": (3, H, W) float32 ImageNet-normalised, "mask": (H, W) int64, "id"}``.
 
     Each item is read, resized to ``image_size`` (antialiased bilinear image, nearest mask), handed to
     ``transform(image, mask)`` as a ``tv_tensors.Image`` float32 in [0, 1] and a ``tv_tensors.Mask`` int64
@@ -448,7 +454,8 @@ def prepare_lipid_dataset(
         rows.append({
             "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
             "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
-            "image_path": image_out.relative_to(dst_root).as_posix(), "mask_path": mask_out.relative_to(dst_root).as_posix(),
+            "image_path": image_out.relative_to(dst_root).as_posix(),
+            "mask_path": mask_out.relative_to(dst_root).as_posix(),
             "image_sha256": _sha256(image_out), "mask_sha256": _sha256(mask_out),
             **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
         })
@@ -477,19 +484,21 @@ def oct_dataloaders(
     *,
     fold: int | None = None,
     train_transform: ImageMaskTransform | None = None,
-) -> tuple[DataLoader, DataLoader]:
-    """Training and validation loaders from an OCT root (real or written by ``write_oct_dataset``), split by patient.
+) -> dict[str, DataLoader]:
+    """Training, validation and test loaders from an OCT root (real or written by ``write_oct_dataset``).
 
-    Uses ``oct_config.classes``, ``image_size``, ``val_fraction`` and ``augment``. In the fold layout, the training
-    split of ``fold`` (default: the first fold) is split into training and validation; its test split stays untouched
-    for evaluation. With ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` from
-    :mod:`medseg_core.data.transforms` augments the training set.
+    Every split is by patient. In the fold layout, the test split of ``fold`` (default: the first fold) is the
+    test set and its training split is divided into training and validation (``oct_config.val_fraction``). In
+    the flat layout, ``oct_config.test_fraction`` of the patients are held out for testing first, then
+    ``val_fraction`` of the rest for validation. Also uses ``classes``, ``image_size`` and ``augment``; with
+    ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` augments the training set.
+    The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
 
     Args:
-        seed: seeds the patient split and the shuffling of the training loader.
+        seed: seeds the patient splits and the shuffling of the training loader.
 
     Returns:
-        ``(train_loader, val_loader)``; the validation loader does not shuffle.
+        ``{"train": ..., "val": ..., "test": ...}``; only the training loader shuffles.
     """
     pairs = find_oct_pairs(root)
     if pairs["fold"].notna().any():
@@ -497,7 +506,10 @@ def oct_dataloaders(
         fold = folds[0] if fold is None else fold
         if fold not in folds:
             raise ValueError(f"fold {fold} not found in {root}; available folds: {folds}")
+        test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
+    else:
+        pairs, test_pairs = patient_split(pairs, oct_config.test_fraction, seed=seed)
     train_pairs, val_pairs = patient_split(pairs, oct_config.val_fraction, seed=seed)
     if train_transform is None and oct_config.augment:
         from .transforms import oct_train_transforms
@@ -506,7 +518,10 @@ def oct_dataloaders(
     common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}
-    train_loader = DataLoader(OCTDataset(train_pairs, transform=train_transform, **common), shuffle=True,
-                              generator=torch.Generator().manual_seed(seed), **loader_options)
-    val_loader = DataLoader(OCTDataset(val_pairs, **common), shuffle=False, **loader_options)
-    return train_loader, val_loader
+    return {
+        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, **common), shuffle=True,
+                            drop_last=len(train_pairs) > batch_size, generator=torch.Generator().manual_seed(seed),
+                            **loader_options),
+        "val": DataLoader(OCTDataset(val_pairs, **common), shuffle=False, **loader_options),
+        "test": DataLoader(OCTDataset(test_pairs, **common), shuffle=False, **loader_options),
+    }

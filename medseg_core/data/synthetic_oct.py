@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Sequence
@@ -39,6 +39,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.special import expit
 
+from ..config import OCTConfig
 from .io import DataError
 from .oct import OCT_CLASSES, write_oct_mask
 
@@ -63,9 +64,10 @@ __all__ = [
     "render_frame",
     "generate_oct_frame",
     "write_oct_dataset",
+    "ensure_oct_dataset",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1  # bump when frames change, so that cached datasets are regenerated
 
 FOV_RADIUS_MM = 3.0  # radius of the circular field of view; sets the scale (the sample's catheter is ~65 of 375 px)
 CATHETER_RADIUS_MM = 0.5  # outer radius of the catheter sheath
@@ -202,7 +204,7 @@ class PolarFrame:
 
 @dataclass
 class SyntheticOCTFrame:
-    """A rendered frame: ``image`` ``(H, W, 3)`` uint8, ``mask`` ``(H, W, 4)`` uint8 0/255 in :data:`OCT_CLASSES` order."""
+    """A rendered frame: ``image`` (H, W, 3) uint8; ``mask`` (H, W, 4) uint8 0/255 in :data:`OCT_CLASSES` order."""
 
     image: np.ndarray
     mask: np.ndarray
@@ -287,6 +289,7 @@ def sample_pullback_params(
     lipid_width = lipid_max_width * _run_taper(lipid_frames)
     # The guidewire and calcium stay clear of the lipid sector so that its label is visible in the image.
     guidewire_angle = lipid_angle + rng.uniform(0.6, 1.4) * np.pi + rng.normal(0, 0.1) * position
+    guidewire_position = np.clip(rng.uniform(0.0, 0.5) + rng.normal(0, 0.15) * position, 0.0, 1.0)
     calcium = _sample_calcium(rng, num_frames, lipid_angle, lipid_width, guidewire_angle, calcium_probability)
 
     frames = []
@@ -315,7 +318,7 @@ def sample_pullback_params(
                 adventitia_thickness=float(adventitia),
                 wall_shape=tuple(float(c) for c in np.cos(phase[i]) * wall_shape_a + np.sin(phase[i]) * wall_shape_b),
                 guidewire_angle=float(guidewire_angle[i] % (2 * np.pi)),
-                guidewire_position=float(rng.uniform(0.0, 0.5)),
+                guidewire_position=float(guidewire_position[i]),
                 lipid=lipid,
                 calcium=calcium[i],
                 vasa_vasorum=_sample_vasa_vasorum(rng, lipid, guidewire_angle[i], intima + media, adventitia),
@@ -754,7 +757,9 @@ def write_oct_dataset(
                 root / f"fold_{k}" / "train" for k in range(1, num_folds + 1) if k != fold
             ]
             image_path, mask_path = _write_frame(frame, frame_id, folders)
-            fractions = {f"{name}_fraction": float((frame.mask[..., c] > 0).mean()) for c, name in enumerate(OCT_CLASSES)}
+            fractions = {
+                f"{name}_fraction": float((frame.mask[..., c] > 0).mean()) for c, name in enumerate(OCT_CLASSES)
+            }
             rows.append(
                 {
                     "id": frame_id, "patient": f"{patient:03d}", "pullback": 1, "frame": frame_number, "fold": fold,
@@ -776,7 +781,8 @@ def _cached_manifest(root: Path, settings: dict, overwrite: bool) -> pd.DataFram
         foreign = [p.name for p in root.glob("*") if p.name in ("img", "mask") or p.name.startswith("fold_")]
         if foreign:
             raise DataError(
-                f"{root} already holds {', '.join(sorted(foreign))} not written by write_oct_dataset (no {_GENERATOR_FILE}); "
+                f"{root} already holds {', '.join(sorted(foreign))} not written by write_oct_dataset "
+                f"(no {_GENERATOR_FILE}); "
                 "choose an empty folder for synthetic data so that real data is never overwritten"
             )
         return None
@@ -818,3 +824,13 @@ def _write_frame(frame: SyntheticOCTFrame, frame_id: str, folders: list[Path]) -
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)
     return image_path, mask_path
+
+
+def ensure_oct_dataset(config: OCTConfig, root: str | Path, *, overwrite: bool = False) -> Path:
+    """Write (or reuse) the synthetic OCT dataset a profile asks for, in the real flat layout; returns ``root``.
+
+    Frames are written at the real dataset's 750 x 750; loaders resize them to ``config.image_size``.
+    """
+    write_oct_dataset(root, num_patients=config.num_patients, frames_per_patient=config.frames_per_patient,
+                      seed=config.seed, overwrite=overwrite)
+    return Path(root)

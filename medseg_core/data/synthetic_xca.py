@@ -24,10 +24,13 @@ trained on (Hao et al., "Sequential vessel segmentation via deep channel attenti
 Mask rule (one rule, every frame): a pixel is vessel when the contrast agent alone darkens it by at least
 ``mask_min_contrast`` (5 % by default) in the noise-free frame, i.e. ``1 - exp(-mu * c * chord) >=
 mask_min_contrast``. A fully opacified vessel is therefore labelled up to its edge, while vessel parts the bolus
-has not reached yet are not labelled. The bolus always reaches the ostium before frame 0 and fills the whole tree
-within the first 0.3 s (frame 4 at 15 fps), so early frames can have smaller masks, every later frame shows the
-whole tree, and an empty mask can only happen when the tree leaves the field of view (it never does with the
-built-in ranges). At 512 x 512 the masks cover about 5-12 % of the frame, like real expert annotations.
+has not reached yet are not labelled. The bolus reaches the ostium 0.03-0.1 s before frame 0 and fills the whole
+tree within the first 0.3 s (by frame 4 at 15 fps), so frame 0 (and at most the next few) show a partly filled,
+smaller mask and every later frame the whole tree; MOSXAV-style labels on frames 0, 5, 10, ... are therefore all
+post-wash-in but the first. At frame 0 the proximal main vessel already darkens its pixels by more than 15 %, so a
+mask can only be empty if ``mask_min_contrast`` is set above that. Post-wash-in masks cover about 6.5-8 % of a
+512 x 512 frame (real expert annotations: 5-12 %, median about 8 %) and 8-11 % of a 128 x 128 frame, where
+partial-volume averaging makes thin vessels visible over more pixels than their width.
 
 :func:`write_xca_dataset` writes ``root/{train,val,test}/JPEGImages/<video>/00000.png`` (8-bit grayscale
 frames) and ``root/{train,val,test}/Annotations_Semantic/<video>/00000.png`` (vessel = 1), with train and
@@ -40,7 +43,8 @@ import dataclasses
 import json
 import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -90,6 +94,13 @@ _TREE_CANVAS = (-20.0, REFERENCE_SIZE + 20.0)  # vessels end once they leave thi
 
 Displacement = Callable[[np.ndarray], np.ndarray]
 """Maps centreline points ``(N, 2)`` (row, col, in frame pixels) to their displacements ``(N, 2)`` in pixels."""
+
+
+def _check_image_size(image_size: int) -> None:
+    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 32:
+        raise ValueError(
+            f"image_size must be an int >= 32 pixels (frames are image_size x image_size), got {image_size!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -193,16 +204,18 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
     """Random-walk one vessel on the reference frame and schedule its side branches.
 
     The heading follows a smooth curvature (an Ornstein-Uhlenbeck process: radius of curvature of about
-    100-200 px, correlated over about 40 px), turns gently back when the vessel nears the frame border, and
-    the radius tapers linearly; at each side branch the continuing radius drops by Murray's law.
+    200-400 px, correlated over about 60 px), bends gently inwards when the vessel nears the frame border, and
+    the radius tapers linearly and thins out over the distal fifth; at each side branch the continuing radius drops
+    by Murray's law.
     """
-    curvature_sd = rng.uniform(1 / 220, 1 / 110)
-    correlation = math.exp(-_STEP / 40.0)
+    curvature_sd = rng.uniform(1 / 400, 1 / 200)
+    correlation = math.exp(-_STEP / 60.0)
     taper = vessel.radius * rng.uniform(0.05, 0.15) / vessel.max_length  # radius lost per pixel
     branch_spacing = rng.uniform(22.0, 40.0) * (1.0 + 0.35 * vessel.generation)
     next_branch = rng.uniform(0.5, 1.4) * branch_spacing
     side = float(rng.choice((-1.0, 1.0)))
     steps = int(vessel.max_length / _STEP)
+    tail, end_radius = max(20.0, 0.2 * vessel.max_length), _MIN_RADIUS * rng.uniform(1.0, 1.4)
     innovations = rng.normal(0.0, curvature_sd * math.sqrt(1 - correlation**2), size=steps)
     low, high = 40.0, REFERENCE_SIZE - 40.0  # inside this box the walk is free; outside it bends inwards gently
     target_row, target_col = 0.55 * REFERENCE_SIZE, 0.5 * REFERENCE_SIZE
@@ -219,6 +232,9 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
             heading += min(max(turn, -0.012), 0.012)
         row, col = row + _STEP * math.sin(heading), col + _STEP * math.cos(heading)
         radius -= taper * _STEP
+        remaining = vessel.max_length - step * _STEP
+        if remaining < tail:  # the distal end thins out instead of stopping bluntly
+            radius -= (radius - end_radius) * _STEP / max(remaining, _STEP)
         if radius < _MIN_RADIUS or not (
             _TREE_CANVAS[0] < row < _TREE_CANVAS[1] and _TREE_CANVAS[0] < col < _TREE_CANVAS[1]
         ):
@@ -233,10 +249,13 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
             if branch_radius < 1.8 * _MIN_RADIUS:
                 continue
             side = -side if rng.random() < 0.7 else side
+            angle = math.radians(rng.uniform(35.0, 80.0))
+            if math.sin(heading + side * angle) < -0.3:  # branches run towards the apex, not back up the heart
+                side = -side
             children.append(
                 _GrowingVessel(
                     start=np.array([row, col]),
-                    heading=heading + side * math.radians(rng.uniform(35.0, 80.0)),
+                    heading=heading + side * angle,
                     radius=branch_radius,
                     max_length=branch_radius * rng.uniform(90.0, 140.0),
                     start_path_length=vessel.start_path_length + distance,
@@ -286,7 +305,7 @@ def sample_vessel_tree(
     rng: np.random.Generator,
     image_size: int,
     *,
-    coverage_range: tuple[float, float] = (0.06, 0.11),
+    coverage_range: tuple[float, float] = (0.065, 0.11),
     max_attempts: int = 40,
 ) -> VesselTree:
     """Sample a coronary-like vessel tree for an ``image_size`` x ``image_size`` frame.
@@ -308,9 +327,11 @@ def sample_vessel_tree(
     low, high = coverage_range
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"coverage_range must satisfy 0 < min < max < 1, got {coverage_range}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     best: list[VesselSegment] = []
     best_gap = math.inf
-    for _ in range(max(1, max_attempts)):
+    for _ in range(max_attempts):
         segments = _grow_tree(rng)
         coverage = _estimated_coverage(segments)
         gap = max(low - coverage, coverage - high, 0.0)
@@ -331,7 +352,9 @@ def _semicircle_integral(x: np.ndarray, radius: np.ndarray) -> np.ndarray:
     return x * np.sqrt(np.maximum(radius**2 - x**2, 0.0)) + radius**2 * np.arcsin(x / radius)
 
 
-def _resample_polyline(points: np.ndarray, values: list[np.ndarray], spacing: float) -> tuple[np.ndarray, list[np.ndarray]]:
+def _resample_polyline(
+    points: np.ndarray, values: list[np.ndarray], spacing: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Resample a polyline ``(N, 2)`` and per-point values to at most ``spacing`` pixels between points."""
     arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
     count = max(2, int(math.ceil(arc[-1] / spacing)) + 1)
@@ -362,7 +385,7 @@ def _render_tubes(
     radius = np.concatenate([v[0] for _, v in resampled])
     weight = np.concatenate([v[1] for _, v in resampled])
     reach = np.ceil(radius + 1.0).astype(np.int64)  # pixels a point can touch: |d| <= r + 0.5 around it
-    pad = int(reach.max(initial=1)) + 1
+    pad = 2 * int(reach.max(initial=1)) + 1  # points farther outside than this cannot touch the frame
     keep = np.all((points > -pad + reach[:, None]) & (points < image_size + pad - 1 - reach[:, None]), axis=1)
     keep &= weight > 0
     points, radius, weight, reach = points[keep], radius[keep], weight[keep], reach[keep]
@@ -390,7 +413,9 @@ def _displaced(points: np.ndarray, displacement: Displacement | None) -> np.ndar
         return points
     moved = np.asarray(displacement(points), dtype=np.float64)
     if moved.shape != points.shape:
-        raise ValueError(f"displacement must map points (N, 2) to displacements (N, 2); got {moved.shape} for {points.shape}")
+        raise ValueError(
+            f"displacement must map points (N, 2) to displacements (N, 2); got {moved.shape} for {points.shape}"
+        )
     return points + moved
 
 
@@ -406,9 +431,10 @@ def render_vessel_thickness(
         tree: the vessel tree; rendered at ``image_size`` (the tree is rescaled if it was sampled at another size).
         image_size: frame size in pixels.
         displacement: optional motion, a function from centreline points ``(N, 2)`` to displacements ``(N, 2)``
-            in pixels of the ``image_size`` frame (e.g. ``lambda p: motion.displacement(t, p)``).
+            in pixels of the ``image_size`` frame, e.g. ``functools.partial(motion.displacement, t)``.
         concentration: optional contrast concentration in [0, 1] as a function of the points' path lengths
-            from the ostium ``(N,)`` (pixels); the thickness of each vessel part is multiplied by it.
+            from the ostium ``(N,)`` (pixels), e.g. ``functools.partial(bolus.concentration, t=t)``; the
+            thickness of each vessel part is multiplied by it.
 
     Returns:
         ``(image_size, image_size)`` map; 0 outside the vessels, up to the vessel diameter on the centreline.
@@ -446,7 +472,7 @@ def sample_catheter(rng: np.random.Generator, tree: VesselTree) -> Catheter:
     """Sample a catheter entering from the frame border nearest the ostium and engaging it along the main vessel.
 
     The path is a cubic Bezier curve whose last control points follow the main vessel's initial direction, so the
-    tip sits in the ostium; its radius is about 2 px on a 512 frame (a 6F catheter next to a 4 mm left main).
+    tip sits in the ostium; its radius is 2.4-3 px on a 512 frame (a 6F catheter, half the left main's width).
     """
     size = float(tree.image_size)
     ostium = tree.ostium
@@ -547,7 +573,7 @@ def render_background(rng: np.random.Generator, image_size: int, *, margin: int 
         attenuation += rng.uniform(0.05, 0.1) * (0.6 * plateau + 0.5 * cortex)
 
     # Soft-tissue texture (lung markings, fat, muscle) at two scales.
-    attenuation += rng.uniform(0.04, 0.07) * _smooth_noise(rng, size, 0.12 * image_size)
+    attenuation += rng.uniform(0.03, 0.06) * _smooth_noise(rng, size, 0.12 * image_size)
     attenuation += rng.uniform(0.015, 0.03) * _smooth_noise(rng, size, 0.03 * image_size)
 
     # Image intensifier: darker corners.
@@ -674,7 +700,8 @@ def cardiac_displacement(motion: MotionModel, t: float, points: np.ndarray) -> n
 
 def respiratory_shift(motion: MotionModel, t: float) -> np.ndarray:
     """Respiratory translation ``(2,)`` (row, col) in pixels at time ``t`` seconds, the same for every point."""
-    return motion.respiratory_amplitude * math.sin(2.0 * math.pi * t / motion.respiratory_period_s + motion.respiratory_phase)
+    phase = 2.0 * math.pi * t / motion.respiratory_period_s + motion.respiratory_phase
+    return motion.respiratory_amplitude * math.sin(phase)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -684,13 +711,14 @@ def respiratory_shift(motion: MotionModel, t: float) -> np.ndarray:
 class ContrastBolus:
     """Contrast wash-in: a front that travels from the ostium to the most distal vessel, then stays.
 
-    At path length ``s`` (fraction ``s / max_path_length`` of the tree) the concentration rises smoothly from 0
-    to 1 over ``rise_time_s`` seconds, starting at ``arrival_s + fraction * fill_time_s``.
+    At path length ``s`` from the ostium the concentration rises smoothly (smoothstep) from 0 to 1 over
+    ``rise_time_s`` seconds, starting at ``arrival_s + (s / longest_path) * fill_time_s``.
 
     Attributes:
         arrival_s: time the contrast reaches the ostium, seconds relative to frame 0 (negative: before it).
         fill_time_s: travel time of the front from the ostium to the most distal point, seconds.
         rise_time_s: time for the local concentration to go from 0 to 1, seconds.
+        longest_path: path length of the most distal vessel point, pixels of the tree's frame.
         attenuation: attenuation of fully opacified lumen per pixel of chord on the 512 reference frame.
         catheter_attenuation: attenuation per reference pixel of the contrast-filled catheter.
     """
@@ -698,6 +726,7 @@ class ContrastBolus:
     arrival_s: float
     fill_time_s: float
     rise_time_s: float
+    longest_path: float
     attenuation: float
     catheter_attenuation: float
 
@@ -706,19 +735,21 @@ class ContrastBolus:
         """Time from which the whole tree is fully opacified, seconds relative to frame 0."""
         return self.arrival_s + self.fill_time_s + self.rise_time_s
 
-    def concentration(self, path_fraction: np.ndarray, t: float) -> np.ndarray:
-        """Concentration in [0, 1] at ``path_fraction`` (distance from the ostium / longest path) and time ``t``."""
-        progress = np.clip((t - self.arrival_s - np.asarray(path_fraction) * self.fill_time_s) / self.rise_time_s, 0, 1)
+    def concentration(self, path_length: np.ndarray, t: float) -> np.ndarray:
+        """Concentration in [0, 1] at distances ``path_length`` (pixels, any shape) from the ostium at time ``t``."""
+        delay = np.asarray(path_length, dtype=np.float64) / self.longest_path * self.fill_time_s
+        progress = np.clip((t - self.arrival_s - delay) / self.rise_time_s, 0.0, 1.0)
         return progress**2 * (3.0 - 2.0 * progress)
 
 
-def sample_contrast_bolus(rng: np.random.Generator) -> ContrastBolus:
-    """Sample a wash-in that starts just before frame 0 and opacifies the whole tree within 0.3 s."""
+def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> ContrastBolus:
+    """Sample a wash-in of ``tree`` that reaches the ostium just before frame 0 and fills it within 0.3 s."""
     attenuation = rng.uniform(0.08, 0.11)
     return ContrastBolus(
         arrival_s=float(rng.uniform(-0.1, -0.03)),
         fill_time_s=float(rng.uniform(0.1, 0.2)),
         rise_time_s=0.1,
+        longest_path=max(float(tree.path_length.max()), 1e-9),
         attenuation=float(attenuation),
         catheter_attenuation=float(attenuation * rng.uniform(0.8, 1.1)),
     )
@@ -734,14 +765,15 @@ class XCASequence:
     Attributes:
         frames: ``(T, H, W)`` uint8 displayed frames (vessels dark), with quantum noise.
         masks: ``(T, H, W)`` uint8 vessel masks in {0, 1} (see the module's mask rule).
-        clean_frames: ``(T, H, W)`` float32 noise-free frames on the same scale divided by 255, in [0, 1].
+        clean_frames: ``(T, H, W)`` float32 noise-free frames in [0, 1]; ``frames`` are about ``255 * clean_frames``
+            plus Poisson noise.
         times: ``(T,)`` acquisition time of each frame in seconds.
         contrast_curve: ``(T,)`` mean contrast concentration over the tree's centreline in [0, 1].
         background: ``(H, W)`` soft-tissue attenuation at rest (see :func:`render_background`).
         vessel_thickness: ``(H, W)`` chord length through the vessels at rest, pixels.
         catheter_thickness: ``(H, W)`` chord length through the catheter at rest, pixels.
         tree, catheter, motion, bolus: the sampled scene.
-        photons_per_pixel: mean photon count at the brightest background (sets the quantum noise).
+        photons_per_pixel: mean photon count per pixel at bright background (sets the quantum noise).
         mask_min_contrast: darkening by the contrast agent from which a pixel counts as vessel.
         fps: frame rate in frames per second.
     """
@@ -761,7 +793,6 @@ class XCASequence:
     photons_per_pixel: float
     mask_min_contrast: float
     fps: float
-    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def vessel_fraction(self) -> np.ndarray:
@@ -787,13 +818,6 @@ def _child(sequence: np.random.SeedSequence, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(sequence.entropy, spawn_key=(*sequence.spawn_key, index)))
 
 
-def _shift_crop(canvas: np.ndarray, shift: np.ndarray, margin: int, image_size: int) -> np.ndarray:
-    """Frame ``(H, W)`` of a padded canvas moved by ``shift`` pixels (bilinear)."""
-    rows, cols = np.mgrid[0:image_size, 0:image_size].astype(np.float64)
-    coordinates = np.stack([rows + margin - shift[0], cols + margin - shift[1]])
-    return ndimage.map_coordinates(canvas, coordinates, order=1, mode="nearest")
-
-
 def simulate_sequence(
     seed: int | np.random.SeedSequence,
     image_size: int = 128,
@@ -808,7 +832,7 @@ def simulate_sequence(
 
     Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + mu_c * catheter +
     mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
-    transmission / reference)``, displayed linearly so that bright lung reads about 225 of 255. Vessels and catheter
+    transmission / reference)``, displayed linearly so that bright lung reads about 210 of 255. Vessels and catheter
     move with cardiac + respiratory motion (their centrelines are displaced and re-rendered every frame, so the
     mask matches the vessels exactly); the background moves with respiration only.
 
@@ -822,7 +846,8 @@ def simulate_sequence(
         fps: frame rate; real XCA runs at 7.5-30 fps, MOSXAV's at about 15.
         mask_min_contrast: darkening by the contrast agent (fraction of the local intensity) from which a pixel
             is labelled vessel.
-        photons_per_pixel: mean photon count at the brightest background pixel; ``None`` draws 300-1200.
+        photons_per_pixel: mean photon count per pixel at bright background (its 99th percentile), which sets
+            the quantum noise; ``None`` draws 300-1200.
         motion_scale: multiplies cardiac and respiratory amplitudes (0 gives a static scene).
 
     Returns:
@@ -842,23 +867,23 @@ def simulate_sequence(
         raise ValueError(f"mask_min_contrast must be in (0, 1), got {mask_min_contrast}")
     if photons_per_pixel is not None and photons_per_pixel <= 0:
         raise ValueError(f"photons_per_pixel must be > 0 or None, got {photons_per_pixel}")
-    sequence = _seed_sequence(seed)
-    rng, noise_rng = _child(sequence, 0), _child(sequence, 1)
+    seed_sequence = _seed_sequence(seed)
+    rng, noise_rng = _child(seed_sequence, 0), _child(seed_sequence, 1)
 
     tree = sample_vessel_tree(rng, image_size)
     catheter = sample_catheter(rng, tree)
     motion = sample_motion(rng, image_size, amplitude_scale=motion_scale)
-    bolus = sample_contrast_bolus(rng)
+    bolus = sample_contrast_bolus(rng, tree)
     margin = int(math.ceil(float(np.abs(motion.respiratory_amplitude).max()))) + 2
     background_canvas = render_background(rng, image_size, margin=margin)
     photons = float(photons_per_pixel if photons_per_pixel is not None else rng.uniform(300.0, 1200.0))
 
-    background = background_canvas[margin:-margin, margin:-margin]
+    crop = (slice(margin, margin + image_size), slice(margin, margin + image_size))
+    background = background_canvas[crop]
     reference_transmission = float(np.percentile(np.exp(-background), 99.0))
     display_white = 210.0 / 255.0
     to_reference = REFERENCE_SIZE / image_size  # chords in reference pixels, so contrast does not depend on size
     depth_threshold = -math.log(1.0 - mask_min_contrast)
-    longest_path = max(float(tree.path_length.max()), 1e-9)
 
     times = np.arange(num_frames, dtype=np.float64) / fps
     frames = np.empty((num_frames, image_size, image_size), dtype=np.uint8)
@@ -866,14 +891,13 @@ def simulate_sequence(
     clean_frames = np.empty((num_frames, image_size, image_size), dtype=np.float32)
     contrast_curve = np.empty(num_frames)
     for index, t in enumerate(times):
-        move = lambda points, t=t: motion.displacement(t, points)  # noqa: E731 - binds this frame's time
-        fill = lambda path, t=t: bolus.concentration(path / longest_path, t)  # noqa: E731
+        move, fill = partial(motion.displacement, t), partial(bolus.concentration, t=t)
         iodine_depth = bolus.attenuation * to_reference * render_vessel_thickness(tree, image_size, move, fill)
         catheter_depth = bolus.catheter_attenuation * to_reference * render_catheter(catheter, image_size, move)
-        tissue_depth = _shift_crop(background_canvas, respiratory_shift(motion, t), margin, image_size)
+        tissue_depth = ndimage.shift(background_canvas, respiratory_shift(motion, t), order=1, mode="nearest")[crop]
         transmission = np.exp(-(tissue_depth + catheter_depth + iodine_depth)) / reference_transmission
         counts = noise_rng.poisson(photons * transmission)
-        clean_frames[index] = display_white * transmission
+        clean_frames[index] = np.clip(display_white * transmission, 0.0, 1.0)
         frames[index] = np.clip(np.rint(255.0 * display_white * counts / photons), 0, 255)
         masks[index] = iodine_depth >= depth_threshold
         contrast_curve[index] = float(np.mean(fill(tree.path_length)))
@@ -894,7 +918,6 @@ def simulate_sequence(
         photons_per_pixel=photons,
         mask_min_contrast=mask_min_contrast,
         fps=fps,
-        params={"image_size": image_size, "num_frames": num_frames, "fps": fps, "motion_scale": motion_scale},
     )
 
 
@@ -922,9 +945,10 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 
 def _cache_is_valid(root: Path, params: dict[str, Any]) -> bool:
+    """True when ``root`` holds a complete dataset written with ``params`` and every listed file exists."""
     try:
         stored = json.loads((root / "generator.json").read_text())
-        if stored != params or not (root / "manifest.csv").is_file():
+        if stored != {**params, "complete": True} or not (root / "manifest.csv").is_file():
             return False
         manifest = _read_manifest(root / "manifest.csv")
     except (OSError, ValueError, KeyError):
@@ -957,8 +981,10 @@ def write_xca_dataset(
     mask_path, has_mask, vessel_fraction; the fraction is empty where no mask is written) and
     ``root/generator.json`` the parameters.
 
-    If ``generator.json`` matches the parameters and every listed file exists, nothing is written (cache);
-    otherwise the generator's own entries (the split folders, manifest and generator.json) are replaced.
+    ``generator.json`` is written first with ``"complete": false`` and rewritten with ``true`` at the end. If it
+    matches the parameters, is complete and every listed file exists, nothing is written (cache); otherwise the
+    generator's own entries (the split folders, manifest and generator.json) are replaced and anything else in
+    ``root`` is left alone.
 
     Args:
         root: dataset folder; created if missing.
@@ -968,10 +994,14 @@ def write_xca_dataset(
         label_every: label period of train and validation videos (5 in MOSXAV).
         seed: dataset seed.
         fps: frame rate of the simulation.
-        overwrite: regenerate even when the cache is valid.
+        overwrite: regenerate even when the cache is valid (and write into a non-empty folder without
+            ``generator.json``, replacing only the entries named above).
+
+    Returns:
+        The manifest, one row per frame.
 
     Raises:
-        DataError: ``root`` holds other files but no ``generator.json`` (not written by this function).
+        DataError: ``root`` is not empty but holds no ``generator.json`` and ``overwrite`` is False.
     """
     _check_image_size(image_size)
     counts = {"train": num_train_videos, "val": num_val_videos, "test": num_test_videos}
@@ -979,6 +1009,7 @@ def write_xca_dataset(
         raise ValueError(f"video counts must be >= 0 with at least one video in total, got {counts}")
     if frames_per_video < 1 or label_every < 1:
         raise ValueError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
+    _seed_sequence(seed)
     root = Path(root)
     params = {
         "generator": __name__,
@@ -994,20 +1025,20 @@ def write_xca_dataset(
     }
     if not overwrite and _cache_is_valid(root, params):
         return _read_manifest(root / "manifest.csv")
-    if root.is_dir() and not (root / "generator.json").is_file():
-        foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWNED_ENTRIES or not overwrite)
-        if foreign:
-            raise DataError(
-                f"{root} is not empty ({', '.join(foreign[:5])}) and holds no generator.json, so it was not written "
-                "by write_xca_dataset; choose an empty folder (or pass overwrite=True to replace only "
-                f"{', '.join(_OWNED_ENTRIES)})"
-            )
+    if not overwrite and root.is_dir() and not (root / "generator.json").is_file() and any(root.iterdir()):
+        found = ", ".join(sorted(p.name for p in root.iterdir())[:5])
+        raise DataError(
+            f"{root} is not empty ({found}) and holds no generator.json, so write_xca_dataset did not write it; "
+            f"choose an empty folder, or pass overwrite=True to replace only {', '.join(_OWNED_ENTRIES)} there"
+        )
     for name in _OWNED_ENTRIES:
         path = root / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "generator.json").write_text(json.dumps({**params, "complete": False}, indent=2) + "\n")
 
     rows: list[dict[str, Any]] = []
     video_index = 0
@@ -1024,11 +1055,12 @@ def write_xca_dataset(
                 if has_mask:
                     write_image(root / mask_path, sequence.masks[frame])
                 fraction = float(sequence.masks[frame].mean()) if has_mask else math.nan
-                rows.append(dict(zip(_MANIFEST_COLUMNS, (split, video, frame, image_path, mask_path, has_mask, fraction))))
+                values = (split, video, frame, image_path, mask_path, has_mask, fraction)
+                rows.append(dict(zip(_MANIFEST_COLUMNS, values)))
             video_index += 1
     manifest = pd.DataFrame(rows, columns=list(_MANIFEST_COLUMNS))
     manifest.to_csv(root / "manifest.csv", index=False)
-    (root / "generator.json").write_text(json.dumps(params, indent=2) + "\n")  # last: marks a complete dataset
+    (root / "generator.json").write_text(json.dumps({**params, "complete": True}, indent=2) + "\n")
     return _read_manifest(root / "manifest.csv")
 
 
@@ -1046,8 +1078,3 @@ def ensure_xca_dataset(config: XCAConfig, root: str | Path, *, overwrite: bool =
         overwrite=overwrite,
     )
     return Path(root)
-
-
-def _check_image_size(image_size: int) -> None:
-    if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 32:
-        raise ValueError(f"image_size must be an int >= 32 pixels (frames are image_size x image_size), got {image_size!r}")

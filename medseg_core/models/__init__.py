@@ -13,9 +13,10 @@ from __future__ import annotations
 import warnings
 from typing import Callable
 
+import pandas as pd
 import torch.nn as nn
 
-__all__ = ["register_model", "create_model", "list_models", "count_parameters"]
+__all__ = ["register_model", "create_model", "list_models", "count_parameters", "parameter_table"]
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -55,6 +56,14 @@ def create_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def parameter_table(model: nn.Module) -> pd.DataFrame:
+    """Trainable parameters per top-level child of ``model`` (plus a total row), as a DataFrame."""
+    rows = [{"module": name, "type": type(child).__name__, "parameters": count_parameters(child)}
+            for name, child in model.named_children()]
+    rows.append({"module": "total", "type": type(model).__name__, "parameters": count_parameters(model)})
+    return pd.DataFrame(rows)
 
 
 # Architecture modules register themselves on import (keep at the bottom: they import register_model).
