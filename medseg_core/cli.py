@@ -57,6 +57,50 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .config import get_profile
+    from .experiments import get_task, train
+    from .metrics import summarize
+
+    profile = get_profile(args.profile, _parse_overrides(args.set))
+    task = get_task(args.task)
+    run = train(task, profile, model_name=args.model, model_kwargs=_parse_overrides(args.model_arg), seed=args.seed,
+                run_dir=args.out, data_root=args.data, resume=not args.restart)
+    print(run.history.round(4).to_string(index=False))
+    if "test" in run.loaders:
+        results = run.evaluate("test")
+        results.to_csv(run.run_dir / "test_metrics.csv", index=False)
+        print(f"\ntest metrics ({len(results)} cases):")
+        print(summarize(results).round(4).to_string())
+    print(f"\ncheckpoints: {run.run_dir}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict_folder
+
+    table = predict_folder(args.checkpoint, args.input, args.output, threshold=args.threshold, device=args.device)
+    print(f"{len(table)} masks in {args.output / 'masks'}, overlays in {args.output / 'overlays'}")
+    return 0
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from .data.oct import prepare_lipid_dataset
+
+    manifest = prepare_lipid_dataset(args.source, args.output, image_size=args.image_size, classes=tuple(args.classes))
+    print(f"{len(manifest)} frames written to {args.output} (manifest.csv)")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from .config import get_profile
+    from .experiments import get_task
+
+    profile = get_profile(args.profile, _parse_overrides(args.set))
+    print(get_task(args.task).make_data(profile))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg`` argument parser."""
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
@@ -68,6 +112,40 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--output-dir", type=Path, help="executed notebooks (default outputs/notebooks/<profile>)")
     notebooks.add_argument("--figures-dir", type=Path, help="figures (default <output-dir>/figures)")
     notebooks.set_defaults(func=_cmd_notebooks)
+
+    train = commands.add_parser("train", help="train a model on a task (the seeds' `python train.py`)")
+    train.add_argument("--task", choices=("xca", "oct"), default="xca", help="xca: SVSnet vessels; oct: lipid plaque")
+    train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
+    train.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    train.add_argument("--data", type=Path, help="data in the task's layout (default: generate synthetic data)")
+    train.add_argument("--out", type=Path, help="run folder (default runs/<profile>/<task>_<model>_seed<seed>)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                       help="profile overrides, e.g. deeplab.epochs=5 oct.image_size=256")
+    train.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE", help="model arguments, e.g. eca=none")
+    train.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+    train.set_defaults(func=_cmd_train)
+
+    predict = commands.add_parser("predict", help="masks and overlays for a folder (the seeds' `python predict.py`)")
+    predict.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
+    predict.add_argument("--input", type=Path, required=True, help="OCT images, or XCA video folder(s)")
+    predict.add_argument("--output", type=Path, required=True)
+    predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of binary models")
+    predict.add_argument("--device", default="auto")
+    predict.set_defaults(func=_cmd_predict)
+
+    prepare = commands.add_parser("prepare", help="write the OCT seed's lipid-only derivative with a manifest")
+    prepare.add_argument("--source", type=Path, required=True, help="OCT data (fold or flat layout)")
+    prepare.add_argument("--output", type=Path, required=True)
+    prepare.add_argument("--image-size", type=int, default=512)
+    prepare.add_argument("--classes", nargs="+", default=["lipid_core"])
+    prepare.set_defaults(func=_cmd_prepare)
+
+    generate = commands.add_parser("generate", help="write a profile's synthetic dataset and print its folder")
+    generate.add_argument("task", choices=("xca", "oct"))
+    generate.add_argument("--profile", default="cpu")
+    generate.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    generate.set_defaults(func=_cmd_generate)
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=_cmd_models)

@@ -37,12 +37,12 @@ class Task:
 
     name: str
     default_model: str
-    class_names: tuple[str, ...]
     make_data: Callable[[Profile], Path]
     make_loaders: Callable[[Profile, Path, str, int], dict[str, DataLoader]]
     make_loss: Callable[[], nn.Module]
     model_kwargs: Callable[[Profile, str], dict[str, Any]]
     train_config: Callable[[Profile], TrainConfig]
+    metadata: Callable[[Profile, str], dict[str, Any]]  # stored in checkpoints: how inference prepares inputs
 
 
 # ------------------------------------------------------------------------------------------------------ XCA
@@ -65,6 +65,13 @@ def _xca_loaders(profile: Profile, root: Path, model_name: str, seed: int) -> di
                            seed=seed, time_axis=model_name in SEQUENCE_MODELS)
 
 
+def _xca_metadata(profile: Profile, model_name: str) -> dict[str, Any]:
+    xca = _xca_profile_for(profile, model_name).xca
+    return {"task": "xca", "image_size": xca.image_size, "window_length": xca.window_length,
+            "window_policy": xca.window_policy, "sequence_input": model_name in SEQUENCE_MODELS,
+            "class_names": ["vessel"]}
+
+
 def _xca_model_kwargs(profile: Profile, model_name: str) -> dict[str, Any]:
     if model_name in SEQUENCE_MODELS:
         return {"window_length": profile.xca.window_length}
@@ -85,6 +92,10 @@ def _oct_loaders(profile: Profile, root: Path, model_name: str, seed: int) -> di
                            seed=seed)
 
 
+def _oct_metadata(profile: Profile, model_name: str) -> dict[str, Any]:
+    return {"task": "oct", "image_size": profile.oct.image_size, "class_names": list(profile.oct.classes)}
+
+
 def _oct_model_kwargs(profile: Profile, model_name: str) -> dict[str, Any]:
     num_classes = 1 + len(profile.oct.classes)
     if model_name == "deeplabv3plus":
@@ -96,22 +107,22 @@ TASKS: dict[str, Task] = {
     "xca": Task(
         name="xca",
         default_model="svsnet",
-        class_names=("vessel",),
         make_data=_xca_data,
         make_loaders=_xca_loaders,
         make_loss=lambda: DiceLoss(mode="binary"),
         model_kwargs=_xca_model_kwargs,
         train_config=lambda profile: profile.svsnet,
+        metadata=_xca_metadata,
     ),
     "oct": Task(
         name="oct",
         default_model="deeplabv3plus",
-        class_names=("lipid_core",),
         make_data=_oct_data,
         make_loaders=_oct_loaders,
         make_loss=lambda: CEDiceLoss(),
         model_kwargs=_oct_model_kwargs,
         train_config=lambda profile: profile.deeplab,
+        metadata=_oct_metadata,
     ),
 }
 
@@ -132,11 +143,11 @@ class TrainedRun:
     history: pd.DataFrame
     loaders: dict[str, DataLoader]
     run_dir: Path
-    task: Task
+    metadata: dict[str, Any]
 
     def evaluate(self, split: str = "test", **kwargs: Any) -> pd.DataFrame:
         """Per-case metrics on a split (see :func:`medseg_core.evaluation.evaluate`)."""
-        return evaluate(self.model, self.loaders[split], class_names=self.task.class_names, **kwargs)
+        return evaluate(self.model, self.loaders[split], class_names=self.metadata["class_names"], **kwargs)
 
 
 def train(
@@ -170,12 +181,13 @@ def train(
     seed_everything(seed)
     model = create_model(model_name, **{**task.model_kwargs(profile, model_name), **(model_kwargs or {})})
     config = replace(task.train_config(profile), seed=seed)
-    trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress)
+    metadata = task.metadata(profile, model_name)
+    trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"
     if best.is_file():
         model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model"])
-    return TrainedRun(model.eval(), history, loaders, run_dir, task)
+    return TrainedRun(model.eval(), history, loaders, run_dir, metadata)
 
 
 def run_grid(

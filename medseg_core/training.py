@@ -136,12 +136,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise RuntimeError(f"cannot read checkpoint {path}: {error}") from error
 
 
-def load_model(path: str | Path, device: str | torch.device | None = "auto") -> nn.Module:
-    """Rebuild a registered model from a checkpoint written by :class:`Trainer` and load its weights (eval mode)."""
-    state = load_checkpoint(path)
+def load_model(checkpoint: str | Path | Mapping[str, Any], device: str | torch.device | None = "auto") -> nn.Module:
+    """Rebuild a registered model from a Trainer checkpoint (a path or an already loaded state), in eval mode."""
+    state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
     spec = state.get("model_spec")
     if not spec:
-        raise ValueError(f"checkpoint {path} has no model_spec; build the model yourself and load state['model']")
+        raise ValueError("the checkpoint has no model_spec; build the model yourself and load state['model']")
     kwargs = {k: v for k, v in spec["kwargs"].items() if k != "pretrained"}
     model = create_model(spec["name"], **kwargs)
     model.load_state_dict(state["model"])
@@ -159,6 +159,8 @@ class Trainer:
         out_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` go; ``None`` keeps everything in memory.
         callbacks: called as ``callback(trainer, row)`` after each epoch (e.g. live plots, widgets).
         progress: show ``tqdm`` progress bars.
+        metadata: plain values stored in every checkpoint (task, image size, window length, class names) so
+            that inference can prepare inputs the way training did.
 
     Example:
         >>> trainer = Trainer(create_model("svsnet"), DiceLoss(), get_profile("smoke").svsnet, "runs/demo")
@@ -174,6 +176,7 @@ class Trainer:
         *,
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
+        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.device = get_device(config.device)
@@ -182,6 +185,7 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
         self.progress = progress and is_main_process()
+        self.metadata = dict(metadata or {})
         self.use_amp = config.amp and self.device.type == "cuda"
         seed_everything(config.seed)
         self.optimizer = build_optimizer(self.model.parameters(), config)
@@ -337,6 +341,7 @@ class Trainer:
             "epochs_without_improvement": self.epochs_without_improvement,
             "history": self.history,
             "config": asdict(self.config),
+            "metadata": self.metadata,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -51,7 +51,7 @@ def read_image(path: str | Path, mode: str = "L") -> np.ndarray:
                 array = np.asarray(image, dtype=np.float64)
                 scale = 255.0 / max(float(array.max()), 1.0)
                 return (array * scale).round().astype(np.uint8)
-            return np.asarray(image.convert(mode), dtype=np.uint8)
+            return np.array(image.convert(mode), dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(f"cannot read image {path}: {error} (is the file complete and an image?)") from error
 
