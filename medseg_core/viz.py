@@ -31,6 +31,7 @@ __all__ = [
     "plot_overlays",
     "plot_window",
     "plot_history",
+    "plot_image_grid",
     "plot_predictions",
     "plot_threshold_sweep",
     "save_figure",
@@ -296,6 +297,8 @@ def _label_image(labels: np.ndarray, calcium: np.ndarray | None, class_names: Se
 def plot_polar_frame(
     polar: "PolarFrame",
     alines: Mapping[str, float] | None = None,
+    reference: "PolarFrame | None" = None,
+    reference_name: str = "without plaques",
     average_lines: int = 5,
     class_names: Sequence[str] = OCT_CLASSES,
     title: str = "",
@@ -308,6 +311,9 @@ def plot_polar_frame(
         alines: ``{name: angle in degrees, clockwise from 3 o'clock}``; each is marked on both images and its
             display value is plotted against depth (the mean of ``average_lines`` neighbouring A-lines, which
             tames speckle without blurring along depth).
+        reference: another frame of the same shape (e.g. the same anatomy simulated without plaques); its
+            profiles at the same angles are drawn dashed, labelled ``reference_name``.
+        reference_name: legend name of the reference frame.
         average_lines: A-lines averaged per profile (odd, >= 1).
         class_names: names of label ids 1, 2, ... (the simulator's order is :data:`OCT_CLASSES`).
 
@@ -321,6 +327,9 @@ def plot_polar_frame(
                          f"{labels.shape}, {radius.shape}")
     if average_lines < 1 or average_lines % 2 == 0:
         raise ValueError(f"average_lines must be odd and >= 1, got {average_lines}")
+    reference_display = None if reference is None else np.asarray(reference.display)
+    if reference_display is not None and reference_display.shape != display.shape:
+        raise ValueError(f"reference frame is {reference_display.shape} but the frame is {display.shape}")
     num_alines = display.shape[0]
     extent = (0.0, float(radius[-1] + radius[0]), 360.0, 0.0)
     fig, (image_ax, label_ax, profile_ax) = plt.subplots(1, 3, figsize=(14, 4.6),
@@ -341,6 +350,9 @@ def plot_polar_frame(
         for ax in (image_ax, label_ax):
             ax.axhline(angle % 360.0, color=colour, linewidth=1.2)
         profile_ax.plot(radius, display[rows].mean(axis=0), color=colour, linewidth=1, label=f"{name} ({angle % 360:.0f}°)")
+        if reference_display is not None:
+            profile_ax.plot(radius, reference_display[rows].mean(axis=0), color=colour, linewidth=1, linestyle="--",
+                            alpha=0.8, label=f"{name}, {reference_name}")
     profile_ax.set(title=f"depth profiles (mean of {average_lines} A-lines)", xlabel="depth from catheter centre (mm)",
                    ylabel="display value (log scale, 0-1)", ylim=(0, 1), xlim=extent[:2])
     if alines:
@@ -589,5 +601,23 @@ def plot_attention_weights(
         ax.legend(loc="lower right", fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_image_grid(images: dict[str, np.ndarray | torch.Tensor], columns: int = 4, size: float = 3.0,
+                    cmap: str = "gray", colorbar: bool = False) -> plt.Figure:
+    """Named 2D arrays (or RGB ``(H, W, 3)``) side by side, titled by their names."""
+    count = len(images)
+    columns = min(columns, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image) in zip(axes.flat, images.items()):
+        shown = ax.imshow(np.asarray(image), cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        if colorbar and np.asarray(image).ndim == 2:
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
