@@ -171,7 +171,7 @@ def _cpu() -> Profile:
         name="cpu",
         xca=XCAConfig(image_size=128, num_train_videos=12, num_val_videos=2, num_test_videos=3, frames_per_video=20),
         oct=OCTConfig(image_size=128, num_patients=12, frames_per_patient=10),
-        svsnet=TrainConfig(epochs=12, batch_size=4, optimizer="adam", lr=2e-3, scheduler="cosine"),
+        svsnet=TrainConfig(epochs=24, batch_size=4, optimizer="adam", lr=2e-3, scheduler="cosine"),
         deeplab=TrainConfig(
             epochs=12, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max"
         ),
