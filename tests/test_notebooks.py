@@ -42,11 +42,12 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     folder = tmp_path / "nbs"
     folder.mkdir()
     notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     parameters = nbformat.v4.new_code_cell('profile = "cpu"')
     parameters.metadata["tags"] = ["parameters"]
     notebook.cells = [parameters, nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
     nbformat.write(notebook, folder / "00_broken.ipynb")
-    nbformat.write(nbformat.v4.new_notebook(), folder / "01_never_runs.ipynb")
+    nbformat.write(notebook, folder / "01_never_runs.ipynb")
     with pytest.raises(NotebookError, match=r"00_broken.ipynb failed in cell \d+.*ZeroDivisionError"):
         run_notebooks("smoke", tmp_path / "out", notebook_dir=folder, progress=False)
     assert not (tmp_path / "out" / "01_never_runs.ipynb").exists()
