@@ -1,31 +1,28 @@
 """Shared machinery of the benchmark scripts: command-line options, machine report, timed train steps, peak memory.
 
 Both ``bench_svsnet.py`` and ``bench_deeplabv3plus.py`` describe what they measure as :class:`TrainCase` objects
-and hand them to :func:`run_alternating`, which measures every case in a *fresh* process per round and alternates
-the cases in ABBA order (round 1: A B, round 2: B A, ...) so that a change in machine load hits all cases alike.
+and hand them to :func:`run_benchmark`, which measures in fresh processes (``spawn``):
 
-What one measurement is (:func:`measure_case`, run inside the fresh process):
+* **time**: one process builds every case, runs ``warmup`` untimed train steps of each, then ``steps`` cycles in
+  which every case runs one timed step, in ABBA order (cycle 1: A B, cycle 2: B A, ...). Neighbouring steps of
+  different models see the same machine load, so a ratio between models stays fair on a shared machine; the
+  paired ratio (:func:`paired_ratio`, the median over cycles of the two step times' ratio) is the most robust one.
+  A train step is ``zero_grad -> forward -> loss -> backward -> optimizer.step`` on one fixed random batch, timed
+  with :func:`time.perf_counter`, with ``torch.cuda.synchronize`` before and after on CUDA.
+* **peak memory**: one more process per case, holding only that model, runs ``max(warmup, 2)`` train steps (the
+  first allocates gradients and optimizer state, the second is a steady one) and reports the peak on top of the
+  memory at the baseline, i.e. once model, optimizer and batch are built: gradients, optimizer state,
+  activations and allocator overhead.
 
-1. seed everything, build the model, loss, optimizer and one fixed random batch on the device;
-2. record the memory baseline (see below), run ``warmup`` untimed train steps, then ``steps`` timed ones;
-3. a train step is ``zero_grad -> forward -> loss -> backward -> optimizer.step``, timed with
-   :func:`time.perf_counter`, with ``torch.cuda.synchronize`` before and after on CUDA.
-
-Peak memory of training, on top of the resident model, optimizer and batch (gradients, optimizer state,
-activations, allocator overhead):
-
-* CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the baseline, minus the memory
-  allocated at the baseline (the total is reported too);
-* CPU (Linux): the kernel's resident-set high-water mark ``VmHWM`` from ``/proc/self/status``, reset to the
-  current RSS at the baseline by writing ``5`` to ``/proc/self/clear_refs``, minus ``VmRSS`` at the baseline.
-  Because the process is fresh, the figure is not blurred by memory that an earlier model left in the allocator's
-  free lists. Where the reset is not permitted, the high-water mark of the fresh process is used as is (the peak
-  of importing and building is far below that of a train step, so the figure is nearly the same);
-* elsewhere: ``resource.getrusage(...).ru_maxrss`` before and after (a lower bound); NaN where even that is
-  missing (Windows).
-
-The peak covers warm-up *and* timed steps: the first step allocates the gradients and optimizer state, which a
-train step needs; measuring after warm-up would only see what the allocator had not cached already.
+  - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the baseline, minus the memory
+    allocated at the baseline (the total is reported too);
+  - CPU (Linux): the kernel's resident-set high-water mark ``VmHWM`` from ``/proc/self/status``, reset to the
+    current RSS at the baseline by writing ``5`` to ``/proc/self/clear_refs``, minus ``VmRSS`` at the baseline.
+    The process is fresh, so the figure is not lowered by memory another model left in the allocator's free
+    lists. Where the reset is not permitted, the high-water mark of the fresh process is used as is (the peak of
+    importing and building is far below that of a train step, so the figure is nearly the same);
+  - elsewhere: ``resource.getrusage(...).ru_maxrss`` before and after (a lower bound); NaN where even that is
+    missing (Windows).
 """
 from __future__ import annotations
 
@@ -36,6 +33,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -56,8 +54,10 @@ __all__ = [
     "check_common_arguments",
     "machine_info",
     "print_report_header",
-    "measure_case",
-    "run_alternating",
+    "measure_memory",
+    "time_interleaved",
+    "run_benchmark",
+    "paired_ratio",
     "summarise",
     "print_table",
     "append_csv",
@@ -108,16 +108,16 @@ class TrainCase:
 
 @dataclass
 class RunResult:
-    """What :func:`measure_case` measured for one case (merged over rounds by :func:`run_alternating`).
+    """What :func:`run_benchmark` measured for one case.
 
     Attributes:
         label: The case's label.
         parameters: Trainable parameters of the model.
-        step_seconds: Wall time of each timed train step.
+        step_seconds: Wall time of each timed train step, in cycle order (see :func:`paired_ratio`).
         peak_total_mib: Peak memory of the process (CPU: VmHWM) or of the device (CUDA: max allocated).
         peak_increase_mib: ``peak_total_mib`` minus the memory at the baseline (model, optimizer and batch built).
         memory_method: How the memory was measured, in words.
-        threads: ``torch.get_num_threads()`` during the measurement.
+        threads: ``torch.get_num_threads()`` during the timing.
     """
 
     label: str
@@ -144,12 +144,8 @@ def add_common_arguments(
     """Add the options shared by all benchmark scripts, with the script's defaults."""
     parser.add_argument("--size", type=int, default=size, help=f"image height and width (default {size})")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"items per step (default {batch_size})")
-    parser.add_argument("--steps", type=int, default=steps, help=f"timed steps per model, all rounds (default {steps})")
-    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps per process (default {warmup})")
-    parser.add_argument(
-        "--rounds", type=int, default=2,
-        help="fresh processes per model, alternated ABBA; the timed steps are split across them (default 2)",
-    )
+    parser.add_argument("--steps", type=int, default=steps, help=f"timed steps per model (default {steps})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps per model (default {warmup})")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and of the batch")
@@ -162,13 +158,11 @@ def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Names
     """Stop with a usage error naming the fix when an option is out of range."""
     if args.size <= 0 or args.size % size_multiple:
         parser.error(f"--size must be a positive multiple of {size_multiple} for these models; got {args.size}")
-    for name in ("batch_size", "steps", "rounds"):
+    for name in ("batch_size", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0; got {args.warmup}")
-    if args.steps < args.rounds:
-        parser.error(f"--steps ({args.steps}) must be >= --rounds ({args.rounds}): each round times at least one step")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1; got {args.threads}")
 
@@ -208,9 +202,10 @@ def print_report_header(title: str, machine: Mapping[str, str], args: argparse.N
     for key, value in machine.items():
         print(f"{key:>12}: {value}")
     print(
-        f"protocol: {args.rounds} fresh process(es) per model, ABBA order; each runs {args.warmup} warm-up step(s), "
-        f"then its share of {args.steps} timed train steps (forward + loss + backward + optimizer step)."
+        f"time: one fresh process; {args.warmup} warm-up step(s) per model, then {args.steps} timed train steps "
+        "(forward + loss + backward + optimizer step) per model, interleaved ABBA across models"
     )
+    print(f"memory: one more fresh process per model, peak over {max(args.warmup, 2)} train steps")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -291,83 +286,121 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_case(case: TrainCase, device_name: str, threads: int | None, warmup: int, steps: int) -> RunResult:
-    """Time ``steps`` train steps of ``case`` after ``warmup`` untimed ones; measure peak memory.
+class _TrainStep:
+    """A built case (seeded model, loss, optimizer, batch on ``device``); calling it runs one train step."""
 
-    Meant to run in a fresh process (see :func:`run_alternating`); the memory figures assume it.
-    """
+    def __init__(self, case: TrainCase, device: torch.device) -> None:
+        seed_everything(case.seed)
+        model = case.build_model().to(device).train()
+        if case.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.loss_fn = case.build_loss().to(device)
+        self.optimizer = case.build_optimizer(model.parameters())
+        self.images, self.target = _make_batch(case, device)
+
+    def __call__(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(self.images), self.target)
+        loss.backward()
+        self.optimizer.step()
+
+
+def _set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def measure_memory(case: TrainCase, device_name: str, threads: int | None, steps: int) -> tuple[float, float, str]:
+    """Peak memory of ``steps`` train steps of ``case``; run it in a fresh process (the figures assume it).
+
+    Returns:
+        ``(peak_total_mib, peak_increase_mib, method)``, see the module docstring.
+    """
+    _set_threads(threads)
     device = get_device(device_name)
-    seed_everything(case.seed)
-    model = case.build_model().to(device).train()
-    if case.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loss_fn = case.build_loss().to(device)
-    optimizer = case.build_optimizer(model.parameters())
-    images, target = _make_batch(case, device)
-
-    def train_step() -> None:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(images), target)
-        loss.backward()
-        optimizer.step()
-
+    train_step = _TrainStep(case, device)
     memory = _PeakMemory(device)
     memory.start()
-    for _ in range(warmup):
-        train_step()
-    step_seconds = []
     for _ in range(steps):
-        _synchronize(device)
-        start = time.perf_counter()
         train_step()
-        _synchronize(device)
-        step_seconds.append(time.perf_counter() - start)
     peak_total, peak_increase = memory.stop()
-    return RunResult(
-        label=case.label,
-        parameters=count_parameters(model),
-        step_seconds=step_seconds,
-        peak_total_mib=peak_total,
-        peak_increase_mib=peak_increase,
-        memory_method=memory.method,
-        threads=torch.get_num_threads(),
-    )
+    return peak_total, peak_increase, memory.method
+
+
+def time_interleaved(
+    cases: Sequence[TrainCase], device_name: str, threads: int | None, warmup: int, steps: int
+) -> tuple[list[list[float]], list[int], int]:
+    """Time ``steps`` train steps of every case, interleaved ABBA after ``warmup`` untimed steps of each.
+
+    Returns:
+        ``(step_seconds, parameters, threads)``: per case the wall time of each timed step (in cycle order) and
+        the trainable parameter count, and ``torch.get_num_threads()`` during the run.
+    """
+    _set_threads(threads)
+    device = get_device(device_name)
+    train_steps = [_TrainStep(case, device) for case in cases]
+    for train_step in train_steps:
+        for _ in range(warmup):
+            train_step()
+    step_seconds: list[list[float]] = [[] for _ in cases]
+    for cycle in range(steps):
+        order = range(len(cases)) if cycle % 2 == 0 else reversed(range(len(cases)))
+        for index in order:
+            _synchronize(device)
+            start = time.perf_counter()
+            train_steps[index]()
+            _synchronize(device)
+            step_seconds[index].append(time.perf_counter() - start)
+    parameters = [count_parameters(train_step.model) for train_step in train_steps]
+    return step_seconds, parameters, torch.get_num_threads()
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Orchestration and reporting (parent process)
 # ----------------------------------------------------------------------------------------------------------------
-def run_alternating(
-    cases: Sequence[TrainCase], *, device: torch.device, threads: int | None, warmup: int, steps: int, rounds: int
-) -> list[RunResult]:
-    """Measure every case in ``rounds`` fresh processes, alternating the cases ABBA; merge the rounds.
+def _in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
+    """Call ``function(*args)`` in a new interpreter (clean allocator and high-water mark); return its result."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
 
-    The timed steps are split as evenly as possible across the rounds; the merged result holds all step times and
-    the largest peak memory of its rounds. Progress goes to stderr.
+
+def run_benchmark(
+    cases: Sequence[TrainCase], *, device: torch.device, threads: int | None, warmup: int, steps: int
+) -> list[RunResult]:
+    """Measure peak memory (one fresh process per case), then time all cases interleaved (one fresh process).
+
+    Progress goes to stderr.
     """
-    steps_per_round = [len(part) for part in np.array_split(np.arange(steps), rounds)]
-    merged: dict[str, RunResult] = {}
-    spawn = get_context("spawn")  # a fresh interpreter: clean allocator, clean high-water mark, no fork of threads
-    for round_index, round_steps in enumerate(steps_per_round):
-        order = cases if round_index % 2 == 0 else list(reversed(cases))
-        for case in order:
-            with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                result = pool.submit(measure_case, case, str(device), threads, warmup, round_steps).result()
-            print(
-                f"  round {round_index + 1}/{rounds} {case.label}: {round_steps} steps, "
-                f"median {np.median(result.step_seconds):.3f} s",
-                file=sys.stderr, flush=True,
-            )
-            if case.label not in merged:
-                merged[case.label] = result
-            else:
-                kept = merged[case.label]
-                kept.step_seconds.extend(result.step_seconds)
-                if result.peak_increase_mib > kept.peak_increase_mib:
-                    kept.peak_total_mib, kept.peak_increase_mib = result.peak_total_mib, result.peak_increase_mib
-    return [merged[case.label] for case in cases]
+    memory_steps = max(warmup, 2)
+    memory = []
+    for case in cases:
+        memory.append(_in_fresh_process(measure_memory, case, str(device), threads, memory_steps))
+        print(f"  memory {case.label}: +{memory[-1][1]:.0f} MiB over {memory_steps} steps", file=sys.stderr, flush=True)
+    print(f"  timing {len(cases)} model(s): {warmup} warm-up + {steps} interleaved steps each", file=sys.stderr,
+          flush=True)
+    step_seconds, parameters, used_threads = _in_fresh_process(
+        time_interleaved, list(cases), str(device), threads, warmup, steps
+    )
+    return [
+        RunResult(
+            label=case.label,
+            parameters=n_parameters,
+            step_seconds=seconds,
+            peak_total_mib=peak_total,
+            peak_increase_mib=peak_increase,
+            memory_method=method,
+            threads=used_threads,
+        )
+        for case, seconds, n_parameters, (peak_total, peak_increase, method) in zip(
+            cases, step_seconds, parameters, memory, strict=True
+        )
+    ]
+
+
+def paired_ratio(numerator: RunResult, denominator: RunResult) -> float:
+    """Median over cycles of ``numerator`` step time / ``denominator`` step time (neighbouring steps, same load)."""
+    return float(np.median(np.asarray(numerator.step_seconds) / np.asarray(denominator.step_seconds)))
 
 
 def summarise(cases: Sequence[TrainCase], results: Sequence[RunResult], throughput_name: str) -> pd.DataFrame:

@@ -6,7 +6,7 @@ Reference: ``segmentation_models_pytorch.DeepLabV3Plus(encoder_name="mobilenet_v
 classes=2)`` at the same output stride (a benchmark-only dependency: ``pip install -e .[bench]``). smp's ASPP and
 decoder use depthwise-separable convolutions and atrous rates 12/24/36, so it is smaller than the seed's model.
 
-Both are measured in the same run, in alternating fresh processes (ABBA), on the same random batch of
+Both are timed in the same process, their train steps interleaved (ABBA), on the same random batch of
 ``(B, 3, H, W)`` images and ``(B, H, W)`` class indices, with the seed's loss (cross-entropy + soft Dice,
 :class:`medseg_core.losses.CEDiceLoss`) and optimizer (RMSprop, lr 1e-5, momentum 0.9, weight decay 1e-6).
 See ``benchmarks/_common.py`` for the timing and memory protocol.
@@ -25,14 +25,16 @@ import pandas as pd
 import torch
 
 from _common import (
+    RunResult,
     TrainCase,
     add_common_arguments,
     append_csv,
     check_common_arguments,
     machine_info,
+    paired_ratio,
     print_report_header,
     print_table,
-    run_alternating,
+    run_benchmark,
     summarise,
 )
 from medseg_core.losses import CEDiceLoss
@@ -50,13 +52,11 @@ except ImportError as error:
 __all__ = ["build_cases", "main"]
 
 NUM_CLASSES = 2
-OURS_LABEL = "ours: deeplabv3plus eca=both"
-SMP_LABEL = "smp: DeepLabV3Plus mobilenet_v2"
 THROUGHPUT = "images/s"
 
 
 def build_cases(size: int, batch_size: int, output_stride: int, channels_last: bool, seed: int) -> list[TrainCase]:
-    """Our DeepLabV3+ and smp's, same input ``(B, 3, H, W)``, target ``(B, H, W)``, loss and optimizer."""
+    """Our DeepLabV3+ (first) and smp's, same input ``(B, 3, H, W)``, target ``(B, H, W)``, loss and optimizer."""
     common = {
         "build_loss": CEDiceLoss,
         "build_optimizer": partial(torch.optim.RMSprop, lr=1e-5, momentum=0.9, weight_decay=1e-6),
@@ -71,17 +71,16 @@ def build_cases(size: int, batch_size: int, output_stride: int, channels_last: b
         smp.DeepLabV3Plus, encoder_name="mobilenet_v2", encoder_weights=None, classes=NUM_CLASSES,
         encoder_output_stride=output_stride,
     )
-    return [TrainCase(label=OURS_LABEL, build_model=ours, **common),
-            TrainCase(label=SMP_LABEL, build_model=reference, **common)]
+    return [TrainCase(label="ours: deeplabv3plus eca=both", build_model=ours, **common),
+            TrainCase(label="smp: DeepLabV3Plus mobilenet_v2", build_model=reference, **common)]
 
 
-def ours_over_smp(table: pd.DataFrame) -> pd.DataFrame:
-    """Ratios ours / smp of throughput, step time, parameters and peak training memory."""
-    rows = table.set_index("model")
-    ours, reference = rows.loc[OURS_LABEL], rows.loc[SMP_LABEL]
+def ours_over_smp(table: pd.DataFrame, results: list[RunResult]) -> pd.DataFrame:
+    """Ratios ours / smp (ours is the first row): throughput, paired step time, parameters, peak training memory."""
+    ours, reference = table.iloc[0], table.iloc[1]
     return pd.DataFrame([{
         "throughput_x": ours[THROUGHPUT] / reference[THROUGHPUT],
-        "step_time_x": ours["step_median_s"] / reference["step_median_s"],
+        "paired_step_time_x": paired_ratio(results[0], results[1]),
         "params_x": ours["params_M"] / reference["params_M"],
         "peak_train_mem_x": ours["peak_train_MiB"] / reference["peak_train_MiB"],
     }])
@@ -100,14 +99,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print_report_header("DeepLabV3+ train step: ours vs segmentation_models_pytorch", machine, args)
     print(f"smp {smp.__version__}; output stride {args.output_stride}; channels_last {args.channels_last}")
     cases = build_cases(args.size, args.batch_size, args.output_stride, args.channels_last, args.seed)
-    results = run_alternating(
-        cases, device=device, threads=args.threads, warmup=args.warmup, steps=args.steps, rounds=args.rounds
-    )
-    print(f"memory: {results[0].memory_method}")
+    results = run_benchmark(cases, device=device, threads=args.threads, warmup=args.warmup, steps=args.steps)
+    print(f"memory method: {results[0].memory_method}")
 
     table = summarise(cases, results, THROUGHPUT)
     print_table(f"Train step at {args.size}x{args.size}, batch {args.batch_size}", table)
-    ratios = ours_over_smp(table)
+    ratios = ours_over_smp(table, results)
     print_table("Ours relative to smp (x = ours / smp)", ratios)
     print(f"\nthroughput: ours {table[THROUGHPUT].iloc[0]:.3f} vs smp {table[THROUGHPUT].iloc[1]:.3f} {THROUGHPUT} "
           f"(ours/smp = {ratios['throughput_x'].iloc[0]:.2f}); parameters: ours {results[0].parameters:,} "

@@ -23,14 +23,16 @@ import pandas as pd
 import torch
 
 from _common import (
+    RunResult,
     TrainCase,
     add_common_arguments,
     append_csv,
     check_common_arguments,
     machine_info,
+    paired_ratio,
     print_report_header,
     print_table,
-    run_alternating,
+    run_benchmark,
     summarise,
 )
 from medseg_core.losses import DiceLoss
@@ -40,12 +42,11 @@ from medseg_core.runtime import get_device
 __all__ = ["build_cases", "main"]
 
 SIZE_MULTIPLE = 64  # SVSnet halves H and W six times
-BASELINE_LABEL = "unet2d (1 frame)"
 THROUGHPUT = "windows/s"
 
 
 def build_cases(size: int, batch_size: int, window_lengths: list[int], seed: int) -> list[TrainCase]:
-    """One SVSnet case per window length T, input ``(B, 1, T, H, W)``, then the U-Net baseline ``(B, 1, H, W)``."""
+    """One SVSnet case per window length T, input ``(B, 1, T, H, W)``; last, the U-Net baseline ``(B, 1, H, W)``."""
     common = {
         "build_loss": partial(DiceLoss, mode="binary"),
         "build_optimizer": partial(torch.optim.SGD, lr=0.01, momentum=0.9, nesterov=True),
@@ -65,7 +66,7 @@ def build_cases(size: int, batch_size: int, window_lengths: list[int], seed: int
     ]
     cases.append(
         TrainCase(
-            label=BASELINE_LABEL,
+            label="unet2d (1 frame)",
             build_model=partial(create_model, "unet2d", in_channels=1, num_classes=1),
             input_shape=(batch_size, 1, size, size),
             tags={"T": 1},
@@ -75,17 +76,17 @@ def build_cases(size: int, batch_size: int, window_lengths: list[int], seed: int
     return cases
 
 
-def ratios_to_baseline(table: pd.DataFrame) -> pd.DataFrame:
-    """SVSnet rows divided by the U-Net row: step time, throughput, parameters, peak training memory."""
-    baseline = table.set_index("model").loc[BASELINE_LABEL]
-    svsnet_rows = table[table["model"] != BASELINE_LABEL]
+def ratios_to_baseline(table: pd.DataFrame, results: list[RunResult]) -> pd.DataFrame:
+    """SVSnet rows relative to the U-Net row (the last one): throughput, paired step time, parameters, memory."""
+    baseline_row, baseline_result = table.iloc[-1], results[-1]
+    svsnet_rows = table.iloc[:-1]
     return pd.DataFrame({
         "model": svsnet_rows["model"],
         "T": svsnet_rows["T"],
-        "step_time_x": svsnet_rows["step_median_s"] / baseline["step_median_s"],
-        "throughput_x": svsnet_rows[THROUGHPUT] / baseline[THROUGHPUT],
-        "params_x": svsnet_rows["params_M"] / baseline["params_M"],
-        "peak_train_mem_x": svsnet_rows["peak_train_MiB"] / baseline["peak_train_MiB"],
+        "throughput_x": svsnet_rows[THROUGHPUT] / baseline_row[THROUGHPUT],
+        "paired_step_time_x": [paired_ratio(result, baseline_result) for result in results[:-1]],
+        "params_x": svsnet_rows["params_M"] / baseline_row["params_M"],
+        "peak_train_mem_x": svsnet_rows["peak_train_MiB"] / baseline_row["peak_train_MiB"],
     })
 
 
@@ -106,15 +107,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     machine = machine_info(device, args.threads)
     print_report_header("SVSnet train step", machine, args)
     cases = build_cases(args.size, args.batch_size, args.window_lengths, args.seed)
-    results = run_alternating(
-        cases, device=device, threads=args.threads, warmup=args.warmup, steps=args.steps, rounds=args.rounds
-    )
-    print(f"memory: {results[0].memory_method}")
+    results = run_benchmark(cases, device=device, threads=args.threads, warmup=args.warmup, steps=args.steps)
+    print(f"memory method: {results[0].memory_method}")
 
     table = summarise(cases, results, THROUGHPUT)
     print_table(f"Train step at {args.size}x{args.size}, batch {args.batch_size} ({THROUGHPUT} = labelled windows/s)",
                 table)
-    print_table("SVSnet relative to the 2D U-Net baseline (x = SVSnet / U-Net)", ratios_to_baseline(table))
+    print_table("SVSnet relative to the 2D U-Net baseline (x = SVSnet / U-Net)", ratios_to_baseline(table, results))
     if args.csv is not None:
         append_csv(table, args.csv, machine, benchmark="svsnet")
         print(f"\nappended {len(table)} rows to {args.csv}")

@@ -14,10 +14,10 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .metrics import binary_metrics
+from .metrics import binary_metrics, confusion_matrix
 from .runtime import get_device
 
-__all__ = ["predict_cases", "evaluate", "threshold_sweep", "select_cases", "DEFAULT_METRICS"]
+__all__ = ["predict_cases", "evaluate", "dataset_confusion", "threshold_sweep", "select_cases", "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "hd95", "cldice")
 
@@ -70,18 +70,30 @@ def evaluate(
         threshold: probability threshold for binary models (multi-class models use argmax).
 
     Returns:
-        Columns ``id``, ``class`` and one per metric; summarise with :func:`medseg_core.metrics.summarize`.
+        Columns ``id``, ``class``, one per metric, and ``truth_pixels`` / ``predicted_pixels`` (so cases without
+        the class can be told apart); summarise with :func:`medseg_core.metrics.summarize`.
     """
     rows = []
     for case in predict_cases(model, loader, device):
         labels = _labels(case["probability"], threshold).numpy()
         truth = case["truth"].numpy()
         for class_index, class_name in enumerate(class_names, start=1):
-            values = binary_metrics(labels == class_index, truth == class_index, metrics=metrics)
-            rows.append({"id": case["id"], "class": class_name, **values})
+            predicted, expected = labels == class_index, truth == class_index
+            values = binary_metrics(predicted, expected, metrics=metrics)
+            rows.append({"id": case["id"], "class": class_name, **values,
+                         "truth_pixels": int(expected.sum()), "predicted_pixels": int(predicted.sum())})
     if not rows:
         raise ValueError("the evaluation loader is empty: nothing to evaluate")
     return pd.DataFrame(rows)
+
+
+def dataset_confusion(model: nn.Module, loader: DataLoader, num_classes: int, threshold: float = 0.5,
+                      device: str | torch.device | None = "auto") -> np.ndarray:
+    """Pixel confusion matrix ``(K, K)`` (rows: truth) pooled over all cases, as the parent DeepLabV3+ repo scores."""
+    total = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for case in predict_cases(model, loader, device):
+        total += confusion_matrix(_labels(case["probability"], threshold).numpy(), case["truth"].numpy(), num_classes)
+    return total
 
 
 def threshold_sweep(
@@ -113,8 +125,14 @@ def threshold_sweep(
     return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "dice": dice})
 
 
-def select_cases(results: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """The best, median and worst case by ``metric`` (NaN cases excluded), with a ``rank`` column."""
+def select_cases(results: pd.DataFrame, metric: str = "dice", foreground_only: bool = False) -> pd.DataFrame:
+    """The best, median and worst case by ``metric`` (NaN cases excluded), with a ``rank`` column.
+
+    ``foreground_only`` ranks only cases whose ground truth holds the class (``truth_pixels > 0``): an empty
+    frame correctly left empty scores 1 and would otherwise always be "best".
+    """
+    if foreground_only:
+        results = results[results["truth_pixels"] > 0]
     ranked = results.dropna(subset=[metric]).sort_values(metric, ascending=False, kind="stable")
     if ranked.empty:
         raise ValueError(f"no case has a defined {metric!r}")

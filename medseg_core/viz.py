@@ -431,7 +431,7 @@ def plot_mask_grid(
         raise ValueError(f"got {count} images but {len(titles)} titles")
     columns = min(columns, count)
     rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, (size + 0.3) * rows + 0.4), squeeze=False)
     drawn_any = False
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -487,7 +487,6 @@ def plot_patient_split(splits: Mapping[str, pd.DataFrame], title: str = "") -> p
     sns.scatterplot(frames, x="frame", y="patient", hue="split", marker="s", s=60, ax=ax,
                     hue_order=list(splits), palette="Set1")
     ax.set(xlabel="frame number in the pullback", ylabel="patient", title=title or "split by patient")
-    ax.invert_yaxis()
     ax.legend(title="split", bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
     fig.tight_layout()
     return fig
@@ -524,8 +523,10 @@ def plot_case_scores(
     ax.set(xlabel="case", ylabel=metric, title=title or f"{metric} per case (n = {len(ranked)})")
     if metric in _BOUNDED_METRICS:
         ax.set_ylim(0, 1.05)
+    for bars in ax.containers:  # values on the bars, so that a score of 0 is visible too
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
     ax.tick_params(axis="x", labelrotation=90, labelsize=8)
-    ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False, fontsize=8)
+    ax.legend(title=group, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False, fontsize=8)
     skipped = len(results) - len(ranked)
     if skipped:
         ax.annotate(f"{skipped} case(s) with undefined {metric} not shown", (0, -0.45), xycoords="axes fraction",
@@ -585,7 +586,8 @@ def plot_attention_weights(
         x = np.arange(channels)
         ax.fill_between(x, values.min(0).values.numpy(), values.max(0).values.numpy(), color="C0", alpha=0.25,
                         linewidth=0, label=f"range over {batch} image(s)")
-        ax.plot(x, values.mean(0).numpy(), color="C0", linewidth=0.8, label="mean")
+        ax.plot(x, values.mean(0).numpy(), color="C0", linewidth=0.8, marker="o" if channels <= 64 else None,
+                markersize=3, label="mean")
         names = (groups or {}).get(name)
         if names:
             if channels % len(names):
@@ -598,10 +600,11 @@ def plot_attention_weights(
                         va="bottom", fontsize=8)
         ax.set(xlim=(-0.5, channels - 0.5), xlabel="channel", ylabel="weight (sigmoid)")
         ax.set_title(f"{name}: {channels} channels", fontsize=10, pad=14 if names else 6)
-        ax.legend(loc="lower right", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 
