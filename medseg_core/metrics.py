@@ -334,6 +334,10 @@ def miou_mpa(confusion: ArrayLike) -> tuple[float, float]:
 # ----------------------------------------------------------------------------------------------------------------
 # Summaries
 # ----------------------------------------------------------------------------------------------------------------
+BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "parameters", "train_seconds", "epoch"})
+"""Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
+
+
 def summarize(
     df: pd.DataFrame,
     by: str | Sequence[str] | None = None,
@@ -348,7 +352,8 @@ def summarize(
     Args:
         df: one row per case (per image, per seed...), one column per metric.
         by: column(s) to group by, e.g. ``"model"`` or ``["model", "fold"]``.
-        metrics: columns to summarise (default: every numeric column not in ``by``).
+        metrics: columns to summarise (default: every numeric column not in ``by`` nor in
+            :data:`BOOKKEEPING_COLUMNS`).
         confidence: coverage of the interval.
 
     Returns:
@@ -360,6 +365,7 @@ def summarize(
             column
             for column in df.columns
             if column not in by_columns
+            and column not in BOOKKEEPING_COLUMNS
             and pd.api.types.is_numeric_dtype(df[column])
             and not pd.api.types.is_bool_dtype(df[column])
         ]

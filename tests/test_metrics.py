@@ -284,3 +284,9 @@ def test_summarize_leaves_out_nan_and_counts_it() -> None:
 def test_summarize_unknown_column_raises() -> None:
     with pytest.raises(ValueError, match="not in the table"):
         summarize(pd.DataFrame({"dice": [1.0]}), by="model")
+
+
+def test_summarize_skips_bookkeeping_columns_by_default():
+    table = pd.DataFrame({"dice": [0.5, 0.7], "truth_pixels": [10, 20], "seed": [0, 1]})
+    assert summarize(table).index.tolist() == ["dice"]
+    assert summarize(table, metrics=["truth_pixels"]).index.tolist() == ["truth_pixels"]
