@@ -20,6 +20,7 @@ __all__ = [
     "TrainConfig",
     "XCAConfig",
     "OCTConfig",
+    "AblationConfig",
     "Paths",
     "Profile",
     "PROFILES",
@@ -86,6 +87,20 @@ class OCTConfig:
 
 
 @dataclass
+class AblationConfig:
+    """Budget of the ablation grids (notebooks 05 and 06, and what notebook 07 recomputes when they are missing).
+
+    Every variant and seed of a grid gets the same budget: the profile with ``overrides`` applied (dotted keys,
+    as in :meth:`Profile.override`), e.g. smaller frames and fewer epochs than the training notebooks so that
+    variants x seeds fit the profile's time. See :meth:`Profile.ablation_profile`.
+    """
+
+    seeds: tuple[int, ...] = (0,)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    latency_repeats: int = 5  # timed forward passes per model in architecture tables (median reported)
+
+
+@dataclass
 class Paths:
     """Where data, runs and figures go; environment variables override the in-repository defaults."""
 
@@ -103,7 +118,7 @@ class Profile:
     oct: OCTConfig
     svsnet: TrainConfig
     deeplab: TrainConfig
-    ablation_seeds: tuple[int, ...] = (0,)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
     paths: Paths = field(default_factory=Paths)
 
     def override(self, overrides: Mapping[str, Any] | None = None) -> "Profile":
@@ -129,6 +144,17 @@ class Profile:
                 value = Path(value)
             setattr(target, leaf, value)
         return profile
+
+    def ablation_profile(self) -> "Profile":
+        """The profile every ablation run uses: this one with ``ablation.overrides`` applied.
+
+        With overrides it is named ``<name>_ablation``, so its synthetic data and runs get their own folders
+        (``data/synthetic/xca_cpu_ablation``, ``runs/cpu_ablation/...``) and never replace the training
+        notebooks' data; without overrides (``paper``) it is this profile.
+        """
+        if not self.ablation.overrides:
+            return self.override()
+        return self.override({**self.ablation.overrides, "name": f"{self.name}_ablation"})
 
     def data_dir(self, dataset: str) -> Path:
         """Folder of a generated dataset for this profile, e.g. ``data/synthetic/xca_smoke``."""
@@ -162,7 +188,11 @@ def _smoke() -> Profile:
         oct=OCTConfig(image_size=64, num_patients=4, frames_per_patient=3),
         svsnet=TrainConfig(epochs=1, batch_size=2, optimizer="adam", lr=1e-3),
         deeplab=TrainConfig(epochs=1, batch_size=4, optimizer="adam", lr=1e-3, monitor="val_dice", monitor_mode="max"),
-        ablation_seeds=(0,),
+        ablation=AblationConfig(
+            seeds=(0,),
+            overrides={"xca.num_train_videos": 1, "xca.frames_per_video": 7, "oct.image_size": 32},
+            latency_repeats=1,
+        ),
     )
 
 
@@ -173,9 +203,17 @@ def _cpu() -> Profile:
         oct=OCTConfig(image_size=128, num_patients=12, frames_per_patient=10),
         svsnet=TrainConfig(epochs=24, batch_size=4, optimizer="adam", lr=2e-3, scheduler="cosine"),
         deeplab=TrainConfig(
-            epochs=12, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max"
+            epochs=20, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max"
         ),
-        ablation_seeds=(0, 1, 2),
+        # Ablation budget, measured on 2 idle cores: one SVSnet run 28 s (T = 1) to 43 s (T = 7), so notebook 06
+        # (7 variants x 3 seeds) takes 12.5 min; one DeepLabV3+ run 56 s (frame decoding dominates), so notebook 05
+        # (5 x 3) takes about 15 min. DeepLabV3+ from scratch starts finding plaque after about 70 steps.
+        ablation=AblationConfig(seeds=(0, 1, 2), overrides={
+            "xca.image_size": 64, "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2,
+            "svsnet.epochs": 20,
+            "oct.num_patients": 8, "oct.frames_per_patient": 8, "deeplab.epochs": 12, "deeplab.batch_size": 4,
+            "deeplab.lr": 2e-3,
+        }, latency_repeats=5),
     )
 
 
@@ -194,7 +232,7 @@ def _paper() -> Profile:
             epochs=100, batch_size=32, optimizer="rmsprop", lr=1e-5, momentum=0.9, weight_decay=1e-6,
             scheduler="plateau", plateau_patience=5, grad_clip=1.0, amp=True, monitor="val_dice", monitor_mode="max",
         ),
-        ablation_seeds=(0, 1, 2, 3, 4),
+        ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), latency_repeats=10),
     )
 
 

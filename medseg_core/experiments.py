@@ -200,14 +200,19 @@ def run_grid(
     split: str = "test",
     recompute: bool = False,
     progress: bool = False,
+    verbose: bool = False,
 ) -> pd.DataFrame:
     """Train every variant with every seed under the same budget and evaluate it; resumable.
 
     Args:
         variants: ``{variant name: {"model_name": ..., "model_kwargs": {...}, "overrides": {...}}}``; overrides
             are dotted profile keys applied for that variant only (e.g. ``{"xca.window_length": 2}``).
-        results_dir: per-run CSVs (``<variant>_seed<seed>.csv``) and checkpoints; a run whose CSV exists is
-            read back instead of retrained unless ``recompute``.
+        results_dir: per-run CSVs (``<variant>_seed<seed>.csv``) and run folders (``<variant>_seed<seed>/`` with
+            ``best.pt`` and ``history.csv``); a run whose CSV exists is read back instead of retrained unless
+            ``recompute``. An interrupted run resumes from its ``last.pt``, which is deleted once its CSV is
+            written (it is only needed to resume, and it is the largest file).
+        progress: progress bars while training.
+        verbose: print one line per run (trained or read back, seconds, mean test Dice).
 
     Returns:
         Per-case metrics of all runs with ``variant``, ``seed``, ``parameters`` and ``train_seconds`` columns.
@@ -221,6 +226,8 @@ def run_grid(
             csv = results_dir / f"{variant}_seed{seed}.csv"
             if csv.is_file() and not recompute:
                 tables.append(pd.read_csv(csv))
+                if verbose:
+                    print(f"{variant} seed {seed}: read back from {csv}", flush=True)
                 continue
             start = time.perf_counter()
             run = train(task, variant_profile, model_name=spec.get("model_name"), model_kwargs=spec.get("model_kwargs"),
@@ -231,5 +238,9 @@ def run_grid(
                                                train_seconds=round(seconds, 1))
             csv.parent.mkdir(parents=True, exist_ok=True)
             table.to_csv(csv, index=False)
+            (run.run_dir / "last.pt").unlink(missing_ok=True)
             tables.append(table)
+            if verbose:
+                print(f"{variant} seed {seed}: trained and tested in {seconds:.1f} s, mean test Dice "
+                      f"{table['dice'].mean():.3f}", flush=True)
     return pd.concat(tables, ignore_index=True)

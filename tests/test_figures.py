@@ -1,0 +1,187 @@
+"""Figure manifest and its check, ablation grids and run reuse, model costs, and the ablation plots."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+
+from medseg_core import figures as mf  # noqa: E402
+from medseg_core.config import get_profile  # noqa: E402
+from medseg_core.models import count_parameters, create_model  # noqa: E402
+from medseg_core.stats import paired_comparison  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _grid(variants=("none", "skip", "both"), seeds=(0, 1), cases=5, levels=None) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = [{"variant": v, "seed": s, "id": f"c{i}", "dice": rng.uniform(0.4, 0.8), "iou": rng.uniform(0.2, 0.6),
+             "cldice": rng.uniform(0.4, 0.8)}
+            for v in variants for s in seeds for i in range(cases)]
+    table = pd.DataFrame(rows)
+    if levels is not None:
+        table["level"] = table["variant"].map(levels)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ manifest
+def test_writer_records_every_file_once_with_provenance(tmp_path):
+    writer = mf.FigureWriter(tmp_path / "figs", "05_ablation_eca", "smoke", seeds=(0, 1))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    png = writer.save_figure(fig, "chart", source="runs/x")
+    csv = writer.save_table(pd.DataFrame({"a": [1, 2]}), "table", seeds=[3])
+    writer.save_figure(fig, "chart")  # saving again replaces the row
+    manifest = mf.read_manifest(tmp_path / "figs")
+    assert png.is_file() and csv.is_file()
+    assert sorted(manifest["file"]) == ["chart.png", "table.csv"]
+    assert list(manifest.columns) == list(mf.MANIFEST_COLUMNS)
+    rows = manifest.set_index("file")
+    assert rows.loc["chart.png", "seeds"] == "0 1" and rows.loc["table.csv", "seeds"] == "3"
+    assert rows.loc["chart.png", "kind"] == "figure" and rows.loc["table.csv", "kind"] == "table"
+    assert rows.loc["chart.png", "torch"] == torch.__version__
+    commit = rows.loc["chart.png", "commit"]
+    assert commit == "unknown" or (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit))
+    assert pd.read_csv(csv)["a"].tolist() == [1, 2]
+
+
+def test_check_figures_against_a_committed_manifest(tmp_path):
+    committed = tmp_path / "committed"
+    writer = mf.FigureWriter(committed, "07_reproduce_figures", "cpu")
+    for name in ("a", "b"):
+        fig, _ = plt.subplots()
+        writer.save_figure(fig, name)
+    mf.FigureWriter(committed, "05_ablation_eca", "cpu").save_table(pd.DataFrame({"x": [1]}), "c")
+    ci_output = tmp_path / "ci"
+    ci_writer = mf.FigureWriter(ci_output, "07_reproduce_figures", "smoke")
+    fig, _ = plt.subplots()
+    ci_writer.save_figure(fig, "a")
+    with pytest.raises(FileNotFoundError, match=r"missing.*'b\.png'"):
+        mf.check_figures(ci_output, committed / mf.MANIFEST_NAME, notebooks=["07_reproduce_figures"])
+    ci_writer.save_figure(fig, "b")
+    checked = mf.check_figures(ci_output, committed, notebooks=["07_reproduce_figures"])
+    assert sorted(checked["file"]) == ["a.png", "b.png"]
+    with pytest.raises(FileNotFoundError, match="c.csv"):
+        mf.check_figures(ci_output, committed)
+    with pytest.raises(FileNotFoundError, match="no figure manifest"):
+        mf.read_manifest(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------------------------- grids, reuse
+def test_ablation_profile_applies_the_budget_in_its_own_folders():
+    cpu = get_profile("cpu")
+    budget = cpu.ablation_profile()
+    for key, value in cpu.ablation.overrides.items():
+        section, name = key.split(".")
+        assert getattr(getattr(budget, section), name) == value
+    assert budget.name == "cpu_ablation" and budget.data_dir("xca") != cpu.data_dir("xca")
+    assert mf.ECA_ABLATION.results_dir(cpu) == budget.run_dir("ablation_eca")
+    paper = get_profile("paper")
+    assert paper.ablation_profile().name == "paper" and len(paper.ablation.seeds) == 5
+    assert len(get_profile("smoke").ablation.seeds) == 1 and len(cpu.ablation.seeds) >= 3
+    assert get_profile("cpu", {"ablation.seeds": [4, 5]}).ablation.seeds == (4, 5)
+
+
+def test_grids_hold_the_issue_variants_and_a_size_matched_unet():
+    assert list(mf.ECA_ABLATION.variants) == ["none", "skip", "aspp", "both", "unet"]
+    assert mf.WINDOW_LENGTHS == (1, 2, 3, 4, 5, 7)
+    assert {spec["overrides"]["xca.window_length"] for name, spec in mf.WINDOW_LENGTH_ABLATION.variants.items()
+            if name != "unet2d"} == set(mf.WINDOW_LENGTHS)
+    unet = create_model("unet2d", in_channels=3, num_classes=2, **mf.ECA_ABLATION.variants["unet"]["model_kwargs"])
+    deeplab = create_model("deeplabv3plus", num_classes=2, eca="none")
+    assert abs(count_parameters(unet) / count_parameters(deeplab) - 1) < 0.05
+
+
+def test_seeds_on_disk_needs_every_variant(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path))
+    profile = get_profile("smoke")
+    folder = mf.ECA_ABLATION.results_dir(profile)
+    folder.mkdir(parents=True)
+    assert mf.ECA_ABLATION.seeds_on_disk(profile) == []
+    for variant in mf.ECA_ABLATION.variants:
+        for seed in (0, 2):
+            (folder / f"{variant}_seed{seed}.csv").write_text("id\n")
+    (folder / "none_seed1.csv").write_text("id\n")
+    assert mf.ECA_ABLATION.seeds_on_disk(profile) == [0, 2]
+
+
+def test_run_sources_finished_only_with_all_epochs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path))
+    profile = get_profile("smoke", {"svsnet.epochs": 2})
+    sources = mf.svsnet_sources(profile, seed=0)
+    assert [s.notebook for s in sources] == ["02_train_svsnet", "00_quickstart", "06_ablation_window_length"]
+    assert sources[-1].run_dir == mf.WINDOW_LENGTH_ABLATION.results_dir(profile) / "T4_seed0"
+    first = sources[0]
+    assert not first.is_finished("xca")
+    first.run_dir.mkdir(parents=True)
+    (first.run_dir / "best.pt").write_bytes(b"")
+    pd.DataFrame({"epoch": [1]}).to_csv(first.run_dir / "history.csv", index=False)
+    assert not first.is_finished("xca")  # one of two epochs
+    pd.DataFrame({"epoch": [1, 2]}).to_csv(first.run_dir / "history.csv", index=False)
+    assert first.is_finished("xca")
+    assert [s.notebook for s in mf.deeplab_sources(profile)] == ["04_train_deeplabv3plus_eca", "05_ablation_eca"]
+    with pytest.raises(ValueError, match="no run sources"):
+        mf.reuse_or_train("xca", [])
+
+
+# --------------------------------------------------------------------------------------------------- costs
+def test_flops_of_a_convolution_match_the_formula():
+    conv = nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
+    assert mf.count_flops(conv, torch.rand(1, 3, 16, 16)) == 2 * 3 * 8 * 9 * 16 * 16
+
+
+def test_architecture_table_and_latency():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+    table = mf.architecture_table({"tiny": (model, (1, 1, 8, 8))}, repeats=2)
+    row = table.iloc[0]
+    assert row["parameters"] == count_parameters(model) and row["input"] == "1×1×8×8"
+    assert row["gflops"] == pytest.approx(2 * 4 * 9 * 64 / 1e9) and row["latency_ms"] > 0
+    assert model.training  # the mode is restored
+    with pytest.raises(ValueError, match="repeats"):
+        mf.measure_latency(model, torch.rand(1, 1, 8, 8), repeats=0)
+
+
+def test_kit_architectures_use_the_profile_sizes():
+    profile = get_profile("smoke")
+    shapes = {name: shape for name, (_, shape) in mf.kit_architectures(profile).items()}
+    assert shapes[f"SVSnet, T = {profile.xca.window_length}"][-1] == profile.xca.image_size
+    assert shapes["DeepLabV3+, ECA both"] == (1, 3, profile.oct.image_size, profile.oct.image_size)
+
+
+# --------------------------------------------------------------------------------------------------- plots
+def test_ablation_plots_draw_one_panel_per_metric_in_the_given_order():
+    results = _grid()
+    fig = mf.plot_ablation(results, ("dice", "iou"), order=["both", "skip", "none"], reference="none")
+    assert len(fig.axes) == 2
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["both", "skip", "none"]
+    fig = mf.plot_paired_differences(paired_comparison(results, "none", ["dice", "iou"]))
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["skip", "both"]
+    assert all(ax.yaxis_inverted() for ax in fig.axes)  # the first variant on top in every panel
+    fig = mf.plot_metric_boxes(results, ("dice", "iou"), order=["none", "both"])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Dice", "IoU"]
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["none (n = 5)", "both (n = 5)"]
+
+
+def test_window_length_curve_and_costs():
+    levels = {"T1": 1, "T2": 2, "T4": 4}
+    results = _grid(("T1", "T2", "T4", "unet2d"), levels=levels)
+    fig = mf.plot_window_length_curve(results, ("dice", "cldice"), baseline="unet2d")
+    assert len(fig.axes) == 2
+    np.testing.assert_array_equal(fig.axes[0].get_xticks(), [1, 2, 4])
+    costs = pd.DataFrame({"model": ["T1", "T2", "unet2d"], "parameters": [1e6, 2e6, 3e6], "gflops": [1.0, 2.0, 3.0],
+                          "latency_ms": [5.0, 9.0, 4.0]})
+    costs["window_length"] = costs["model"].map(levels)
+    fig = mf.plot_cost_curve(costs.dropna(), baseline=costs.iloc[2], baseline_name="U-Net")
+    assert len(fig.axes) == 3
+    assert mf.plot_table(costs, formats={"gflops": ".2f"}).axes
