@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from medseg_core.notebooks import NOTEBOOK_DIR, NotebookError, list_notebooks, run_notebooks
+from medseg_core.figures import COMMITTED_MANIFEST, check_figures
+from medseg_core.notebooks import NotebookError, list_notebooks, run_notebooks
 
 NOTEBOOKS = list_notebooks()
+# Notebook 03 draws the real OCT sample's frame only when the sample sits next to the repository (as in notebook 03).
+REAL_OCT_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "oct_zenodo_sample"
 
 
 def test_notebooks_are_numbered_and_present():
@@ -34,6 +38,9 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, monkeypatch):
     executed = json.loads((tmp_path / "executed" / notebook.name).read_text())
     assert table["notebook"].tolist() == [notebook.name]
     assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
+    if COMMITTED_MANIFEST.is_file():  # every figure and table the committed cpu run lists for this notebook
+        check_figures(tmp_path / "executed" / "figures", notebooks=[notebook.stem],
+                      exclude_sources=() if REAL_OCT_SAMPLE.is_dir() else [REAL_OCT_SAMPLE.name])
 
 
 def test_runner_names_the_failing_notebook_and_cell(tmp_path):
