@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,17 @@ def test_notebook_is_committed_without_outputs_and_has_parameters_cell(notebook)
     assert all(not c["outputs"] and c["execution_count"] is None for c in code), "strip outputs (make strip)"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1 and "profile" in "".join(tagged[0]["source"])
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_papermill_parses_every_parameter(notebook):
+    """`papermill --help-notebook` lists every parameter (an '=' in a comment hides it from papermill's parser)."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in nbformat.read(notebook, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    assigned = re.findall(r"^(\w+)\s*=", cell.source, flags=re.MULTILINE)
+    assert [parameter.name for parameter in PythonTranslator.inspect(cell)] == assigned
 
 
 @pytest.mark.notebooks
