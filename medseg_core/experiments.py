@@ -20,6 +20,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .config import Profile, TrainConfig
+from .data.io import write_csv_atomic
 from .evaluation import evaluate
 from .losses import CEDiceLoss, DiceLoss
 from .models import count_parameters, create_model
@@ -236,8 +237,7 @@ def run_grid(
             seconds = time.perf_counter() - start
             table = run.evaluate(split).assign(variant=variant, seed=seed, parameters=count_parameters(run.model),
                                                train_seconds=round(seconds, 1))
-            csv.parent.mkdir(parents=True, exist_ok=True)
-            table.to_csv(csv, index=False)
+            write_csv_atomic(table, csv)  # the CSV marks the run as done: never leave half of one
             (run.run_dir / "last.pt").unlink(missing_ok=True)
             tables.append(table)
             if verbose:

@@ -25,7 +25,6 @@ figure) share:
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import statistics
 import subprocess
 import time
@@ -43,6 +42,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import REPO_ROOT, Profile
+from .data.io import write_csv_atomic
 from .experiments import TrainedRun, get_task, run_grid, train
 from .models import count_parameters, create_model
 from .stats import summarize_runs
@@ -167,10 +167,8 @@ class FigureWriter:
     def save_table(self, table: pd.DataFrame, name: str, *, seeds: Sequence[int] | None = None,
                    source: str = "") -> Path:
         """Save ``table`` as ``<folder>/<name>.csv`` (index kept only when it is named) and record it."""
-        path = self.folder / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        keep_index = any(level is not None for level in table.index.names)
-        table.to_csv(path, index=keep_index)
+        path = write_csv_atomic(table, self.folder / f"{name}.csv",
+                                index=any(level is not None for level in table.index.names))
         self.record(path, "table", seeds=seeds, source=source)
         return path
 
@@ -185,10 +183,7 @@ class FigureWriter:
         manifest_path = self.folder / MANIFEST_NAME
         manifest = read_manifest(manifest_path) if manifest_path.is_file() else pd.DataFrame(columns=MANIFEST_COLUMNS)
         manifest = pd.concat([manifest[manifest["file"] != row["file"]], pd.DataFrame([row])], ignore_index=True)
-        manifest = manifest.reindex(columns=MANIFEST_COLUMNS).sort_values("file", kind="stable")
-        temporary = manifest_path.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
-        manifest.to_csv(temporary, index=False)
-        os.replace(temporary, manifest_path)
+        write_csv_atomic(manifest.reindex(columns=MANIFEST_COLUMNS).sort_values("file", kind="stable"), manifest_path)
 
 
 def check_figures(

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .data.io import write_csv_atomic
 from .models import create_model
 from .runtime import get_device, is_main_process, rank, seed_everything
 
@@ -253,7 +254,7 @@ class Trainer:
             save_checkpoint(self.out_dir / "last.pt", state)
             if improved:
                 save_checkpoint(self.out_dir / "best.pt", state)
-            self.history_frame().to_csv(self.out_dir / "history.csv", index=False)
+            write_csv_atomic(self.history_frame(), self.out_dir / "history.csv")
         for callback in self.callbacks:
             callback(self, row)
 

@@ -1,14 +1,18 @@
-"""Reading images and masks from disk with errors that name the file and the fix.
+"""Reading images and masks from disk with errors that name the file and the fix; writing tables atomically.
 
 Shared by every reader in :mod:`medseg_core.data` (XCA videos, OCT frames, plain folders), so that a corrupt
-file, a missing folder or a mask stored as 0/255 is handled the same way everywhere.
+file, a missing folder or a mask stored as 0/255 is handled the same way everywhere. :func:`write_csv_atomic`
+is how run histories, ablation results and manifests are written: a table that marks work as done is never
+left half-written by an interruption.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -19,6 +23,7 @@ __all__ = [
     "read_label_mask",
     "write_image",
     "to_label_mask",
+    "write_csv_atomic",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm")
@@ -100,4 +105,14 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return path
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
+    """Write ``table`` as CSV through a temporary file and ``os.replace``: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    table.to_csv(temporary, index=index)
+    os.replace(temporary, path)
     return path

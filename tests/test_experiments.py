@@ -1,0 +1,72 @@
+"""run_grid: every variant x seed once, results read back on a rerun, retrained only when asked."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch.nn as nn
+
+from medseg_core import experiments
+from medseg_core.config import get_profile
+from medseg_core.data.io import write_csv_atomic
+
+VARIANTS = {"small": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4}},
+            "wide": {"model_name": "unet2d", "overrides": {"xca.window_length": 2}}}
+
+
+class _FakeRun:
+    """What run_grid needs from a trained run, with a test score that depends on the variant's settings."""
+
+    def __init__(self, profile, model_kwargs, seed: int, run_dir: Path) -> None:
+        self.model = nn.Conv2d(1, 1, 1)
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "last.pt").write_bytes(b"resume state")
+        self.score = 0.1 * profile.xca.window_length + 0.01 * seed + 0.001 * len(model_kwargs or {})
+
+    def evaluate(self, split: str) -> pd.DataFrame:
+        return pd.DataFrame({"id": ["v/00000", "v/00005"], "dice": [self.score, self.score]})
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    calls = []
+
+    def train(task, profile, *, model_name, model_kwargs, seed, run_dir, resume, progress):
+        calls.append({"variant": Path(run_dir).name, "resume": resume})
+        return _FakeRun(profile, model_kwargs, seed, Path(run_dir))
+
+    monkeypatch.setattr(experiments, "train", train)
+    return calls
+
+
+def test_grid_trains_each_run_once_and_reads_results_back(tmp_path, fake_train):
+    profile = get_profile("smoke")
+    first = experiments.run_grid("xca", profile, VARIANTS, [0, 1], tmp_path)
+    assert [c["variant"] for c in fake_train] == ["small_seed0", "small_seed1", "wide_seed0", "wide_seed1"]
+    assert sorted(p.name for p in tmp_path.glob("*.csv")) == [f"{v}_seed{s}.csv" for v in VARIANTS for s in (0, 1)]
+    assert not list(tmp_path.glob("*/last.pt")), "resume state is dropped once a run's results are written"
+    # the overrides reach their variant only: window length 2 for "wide", the profile's 4 for "small"
+    scores = first.groupby(["variant", "seed"])["dice"].first()
+    assert scores[("small", 1)] == pytest.approx(0.4 + 0.01 + 0.001)
+    assert scores[("wide", 0)] == pytest.approx(0.2)
+    assert set(first.columns) >= {"variant", "seed", "parameters", "train_seconds"}
+
+    again = experiments.run_grid("xca", profile, VARIANTS, [0, 1], tmp_path)
+    assert len(fake_train) == 4, "a rerun reads the CSVs back instead of training"
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+
+    experiments.run_grid("xca", profile, VARIANTS, [0, 1, 2], tmp_path)  # a new seed trains only that seed
+    assert [c["variant"] for c in fake_train[4:]] == ["small_seed2", "wide_seed2"]
+
+    experiments.run_grid("xca", profile, {"small": VARIANTS["small"]}, [0], tmp_path, recompute=True)
+    assert fake_train[-1] == {"variant": "small_seed0", "resume": False}
+
+
+def test_write_csv_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "sub" / "table.csv"
+    write_csv_atomic(pd.DataFrame({"a": [1, 2]}), path)
+    write_csv_atomic(pd.DataFrame({"a": [3]}), path)
+    assert pd.read_csv(path)["a"].tolist() == [3]
+    assert [p.name for p in path.parent.iterdir()] == ["table.csv"]
