@@ -242,6 +242,11 @@ def test_deeplab_eca_placement_and_attention_weights() -> None:
         model(_rand(2, 3, 64, 64))
     shapes = {name: tuple(w.shape) for name, w in model.attention_weights().items()}
     assert shapes == {"low_level_attention": (2, 24), "aspp.attention": (2, 1280)}
+    assert model.attention_groups() == {"aspp.attention": ["1×1", "3×3 rate 6", "3×3 rate 12", "3×3 rate 18",
+                                                           "image pooling"]}
+    assert DeepLabV3Plus(eca="aspp", output_stride=8).attention_groups()["aspp.attention"][1:4] == [
+        "3×3 rate 12", "3×3 rate 24", "3×3 rate 36"]
+    assert DeepLabV3Plus(eca="skip").attention_groups() == {}
     with pytest.raises(ValueError, match="eca must be one of"):
         DeepLabV3Plus(eca="decoder")
 

@@ -104,6 +104,7 @@ class ASPP(nn.Module):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        self.atrous_rates = tuple(atrous_rates)
         self.branches = nn.ModuleList(
             [ConvNormAct(2, in_channels, out_channels, 1, bias=True)]
             + [ConvNormAct(2, in_channels, out_channels, 3, dilation=rate, bias=True) for rate in atrous_rates]
@@ -114,6 +115,11 @@ class ASPP(nn.Module):
         concat_channels = out_channels * (len(atrous_rates) + 2)
         self.attention = ECA(concat_channels) if eca else nn.Identity()
         self.fuse = nn.Sequential(ConvNormAct(2, concat_channels, out_channels, 1, bias=True), nn.Dropout(dropout))
+
+    @property
+    def branch_names(self) -> list[str]:
+        """Names of the concatenated branches, in channel order (``out_channels`` channels each)."""
+        return ["1×1", *(f"3×3 rate {rate}" for rate in self.atrous_rates), "image pooling"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.image_pool(x).expand(-1, -1, *x.shape[-2:])
@@ -275,6 +281,14 @@ class DeepLabV3Plus(nn.Module):
     def attention_weights(self) -> dict[str, torch.Tensor]:
         """Last channel weights ``(B, C)`` of the ECA blocks, by module name (empty before a forward)."""
         return collect_attention_weights(self)
+
+    def attention_groups(self) -> dict[str, list[str]]:
+        """Channel groups of the ECA blocks that span several branches: ``{"aspp.attention": branch names}``.
+
+        For plots of :meth:`attention_weights` (see :func:`medseg_core.viz.plot_attention_weights`); empty when
+        ASPP has no ECA.
+        """
+        return {"aspp.attention": self.aspp.branch_names} if isinstance(self.aspp.attention, ECA) else {}
 
     def load_pretrained(self, source: str | Path, progress: bool = True) -> WeightReport:
         """Copy matching tensors from ``"imagenet"`` or a state-dict file; report and log what happened.
