@@ -2,7 +2,8 @@
 
 The few names a notebook needs are re-exported here; everything else lives in its module:
 ``config`` (profiles), ``models`` (registry), ``losses``, ``metrics``, ``data``, ``training`` (Trainer),
-``evaluation``, ``experiments`` (tasks, ablation grids), ``viz``, ``notebooks`` (papermill runner), ``cli``.
+``evaluation``, ``experiments`` (tasks, variant x seed grids), ``stats`` (comparisons over seeds and cases),
+``figures`` (manifest, ablations, model costs), ``viz``, ``notebooks`` (papermill runner), ``cli``.
 """
 from .config import get_profile, list_profiles
 from .evaluation import evaluate, threshold_sweep
