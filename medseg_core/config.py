@@ -205,9 +205,9 @@ def _cpu() -> Profile:
         deeplab=TrainConfig(
             epochs=20, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max"
         ),
-        # Ablation budget, measured on 2 idle cores: one SVSnet run 28 s (T = 1) to 43 s (T = 7), so notebook 06
-        # (7 variants x 3 seeds) takes 12.5 min; one DeepLabV3+ run 56 s (frame decoding dominates), so notebook 05
-        # (5 x 3) takes about 15 min. DeepLabV3+ from scratch starts finding plaque after about 70 steps.
+        # Ablation budget, measured on 2 cores (2026-11-25): notebook 06 (7 variants x 3 seeds, 28-43 s per run)
+        # took 730 s; notebook 05 (5 x 3; 55-66 s per DeepLabV3+ run, 76-78 s per U-Net run) took 959 s.
+        # DeepLabV3+ from scratch starts finding plaque after about 70 steps.
         ablation=AblationConfig(seeds=(0, 1, 2), overrides={
             "xca.image_size": 64, "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2,
             "svsnet.epochs": 20,
