@@ -18,7 +18,6 @@ values, and load with ``torch.load(..., weights_only=True)``.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict
@@ -32,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data.io import write_csv_atomic
+from .data.io import atomic_output, write_csv_atomic
 from .models import create_model
 from .runtime import get_device, is_main_process, rank, seed_everything
 
@@ -112,18 +111,11 @@ def hard_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5
     return 2.0 * intersection, float(prediction.sum().item() + truth.sum().item())
 
 
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically: a crash mid-write leaves the previous file intact."""
-    path = Path(path)
-    _atomic_save(state, path)
-    return path
+    with atomic_output(path) as temporary:
+        torch.save(state, temporary)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

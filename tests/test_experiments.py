@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from medseg_core import experiments
 from medseg_core.config import get_profile
-from medseg_core.data.io import write_csv_atomic
+from medseg_core.data.io import atomic_output, write_csv_atomic
 
 VARIANTS = {"small": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4}},
             "wide": {"model_name": "unet2d", "overrides": {"xca.window_length": 2}}}
@@ -70,3 +70,14 @@ def test_write_csv_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path)
     write_csv_atomic(pd.DataFrame({"a": [3]}), path)
     assert pd.read_csv(path)["a"].tolist() == [3]
     assert [p.name for p in path.parent.iterdir()] == ["table.csv"]
+
+
+def test_atomic_output_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "state.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_output(path) as temporary:
+            temporary.write_bytes(b"half of the new")
+            raise RuntimeError("interrupted")
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ __all__ = [
     "read_label_mask",
     "write_image",
     "to_label_mask",
+    "atomic_output",
     "write_csv_atomic",
 ]
 
@@ -108,11 +111,27 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     return path
 
 
-def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
-    """Write ``table`` as CSV through a temporary file and ``os.replace``: readers see the old file or the new one."""
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on error it is removed.
+
+    Readers see the old file or the new one, never half of one. Example::
+
+        with atomic_output(run_dir / "last.pt") as temporary:
+            torch.save(state, temporary)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    table.to_csv(temporary, index=index)
-    os.replace(temporary, path)
-    return path
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
+    """Write ``table`` as CSV through :func:`atomic_output`."""
+    with atomic_output(path) as temporary:
+        table.to_csv(temporary, index=index)
+    return Path(path)
