@@ -5,8 +5,12 @@ dotted keys, so a papermill ``parameters`` cell can change anything without edit
 
     cfg = get_profile("cpu", {"svsnet.epochs": 3, "xca.window_length": 2})
 
-Folders come from environment variables with defaults inside the repository (``MEDSEG_DATA``,
-``MEDSEG_RUNS``, ``MEDSEG_FIGURES``), as MONAI and nnU-Net do.
+Paths live here too, once. Data, runs and figures go under the kit's home folder: ``$MEDSEG_HOME``, else the
+checkout of the kit that holds the working directory (the nearest folder upwards with the kit's
+``pyproject.toml``, so notebooks started in ``notebooks/`` write beside them), else the working directory
+itself (a plain ``pip install`` writes where you run it, never beside ``site-packages``). ``MEDSEG_DATA``,
+``MEDSEG_RUNS`` and ``MEDSEG_FIGURES`` move single folders, as MONAI and nnU-Net do. The real data sets next to
+a checkout (``shared/data/<name>``) are found by :func:`real_data_path`, and each has its own variable.
 """
 from __future__ import annotations
 
@@ -26,10 +30,46 @@ __all__ = [
     "PROFILES",
     "get_profile",
     "list_profiles",
-    "REPO_ROOT",
+    "kit_home",
+    "REAL_DATASETS",
+    "real_data_path",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_DATASETS = {
+    "oct_zenodo_sample": "MEDSEG_OCT_SAMPLE",  # 11 real IVOCT frames (CC BY 4.0)
+    "oct_zenodo_pullback": "MEDSEG_OCT_PULLBACK",  # 111 more frames of the same pullback
+    "xca_real_masks": "MEDSEG_XCA_REAL_MASKS",  # 30 expert vessel masks of real angiograms
+}
+
+
+def _is_kit_checkout(folder: Path) -> bool:
+    project = folder / "pyproject.toml"
+    return project.is_file() and 'name = "medseg-kit"' in project.read_text(encoding="utf-8", errors="replace")
+
+
+def kit_home() -> Path:
+    """The folder data, runs and figures go under: ``$MEDSEG_HOME``, the enclosing kit checkout, or the cwd."""
+    if os.environ.get("MEDSEG_HOME"):
+        return Path(os.environ["MEDSEG_HOME"])
+    cwd = Path.cwd()
+    return next((folder for folder in (cwd, *cwd.parents) if _is_kit_checkout(folder)), cwd)
+
+
+def real_data_path(name: str) -> Path:
+    """Folder of a real data set in :data:`REAL_DATASETS`: its environment variable, else ``shared/data/<name>``
+    in the kit's home or any folder above it (where it lies next to a checkout). The path may not exist: callers
+    say what is missing (tests skip with the path in the reason).
+
+    Raises:
+        KeyError: ``name`` is not a known data set; the message lists them.
+    """
+    if name not in REAL_DATASETS:
+        raise KeyError(f"unknown real data set {name!r}; valid names: {', '.join(REAL_DATASETS)}")
+    if os.environ.get(REAL_DATASETS[name]):
+        return Path(os.environ[REAL_DATASETS[name]])
+    home = kit_home().resolve()
+    candidates = [folder / "shared" / "data" / name for folder in (home, *home.parents)]
+    return next((path for path in candidates if path.exists()), candidates[0])
 
 
 @dataclass
@@ -102,11 +142,11 @@ class AblationConfig:
 
 @dataclass
 class Paths:
-    """Where data, runs and figures go; environment variables override the in-repository defaults."""
+    """Where data, runs and figures go: under :func:`kit_home` unless an environment variable moves one."""
 
-    data: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_DATA", REPO_ROOT / "data")))
-    runs: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_RUNS", REPO_ROOT / "runs")))
-    figures: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_FIGURES", REPO_ROOT / "figures")))
+    data: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_DATA", kit_home() / "data")))
+    runs: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_RUNS", kit_home() / "runs")))
+    figures: Path = field(default_factory=lambda: Path(os.environ.get("MEDSEG_FIGURES", kit_home() / "figures")))
 
 
 @dataclass

@@ -20,7 +20,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .config import Profile, TrainConfig
-from .data.io import write_csv_atomic
+from .files import write_csv_atomic
 from .evaluation import evaluate
 from .losses import CEDiceLoss, DiceLoss
 from .models import count_parameters, create_model

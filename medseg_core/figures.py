@@ -41,8 +41,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import REPO_ROOT, Profile
-from .data.io import write_csv_atomic
+from .config import Profile, kit_home
+from .files import write_csv_atomic
 from .experiments import TrainedRun, get_task, run_grid, train
 from .models import count_parameters, create_model
 from .stats import summarize_runs
@@ -51,7 +51,7 @@ from .viz import save_figure
 
 __all__ = [
     "MANIFEST_NAME",
-    "COMMITTED_MANIFEST",
+    "committed_manifest",
     "provenance",
     "FigureWriter",
     "read_manifest",
@@ -79,7 +79,13 @@ __all__ = [
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("file", "kind", "notebook", "profile", "seeds", "source", "torch", "torchvision", "medseg_kit",
                     "commit", "uncommitted_changes", "timestamp")
-COMMITTED_MANIFEST = REPO_ROOT / "figures" / MANIFEST_NAME
+
+
+def committed_manifest() -> Path:
+    """The manifest of the committed figures, ``figures/manifest.csv`` in the kit's checkout (:func:`kit_home`)."""
+    return kit_home() / "figures" / MANIFEST_NAME
+
+
 _BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
 
 
@@ -88,7 +94,7 @@ _BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accura
 # ----------------------------------------------------------------------------------------------------------------
 def _git(*args: str) -> str | None:
     try:
-        result = subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=20)
+        result = subprocess.run(["git", "-C", str(kit_home()), *args], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
@@ -209,7 +215,7 @@ def check_figures(
     Raises:
         FileNotFoundError: no manifest, or files are missing (all of them are named).
     """
-    expected = read_manifest(COMMITTED_MANIFEST if manifest is None else manifest)
+    expected = read_manifest(committed_manifest() if manifest is None else manifest)
     expected = expected[expected["kind"].isin(kinds) & ~expected["source"].isin(list(exclude_sources))]
     if notebooks is not None:
         expected = expected[expected["notebook"].isin(list(notebooks))]

@@ -16,11 +16,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import pandas as pd
 
-from .config import REPO_ROOT
+from .config import kit_home
 
-__all__ = ["NotebookError", "list_notebooks", "run_notebooks", "NOTEBOOK_DIR"]
+__all__ = ["NotebookError", "list_notebooks", "run_notebooks"]
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 _NUMBERED = re.compile(r"^(\d{2})_.+\.ipynb$")
 
 
@@ -28,8 +27,12 @@ class NotebookError(RuntimeError):
     """A notebook failed; the message names the notebook, the cell and the error."""
 
 
-def list_notebooks(folder: str | Path = NOTEBOOK_DIR, only: Sequence[str] | None = None) -> list[Path]:
-    """Numbered notebooks (``NN_name.ipynb``) in order; ``only`` keeps those whose number or name is listed."""
+def list_notebooks(folder: str | Path | None = None, only: Sequence[str] | None = None) -> list[Path]:
+    """Numbered notebooks (``NN_name.ipynb``) of ``folder`` (default: the checkout's ``notebooks/``) in order;
+    ``only`` keeps those whose number or name is listed."""
+    folder = Path(folder) if folder is not None else kit_home() / "notebooks"
+    if not folder.is_dir():
+        raise NotebookError(f"no notebooks folder at {folder}: run from a checkout of the kit or set MEDSEG_HOME")
     notebooks = sorted(p for p in Path(folder).iterdir() if _NUMBERED.match(p.name))
     if only:
         wanted = {str(item).removesuffix(".ipynb") for item in only}
@@ -60,7 +63,7 @@ def run_notebooks(
     only: Sequence[str] | None = None,
     parameters: Mapping[str, Any] | None = None,
     figures_dir: str | Path | None = None,
-    notebook_dir: str | Path = NOTEBOOK_DIR,
+    notebook_dir: str | Path | None = None,
     kernel_name: str = "python3",
     progress: bool = True,
 ) -> pd.DataFrame:
@@ -82,7 +85,7 @@ def run_notebooks(
     """
     import papermill as pm  # imported here: only notebook runs need it
 
-    output_dir = Path(output_dir or REPO_ROOT / "outputs" / "notebooks" / profile).resolve()
+    output_dir = Path(output_dir or kit_home() / "outputs" / "notebooks" / profile).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     figures = Path(figures_dir).resolve() if figures_dir else output_dir / "figures"
     rows = []

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data.io import atomic_output, write_csv_atomic
+from .files import atomic_output, write_csv_atomic
 from .models import create_model
 from .runtime import get_device, is_main_process, rank, seed_everything
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from medseg_core import experiments
 from medseg_core.config import get_profile
-from medseg_core.data.io import atomic_output, write_csv_atomic
+from medseg_core.files import atomic_output, write_csv_atomic
 
 VARIANTS = {"small": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4}},
             "wide": {"model_name": "unet2d", "overrides": {"xca.window_length": 2}}}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medseg_core.figures import COMMITTED_MANIFEST, check_figures
+from medseg_core.figures import check_figures, committed_manifest
 from medseg_core.notebooks import NotebookError, list_notebooks, run_notebooks
 
 NOTEBOOKS = list_notebooks()
@@ -50,7 +50,7 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, monkeypatch):
     executed = json.loads((tmp_path / "executed" / notebook.name).read_text())
     assert table["notebook"].tolist() == [notebook.name]
     assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
-    if COMMITTED_MANIFEST.is_file():  # every figure and table the committed cpu run lists for this notebook
+    if committed_manifest().is_file():  # every figure and table the committed cpu run lists for this notebook
         check_figures(tmp_path / "executed" / "figures", notebooks=[notebook.stem],
                       exclude_sources=() if REAL_OCT_SAMPLE.is_dir() else [REAL_OCT_SAMPLE.name])
 

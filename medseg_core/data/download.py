@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
+
+from ..files import atomic_output, file_digest
 
 __all__ = [
     "ZENODO_OCT_RECORD",
@@ -61,14 +61,6 @@ def _manual_hint(url: str, dest: Path) -> str:
     return f"download {url} by hand (e.g. in a browser) and save it as {dest.resolve()}"
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def download_file(
     url: str,
     dest: str | Path,
@@ -91,34 +83,28 @@ def download_file(
         raise ValueError("pass md5= or sha256=, not both")
     algorithm, expected = ("md5", md5.lower()) if md5 else ("sha256", sha256.lower()) if sha256 else (None, None)
     dest = Path(dest)
-    if dest.is_file() and algorithm and _file_digest(dest, algorithm) == expected:
+    if dest.is_file() and algorithm and file_digest(dest, algorithm) == expected:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.new(algorithm or "sha256")
-    handle, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    temp_path = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as output:
-            try:
-                with urlopen(Request(url, headers={"User-Agent": _USER_AGENT}), timeout=timeout) as response:
-                    for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
-                        output.write(block)
-                        digest.update(block)
-            except HTTPError as error:
-                raise DownloadError(f"download of {url} failed: HTTP {error.code} {error.reason}. "
-                                    f"To continue, {_manual_hint(url, dest)}.") from error
-            except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
-                reason = getattr(error, "reason", error)
-                raise DownloadError(f"download of {url} failed: {reason} (offline, or the host is unreachable?). "
-                                    f"To continue, {_manual_hint(url, dest)}.") from error
+    with atomic_output(dest) as temp_path, open(temp_path, "wb") as output:
+        try:
+            with urlopen(Request(url, headers={"User-Agent": _USER_AGENT}), timeout=timeout) as response:
+                for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
+                    output.write(block)
+                    digest.update(block)
+        except HTTPError as error:
+            raise DownloadError(f"download of {url} failed: HTTP {error.code} {error.reason}. "
+                                f"To continue, {_manual_hint(url, dest)}.") from error
+        except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
+            reason = getattr(error, "reason", error)
+            raise DownloadError(f"download of {url} failed: {reason} (offline, or the host is unreachable?). "
+                                f"To continue, {_manual_hint(url, dest)}.") from error
+        output.flush()
         if algorithm and digest.hexdigest() != expected:
             raise ChecksumError(
                 f"{url} does not match its {algorithm} checksum (expected {expected}, got {digest.hexdigest()}); "
                 f"the partial file was removed. Retry, or {_manual_hint(url, dest)} and check its {algorithm}."
             )
-        os.replace(temp_path, dest)
-    finally:
-        temp_path.unlink(missing_ok=True)
     return dest
 
 

@@ -1,20 +1,14 @@
-"""Reading images and masks from disk with errors that name the file and the fix; writing tables atomically.
+"""Reading images and masks from disk with errors that name the file and the fix.
 
 Shared by every reader in :mod:`medseg_core.data` (XCA videos, OCT frames, plain folders), so that a corrupt
-file, a missing folder or a mask stored as 0/255 is handled the same way everywhere. :func:`write_csv_atomic`
-is how run histories, ablation results and manifests are written: a table that marks work as done is never
-left half-written by an interruption.
+file, a missing folder or a mask stored as 0/255 is handled the same way everywhere.
 """
 from __future__ import annotations
 
-import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
 __all__ = [
@@ -25,8 +19,6 @@ __all__ = [
     "read_label_mask",
     "write_image",
     "to_label_mask",
-    "atomic_output",
-    "write_csv_atomic",
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm")
@@ -109,29 +101,3 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(array)).save(path)
     return path
-
-
-@contextmanager
-def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on error it is removed.
-
-    Readers see the old file or the new one, never half of one. Example::
-
-        with atomic_output(run_dir / "last.pt") as temporary:
-            torch.save(state, temporary)
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
-    """Write ``table`` as CSV through :func:`atomic_output`."""
-    with atomic_output(path) as temporary:
-        table.to_csv(temporary, index=index)
-    return Path(path)

@@ -13,7 +13,6 @@ frame. The seed of the improved DeepLabV3+ keeps only the lipid-core channel and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -31,6 +30,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..files import file_digest
 from .io import DataError, list_images, read_image, to_label_mask
 
 if TYPE_CHECKING:
@@ -394,14 +394,6 @@ class OCTDataset(Dataset):
 _PREPARE_FILE = "prepare.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def prepare_lipid_dataset(
     src_root: str | Path,
     dst_root: str | Path,
@@ -432,7 +424,7 @@ def prepare_lipid_dataset(
         if json.loads(settings_path.read_text()) == settings and manifest_path.is_file():
             manifest = pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
                 {"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
-            if all((dst_root / rel).is_file() and _sha256(dst_root / rel) == digest
+            if all((dst_root / rel).is_file() and file_digest(dst_root / rel) == digest
                    for column in ("image", "mask")
                    for rel, digest in zip(manifest[f"{column}_path"], manifest[f"{column}_sha256"])):
                 return manifest
@@ -456,7 +448,7 @@ def prepare_lipid_dataset(
             "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
             "image_path": image_out.relative_to(dst_root).as_posix(),
             "mask_path": mask_out.relative_to(dst_root).as_posix(),
-            "image_sha256": _sha256(image_out), "mask_sha256": _sha256(mask_out),
+            "image_sha256": file_digest(image_out), "mask_sha256": file_digest(mask_out),
             **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
         })
     manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})

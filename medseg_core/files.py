@@ -1,0 +1,54 @@
+"""File utilities every writer of the kit shares: atomic replacement and content digests.
+
+Checkpoints, run histories, grid results, manifests, downloads and prepared datasets are all written through
+:func:`atomic_output`, so an interrupted write leaves the previous file (or nothing), never half of one; file
+identities (download checks, dataset stamps) all use :func:`file_digest`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["atomic_output", "write_csv_atomic", "file_digest"]
+
+_CHUNK_BYTES = 1 << 20
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` (``os.replace``), on error it is removed.
+
+    Readers see the old file or the new one, never half of one. Example::
+
+        with atomic_output(run_dir / "last.pt") as temporary:
+            torch.save(state, temporary)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
+    """Write ``table`` as CSV through :func:`atomic_output`."""
+    with atomic_output(path) as temporary:
+        table.to_csv(temporary, index=index)
+    return Path(path)
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes (``"sha256"``, ``"md5"``, any :func:`hashlib.new` name), read in 1 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
