@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from medseg_core.models import count_parameters
+from medseg_core.models.summary import count_parameters
 from medseg_core.runtime import get_device, seed_everything
 
 __all__ = [

@@ -1,7 +1,9 @@
 """``medseg``: the kit's command line (``medseg --help``).
 
 Subcommands are thin: each parses arguments and calls one library function, so everything the CLI does is
-also one call away in a notebook.
+also one call away in a notebook. A user error (:class:`medseg_core.errors.KitError`: an unknown name, a bad
+value, unusable data) is printed as one line, ``medseg: error: ...``, with exit code 2, as argparse does for
+its own errors; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ __all__ = ["main"]
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
     """``["svsnet.epochs=3", "xca.image_size=128"]`` -> dict with JSON-decoded values (strings as-is)."""
+    from .errors import ConfigError
+
     overrides: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set and --model-arg expect KEY=VALUE, got {item!r}")
         try:
             overrides[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -59,13 +63,28 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .config import get_profile
-    from .experiments import get_task, train
-    from .metrics import summarize
+    from .errors import ConfigError
+    from .experiments import train
+    from .stats import summarize
+    from .tasks import get_task
 
-    profile = get_profile(args.profile, _parse_overrides(args.set))
+    profile = get_profile(args.profile, _parse_overrides(args.set), none_keeps=False)
     task = get_task(args.task)
-    run = train(task, profile, model_name=args.model, model_kwargs=_parse_overrides(args.model_arg), seed=args.seed,
-                run_dir=args.out, data_root=args.data, resume=not args.restart)
+    model_name = args.model or task.default_model
+    model_kwargs = _parse_overrides(args.model_arg)
+    task.model_kwargs(profile, model_name, model_kwargs)  # unknown or unsuitable model: fail before any work
+    if args.data is not None and not args.data.is_dir():
+        raise ConfigError(f"--data {args.data}: no such folder")
+    run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)
+    if args.restart:
+        results = [name for name in ("best.pt", "last.pt", "history.csv") if (run_dir / name).exists()]
+        if results and not args.overwrite:
+            raise ConfigError(f"--restart would replace {', '.join(results)} in {run_dir}; add --overwrite to start "
+                              "again on purpose, or choose another --out")
+        for name in results:
+            (run_dir / name).unlink()
+    run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=args.seed, run_dir=run_dir,
+                data_root=args.data, resume=not args.restart)
     print(run.history.round(4).to_string(index=False))
     if "test" in run.loaders:
         results = run.evaluate("test")
@@ -79,8 +98,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict_folder
 
-    table = predict_folder(args.checkpoint, args.input, args.output, threshold=args.threshold, device=args.device)
-    print(f"{len(table)} masks in {args.output / 'masks'}, overlays in {args.output / 'overlays'}")
+    table = predict_folder(args.checkpoint, args.input, args.output, threshold=args.threshold, device=args.device,
+                           overwrite=args.overwrite, overlays=not args.no_overlays, batch_size=args.batch_size)
+    print(f"{len(table)} masks in {args.output / 'masks'}" + ("" if args.no_overlays else
+                                                              f", overlays in {args.output / 'overlays'}"))
     return 0
 
 
@@ -94,9 +115,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .config import get_profile
-    from .experiments import get_task
+    from .tasks import get_task
 
-    profile = get_profile(args.profile, _parse_overrides(args.set))
+    profile = get_profile(args.profile, _parse_overrides(args.set), none_keeps=False)
     print(get_task(args.task).make_data(profile))
     return 0
 
@@ -114,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.set_defaults(func=_cmd_notebooks)
 
     train = commands.add_parser("train", help="train a model on a task (the seeds' `python train.py`)")
-    train.add_argument("--task", choices=("xca", "oct"), default="xca", help="xca: SVSnet vessels; oct: lipid plaque")
+    train.add_argument("--task", default="xca", help="xca: SVSnet vessels (default); oct: lipid plaque")
     train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
     train.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
     train.add_argument("--data", type=Path, help="data in the task's layout (default: generate synthetic data)")
@@ -123,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="profile overrides, e.g. deeplab.epochs=5 oct.image_size=256")
     train.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE", help="model arguments, e.g. eca=none")
-    train.add_argument("--restart", action="store_true", help="ignore an existing last.pt instead of resuming")
+    train.add_argument("--restart", action="store_true",
+                       help="start the run again instead of resuming (needs --overwrite if the folder holds results)")
+    train.add_argument("--overwrite", action="store_true", help="with --restart: replace the run's checkpoints")
     train.set_defaults(func=_cmd_train)
 
     predict = commands.add_parser("predict", help="masks and overlays for a folder (the seeds' `python predict.py`)")
@@ -132,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", type=Path, required=True)
     predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of binary models")
     predict.add_argument("--device", default="auto")
+    predict.add_argument("--overwrite", action="store_true", help="replace an earlier prediction in --output")
+    predict.add_argument("--no-overlays", action="store_true", help="write masks only (faster)")
+    predict.add_argument("--batch-size", type=int, default=8, help="XCA windows per forward pass")
     predict.set_defaults(func=_cmd_predict)
 
     prepare = commands.add_parser("prepare", help="write the OCT seed's lipid-only derivative with a manifest")
@@ -142,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(func=_cmd_prepare)
 
     generate = commands.add_parser("generate", help="write a profile's synthetic dataset and print its folder")
-    generate.add_argument("task", choices=("xca", "oct"))
+    generate.add_argument("task", help="xca or oct")
     generate.add_argument("--profile", default="cpu")
     generate.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     generate.set_defaults(func=_cmd_generate)
@@ -157,9 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``medseg`` console script."""
+    """Entry point of the ``medseg`` console script; user errors end as one line on stderr with exit code 2."""
+    from .errors import KitError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KitError as error:
+        print(f"medseg: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("medseg: interrupted; the last finished epoch is saved: resume with the same command", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

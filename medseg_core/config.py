@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import ConfigError, UnknownNameError
+
 __all__ = [
     "TrainConfig",
     "XCAConfig",
@@ -161,15 +163,20 @@ class Profile:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     paths: Paths = field(default_factory=Paths)
 
-    def override(self, overrides: Mapping[str, Any] | None = None) -> "Profile":
-        """Return a copy with dotted keys replaced, e.g. ``{"svsnet.epochs": 3}``; ``None`` values are ignored.
+    def override(self, overrides: Mapping[str, Any] | None = None, *, none_keeps: bool = True) -> "Profile":
+        """Return a copy with dotted keys replaced, e.g. ``{"svsnet.epochs": 3}``.
+
+        Each value is checked against its field's type and range (ints stay ints, ``epochs >= 1``, ``lr > 0``,
+        ...). ``None`` keeps the profile's value when ``none_keeps`` (a notebook's "use the default"); with
+        ``none_keeps=False`` (the CLI's explicit ``null``) it sets None where the field allows it.
 
         Raises:
-            KeyError: a key does not name a field; the message lists the valid fields of that section.
+            UnknownNameError: a key does not name a field; the message lists the valid fields of that section.
+            ConfigError: a value has the wrong type or is out of range; the message names the key.
         """
         profile = _deep_copy(self)
         for key, value in (overrides or {}).items():
-            if value is None:
+            if value is None and none_keeps:
                 continue
             *parents, leaf = key.split(".")
             target: Any = profile
@@ -177,12 +184,7 @@ class Profile:
                 _check_field(target, part, key)
                 target = getattr(target, part)
             _check_field(target, leaf, key)
-            current = getattr(target, leaf)
-            if isinstance(current, tuple) and isinstance(value, list):
-                value = tuple(value)
-            elif isinstance(current, Path):
-                value = Path(value)
-            setattr(target, leaf, value)
+            setattr(target, leaf, _checked_value(target, leaf, key, value))
         return profile
 
     def ablation_profile(self) -> "Profile":
@@ -209,10 +211,63 @@ class Profile:
         return dataclasses.asdict(self, dict_factory=lambda items: {k: str(v) if isinstance(v, Path) else v for k, v in items})
 
 
+_POSITIVE = ("epochs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
+             "num_train_videos", "window_length", "label_every", "latency_repeats")
+_NON_NEGATIVE = ("num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
+                 "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
+_FRACTIONS = ("val_fraction", "test_fraction", "momentum")
+
+
 def _check_field(obj: Any, name: str, key: str) -> None:
+    if not dataclasses.is_dataclass(obj):
+        raise UnknownNameError(f"unknown profile field {key!r}: {name!r} is inside a value, not a section")
     names = [f.name for f in dataclasses.fields(obj)]
     if name not in names:
-        raise KeyError(f"unknown profile field {key!r}: {type(obj).__name__} has {', '.join(names)}")
+        raise UnknownNameError(f"unknown profile field {key!r}: {type(obj).__name__} has {', '.join(names)}")
+
+
+def _checked_value(target: Any, leaf: str, key: str, value: Any) -> Any:
+    """``value`` converted to the type of ``target.leaf`` and checked against its range, or ConfigError."""
+    current = getattr(target, leaf)
+    annotation = str(next(f.type for f in dataclasses.fields(target) if f.name == leaf))
+    if dataclasses.is_dataclass(current):
+        fields = ", ".join(f"{key}.{f.name}" for f in dataclasses.fields(current))
+        raise ConfigError(f"{key} is a section, not a value: set one of its fields ({fields})")
+    if value is None:
+        if "None" not in annotation:
+            raise ConfigError(f"{key} cannot be null ({annotation})")
+        return None
+    wrong = ConfigError(f"{key} must be {annotation}; got {value!r} ({type(value).__name__})")
+    if annotation.startswith("bool"):
+        if not isinstance(value, bool):
+            raise wrong
+    elif annotation.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+    elif annotation.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise wrong
+        value = float(value)
+    elif annotation.startswith("str"):
+        if not isinstance(value, str):
+            raise wrong
+    elif annotation.startswith("tuple"):
+        if not isinstance(value, (list, tuple)):
+            raise wrong
+        value = tuple(value)
+    elif annotation.startswith("Path"):
+        value = Path(value)
+    elif annotation.startswith("dict") and not isinstance(value, dict):
+        raise wrong
+    if leaf in _POSITIVE and isinstance(value, (int, float)) and value < 1:
+        raise ConfigError(f"{key} must be at least 1; got {value!r}")
+    if leaf in _NON_NEGATIVE and isinstance(value, (int, float)) and value < 0:
+        raise ConfigError(f"{key} must not be negative; got {value!r}")
+    if leaf in _FRACTIONS and isinstance(value, (int, float)) and value >= 1:
+        raise ConfigError(f"{key} must be below 1; got {value!r}")
+    if leaf == "lr" and value <= 0:
+        raise ConfigError(f"{key} must be positive; got {value!r}")
+    return value
 
 
 def _deep_copy(obj: Any) -> Any:
@@ -284,10 +339,13 @@ def list_profiles() -> list[str]:
     return list(PROFILES)
 
 
-def get_profile(name: str = "cpu", overrides: Mapping[str, Any] | None = None) -> Profile:
-    """A fresh :class:`Profile` by name, with dotted-key ``overrides`` applied (``None`` values ignored)."""
-    try:
-        profile = PROFILES[name]()
-    except KeyError:
-        raise KeyError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}") from None
-    return profile.override(overrides)
+def get_profile(name: str = "cpu", overrides: Mapping[str, Any] | None = None, *, none_keeps: bool = True) -> Profile:
+    """A fresh :class:`Profile` by name, with dotted-key ``overrides`` applied (see :meth:`Profile.override`).
+
+    Raises:
+        UnknownNameError: (a ``KeyError``) unknown profile or field; the message lists the valid names.
+        ConfigError: an override has the wrong type or is out of range.
+    """
+    if name not in PROFILES:
+        raise UnknownNameError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]().override(overrides, none_keeps=none_keeps)

@@ -15,16 +15,22 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .metrics import binary_metrics, confusion_matrix
+from .models import logits_to_probabilities, probabilities_to_labels
 from .runtime import get_device
 
-__all__ = ["predict_cases", "evaluate", "dataset_confusion", "threshold_sweep", "select_cases", "DEFAULT_METRICS"]
+__all__ = ["predict_cases", "collect_cases", "evaluate", "dataset_confusion", "threshold_sweep", "select_cases",
+           "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "hd95", "cldice")
 
 
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, H, W)`` -> sigmoid ``(B, 1, H, W)``; ``(B, K, H, W)`` -> softmax ``(B, K, H, W)``."""
-    return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+def _display(image: torch.Tensor, current: int | None) -> torch.Tensor:
+    """The image a case is drawn on: the current (labelled) frame of a window, else the input itself."""
+    if image.ndim == 4:  # (1, T, H, W) window
+        return image[0, image.shape[1] // 2 if current is None else current]
+    if current is not None and image.shape[0] > 1:  # (T, H, W) frames as channels
+        return image[current]
+    return image
 
 
 @torch.no_grad()
@@ -34,24 +40,47 @@ def predict_cases(
     """Run ``model`` over ``loader`` and yield one dict per case, on the CPU.
 
     Yields:
-        ``{"id": str, "image": model input without batch axis, "truth": (H, W) int64 labels,
-        "probability": (K, H, W) float}`` with ``K = 1`` for binary models (foreground probability).
+        ``{"id": str, "image": model input without batch axis, "display": the image to draw on (the current
+        frame of a window, from the sample's ``"current"``), "truth": (H, W) int64 labels, "probability":
+        (K, H, W) float}`` with ``K = 1`` for binary models (foreground probability).
     """
     device = get_device(device)
     model = model.to(device).eval()
     for batch in loader:
-        probabilities = _probabilities(model(batch["image"].to(device)).float()).cpu()
+        probabilities = logits_to_probabilities(model(batch["image"].to(device))).cpu()
         truths = batch["mask"]
         truths = (truths[:, 0] > 0.5).long() if truths.ndim == 4 else truths.long()
+        currents = batch.get("current")
         for index, case_id in enumerate(batch["id"]):
-            yield {"id": case_id, "image": batch["image"][index], "truth": truths[index],
-                   "probability": probabilities[index]}
+            current = None if currents is None else int(currents[index])
+            yield {"id": case_id, "image": batch["image"][index], "display": _display(batch["image"][index], current),
+                   "truth": truths[index], "probability": probabilities[index]}
+
+
+def collect_cases(model: nn.Module, loader: DataLoader, ids: Sequence[str] | None = None, max_cases: int = 4,
+                  device: str | torch.device | None = "auto") -> list[dict[str, object]]:
+    """The predicted cases ``ids`` (in that order; default: the first ``max_cases``), for plots.
+
+    Raises:
+        KeyError: some ``ids`` are not in the loader (the first five are named).
+    """
+    wanted = list(ids) if ids is not None else None
+    cases: dict[str, dict[str, object]] = {}
+    for case in predict_cases(model, loader, device):
+        if wanted is None or case["id"] in wanted:
+            cases[case["id"]] = case
+        if len(cases) == (len(wanted) if wanted is not None else max_cases):
+            break
+    order = wanted if wanted is not None else list(cases)
+    missing = [case_id for case_id in order if case_id not in cases]
+    if missing:
+        raise KeyError(f"cases not found in the loader: {missing[:5]}")
+    return [cases[case_id] for case_id in order]
 
 
 def _labels(probability: torch.Tensor, threshold: float) -> torch.Tensor:
-    if probability.shape[0] == 1:
-        return (probability[0] > threshold).long()
-    return probability.argmax(dim=0)
+    """``(K, H, W)`` probabilities of one case -> ``(H, W)`` labels (the kit's one rule)."""
+    return probabilities_to_labels(probability[None], threshold)[0]
 
 
 def evaluate(

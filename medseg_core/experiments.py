@@ -1,139 +1,51 @@
-"""Experiments: a task (data + loss + classes) x a model x a seed -> a trained run and tidy result tables.
+"""Experiments: a task x a model x a seed -> a trained run; grids of variants x seeds; the kit's ablations.
 
-Two tasks are built in: ``"xca"`` (SVSnet's vessel segmentation on angiography windows) and ``"oct"``
-(lipid-core segmentation on OCT frames). :func:`train` is what ``medseg train``, the training notebooks and
-the ablations call; :func:`run_grid` trains variants x seeds with identical budgets and skips runs whose
-results already exist, so long ablations can be interrupted and resumed.
-
-Everything a run needs comes from a :class:`medseg_core.config.Profile`; data is generated on first use
-(synthetic) unless ``data_root`` points at real data in the same layout.
+:func:`train` is what ``medseg train``, the quickstart and the ablations call; notebooks 02 and 04 build the
+same pieces by hand (task loaders, model, loss, :class:`~medseg_core.training.Trainer`) to show them. Both
+name the run folder with :meth:`medseg_core.tasks.Task.run_dir`, so the same settings always share one folder
+and a finished run is reused instead of retrained. :func:`run_grid` trains variants x seeds with identical
+budgets and reads back runs whose results exist, so long ablations can be interrupted and resumed.
+:class:`Ablation` names the two grids of notebooks 05 and 06 (:data:`ECA_ABLATION`,
+:data:`WINDOW_LENGTH_ABLATION`); :func:`reuse_or_train` finds a finished run among the folders other
+notebooks write (notebook 07 reuses them).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from .config import Profile, TrainConfig
-from .files import write_csv_atomic
+from .checkpoints import RunMetadata, load_checkpoint, load_model
+from .config import Profile
 from .evaluation import evaluate
-from .losses import CEDiceLoss, DiceLoss
-from .models import count_parameters, create_model
+from .files import write_csv_atomic
+from .models import create_model
+from .models.summary import count_parameters
 from .runtime import seed_everything
-from .training import Trainer, load_checkpoint
+from .tasks import Task, get_task
+from .training import Trainer
 
-__all__ = ["Task", "TASKS", "get_task", "TrainedRun", "train", "run_grid"]
+__all__ = [
+    "TrainedRun",
+    "train",
+    "run_grid",
+    "Ablation",
+    "ECA_ABLATION",
+    "WINDOW_LENGTHS",
+    "WINDOW_LENGTH_ABLATION",
+    "RunSource",
+    "svsnet_sources",
+    "deeplab_sources",
+    "reuse_or_train",
+    "kit_architectures",
+]
 
-SEQUENCE_MODELS = ("svsnet",)
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a segmentation problem needs besides the model: data, loss, class names, training settings."""
-
-    name: str
-    default_model: str
-    make_data: Callable[[Profile], Path]
-    make_loaders: Callable[[Profile, Path, str, int], dict[str, DataLoader]]
-    make_loss: Callable[[], nn.Module]
-    model_kwargs: Callable[[Profile, str], dict[str, Any]]
-    train_config: Callable[[Profile], TrainConfig]
-    metadata: Callable[[Profile, str], dict[str, Any]]  # stored in checkpoints: how inference prepares inputs
-
-
-# ------------------------------------------------------------------------------------------------------ XCA
-def _xca_data(profile: Profile) -> Path:
-    from .data.synthetic_xca import ensure_xca_dataset
-
-    return ensure_xca_dataset(profile.xca, profile.data_dir("xca"))
-
-
-def _xca_profile_for(profile: Profile, model_name: str) -> Profile:
-    """2D models see the labelled frame alone (T = 1); sequence models see the profile's window."""
-    return profile if model_name in SEQUENCE_MODELS else profile.override({"xca.window_length": 1})
-
-
-def _xca_loaders(profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
-    from .data.xca import xca_dataloaders
-
-    profile = _xca_profile_for(profile, model_name)
-    return xca_dataloaders(root, profile.xca, profile.svsnet.batch_size, num_workers=profile.svsnet.num_workers,
-                           seed=seed, time_axis=model_name in SEQUENCE_MODELS)
-
-
-def _xca_metadata(profile: Profile, model_name: str) -> dict[str, Any]:
-    xca = _xca_profile_for(profile, model_name).xca
-    return {"task": "xca", "image_size": xca.image_size, "window_length": xca.window_length,
-            "window_policy": xca.window_policy, "sequence_input": model_name in SEQUENCE_MODELS,
-            "class_names": ["vessel"]}
-
-
-def _xca_model_kwargs(profile: Profile, model_name: str) -> dict[str, Any]:
-    if model_name in SEQUENCE_MODELS:
-        return {"window_length": profile.xca.window_length}
-    return {"in_channels": 1, "num_classes": 1}
-
-
-# ------------------------------------------------------------------------------------------------------ OCT
-def _oct_data(profile: Profile) -> Path:
-    from .data.synthetic_oct import ensure_oct_dataset
-
-    return ensure_oct_dataset(profile.oct, profile.data_dir("oct"))
-
-
-def _oct_loaders(profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
-    from .data.oct import oct_dataloaders
-
-    return oct_dataloaders(root, profile.oct, profile.deeplab.batch_size, num_workers=profile.deeplab.num_workers,
-                           seed=seed)
-
-
-def _oct_metadata(profile: Profile, model_name: str) -> dict[str, Any]:
-    return {"task": "oct", "image_size": profile.oct.image_size, "class_names": list(profile.oct.classes)}
-
-
-def _oct_model_kwargs(profile: Profile, model_name: str) -> dict[str, Any]:
-    num_classes = 1 + len(profile.oct.classes)
-    if model_name == "deeplabv3plus":
-        return {"num_classes": num_classes}
-    return {"in_channels": 3, "num_classes": num_classes}
-
-
-TASKS: dict[str, Task] = {
-    "xca": Task(
-        name="xca",
-        default_model="svsnet",
-        make_data=_xca_data,
-        make_loaders=_xca_loaders,
-        make_loss=lambda: DiceLoss(mode="binary"),
-        model_kwargs=_xca_model_kwargs,
-        train_config=lambda profile: profile.svsnet,
-        metadata=_xca_metadata,
-    ),
-    "oct": Task(
-        name="oct",
-        default_model="deeplabv3plus",
-        make_data=_oct_data,
-        make_loaders=_oct_loaders,
-        make_loss=lambda: CEDiceLoss(),
-        model_kwargs=_oct_model_kwargs,
-        train_config=lambda profile: profile.deeplab,
-        metadata=_oct_metadata,
-    ),
-}
-
-
-def get_task(name: str) -> Task:
-    """A built-in task by name; ``KeyError`` lists the valid names."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise KeyError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
+RESULTS_FILE = "test_metrics.csv"  # per-case test metrics of a run; in a grid it also marks the run as done
 
 
 @dataclass
@@ -144,11 +56,11 @@ class TrainedRun:
     history: pd.DataFrame
     loaders: dict[str, DataLoader]
     run_dir: Path
-    metadata: dict[str, Any]
+    metadata: RunMetadata
 
     def evaluate(self, split: str = "test", **kwargs: Any) -> pd.DataFrame:
         """Per-case metrics on a split (see :func:`medseg_core.evaluation.evaluate`)."""
-        return evaluate(self.model, self.loaders[split], class_names=self.metadata["class_names"], **kwargs)
+        return evaluate(self.model, self.loaders[split], class_names=self.metadata.class_names, **kwargs)
 
 
 def train(
@@ -166,29 +78,34 @@ def train(
     """Train one model on one task with the profile's settings; returns the best checkpoint's model.
 
     Args:
-        task: ``"xca"`` or ``"oct"`` (or a :class:`Task`).
+        task: ``"xca"`` or ``"oct"`` (or a :class:`~medseg_core.tasks.Task`).
         model_name: a registered model (default: the task's, SVSnet or DeepLabV3+).
         model_kwargs: extra constructor arguments (e.g. ``{"eca": "none"}``).
         seed: seeds model initialisation, data order and augmentation.
-        run_dir: checkpoints and history (default ``runs/<profile>/<task>_<model>_seed<seed>``).
+        run_dir: checkpoints and history (default :meth:`Task.run_dir`, e.g. ``runs/cpu/xca_svsnet_T4-centre_seed0``).
         data_root: real or previously generated data in the task's layout (default: generate synthetic data).
-        resume: continue from ``run_dir/last.pt`` if it exists.
+        resume: continue from ``run_dir/last.pt`` if it exists (refused if it was trained with other settings).
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     model_name = model_name or task.default_model
+    kwargs = task.model_kwargs(profile, model_name, model_kwargs)  # checks the model before any work
+    run_dir = Path(run_dir) if run_dir is not None else task.run_dir(profile, model_name, model_kwargs, seed)
     root = Path(data_root) if data_root is not None else task.make_data(profile)
-    run_dir = Path(run_dir) if run_dir is not None else profile.run_dir(f"{task.name}_{model_name}_seed{seed}")
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
-    model = create_model(model_name, **{**task.model_kwargs(profile, model_name), **(model_kwargs or {})})
+    model = create_model(model_name, **kwargs)
     config = replace(task.train_config(profile), seed=seed)
-    metadata = task.metadata(profile, model_name)
+    metadata = task.run_metadata(profile, model_name)
     trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"
     if best.is_file():
         model.load_state_dict(load_checkpoint(best, map_location=trainer.device)["model"])
     return TrainedRun(model.eval(), history, loaders, run_dir, metadata)
+
+
+def _grid_run_dir(task: Task, profile: Profile, results_dir: Path, spec: Mapping[str, Any], seed: int) -> Path:
+    return results_dir / task.run_name(profile, spec.get("model_name"), spec.get("model_kwargs"), seed)
 
 
 def run_grid(
@@ -208,23 +125,24 @@ def run_grid(
     Args:
         variants: ``{variant name: {"model_name": ..., "model_kwargs": {...}, "overrides": {...}}}``; overrides
             are dotted profile keys applied for that variant only (e.g. ``{"xca.window_length": 2}``).
-        results_dir: per-run CSVs (``<variant>_seed<seed>.csv``) and run folders (``<variant>_seed<seed>/`` with
-            ``best.pt`` and ``history.csv``); a run whose CSV exists is read back instead of retrained unless
-            ``recompute``. An interrupted run resumes from its ``last.pt``, which is deleted once its CSV is
-            written (it is only needed to resume, and it is the largest file).
+        results_dir: one run folder per variant and seed, named by :meth:`Task.run_name`, holding ``best.pt``,
+            ``history.csv`` and ``test_metrics.csv``; a run whose CSV exists is read back instead of retrained
+            unless ``recompute``. An interrupted run resumes from its ``last.pt``, which is deleted once its CSV
+            is written (it is only needed to resume, and it is the largest file).
         progress: progress bars while training.
         verbose: print one line per run (trained or read back, seconds, mean test Dice).
 
     Returns:
         Per-case metrics of all runs with ``variant``, ``seed``, ``parameters`` and ``train_seconds`` columns.
     """
-    task = get_task(task) if isinstance(task, str) else task
+    task = get_task(task)
     results_dir = Path(results_dir)
     tables = []
     for variant, spec in variants.items():
         variant_profile = profile.override(spec.get("overrides"))
         for seed in seeds:
-            csv = results_dir / f"{variant}_seed{seed}.csv"
+            run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
+            csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
                 tables.append(pd.read_csv(csv))
                 if verbose:
@@ -232,8 +150,7 @@ def run_grid(
                 continue
             start = time.perf_counter()
             run = train(task, variant_profile, model_name=spec.get("model_name"), model_kwargs=spec.get("model_kwargs"),
-                        seed=seed, run_dir=results_dir / f"{variant}_seed{seed}", resume=not recompute,
-                        progress=progress)
+                        seed=seed, run_dir=run_dir, resume=not recompute, progress=progress)
             seconds = time.perf_counter() - start
             table = run.evaluate(split).assign(variant=variant, seed=seed, parameters=count_parameters(run.model),
                                                train_seconds=round(seconds, 1))
@@ -244,3 +161,193 @@ def run_grid(
                 print(f"{variant} seed {seed}: trained and tested in {seconds:.1f} s, mean test Dice "
                       f"{table['dice'].mean():.3f}", flush=True)
     return pd.concat(tables, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The ablation grids of notebooks 05 and 06 (notebook 07 reuses them)
+# ----------------------------------------------------------------------------------------------------------------
+def _runs_relative(path: Path, profile: Profile) -> str:
+    """``path`` as ``runs/...`` when it lies in the profile's runs folder (manifests stay machine-independent)."""
+    try:
+        return (Path("runs") / Path(path).resolve().relative_to(profile.paths.runs.resolve())).as_posix()
+    except ValueError:
+        return str(path)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """A variants x seeds grid on one task, trained under the profile's ablation budget.
+
+    Args:
+        name: results folder (``runs/<profile>_ablation/<name>``) and prefix of its figures and tables.
+        task: ``"xca"`` or ``"oct"``.
+        variants: ``{variant: {"model_name", "model_kwargs", "overrides"}}`` as :func:`run_grid` takes them.
+        reference: the variant the others are compared with.
+        levels: an optional numeric level per variant (e.g. the window length), for curves.
+    """
+
+    name: str
+    task: str
+    variants: Mapping[str, Mapping[str, Any]]
+    reference: str
+    levels: Mapping[str, float] = field(default_factory=dict)
+
+    def results_dir(self, profile: Profile) -> Path:
+        """Folder of the grid's run folders for ``profile``."""
+        return profile.ablation_profile().run_dir(self.name)
+
+    def run_dir(self, profile: Profile, variant: str, seed: int) -> Path:
+        """The run folder of one variant and seed (what :func:`run_grid` writes)."""
+        spec = self.variants[variant]
+        variant_profile = profile.ablation_profile().override(spec.get("overrides"))
+        return _grid_run_dir(get_task(self.task), variant_profile, self.results_dir(profile), spec, seed)
+
+    def run(self, profile: Profile, seeds: Sequence[int] | None = None, recompute: bool = False,
+            verbose: bool = True) -> pd.DataFrame:
+        """Train (or read back) every variant with every seed; per-case results (see :func:`run_grid`).
+
+        ``seeds`` defaults to ``profile.ablation.seeds``; a ``level`` column is added when levels are defined.
+        """
+        seeds = profile.ablation.seeds if seeds is None else seeds
+        results = run_grid(self.task, profile.ablation_profile(), self.variants, seeds, self.results_dir(profile),
+                           recompute=recompute, verbose=verbose)
+        if self.levels:
+            results["level"] = results["variant"].map(self.levels)
+        return results
+
+    def describe(self, profile: Profile) -> str:
+        """The grid's results folder relative to the runs folder (``runs/cpu_ablation/ablation_eca``), for manifests."""
+        return _runs_relative(self.results_dir(profile), profile)
+
+    def seeds_on_disk(self, profile: Profile) -> list[int]:
+        """Seeds whose results exist for every variant (what :meth:`run` can read back without training)."""
+        seeds = sorted({int(path.parent.name.rsplit("_seed", 1)[1])
+                        for path in self.results_dir(profile).glob(f"*_seed*/{RESULTS_FILE}")})
+        return [seed for seed in seeds
+                if all((self.run_dir(profile, variant, seed) / RESULTS_FILE).is_file() for variant in self.variants)]
+
+
+ECA_ABLATION = Ablation(
+    name="ablation_eca",
+    task="oct",
+    variants={
+        **{eca: {"model_name": "deeplabv3plus", "model_kwargs": {"eca": eca}} for eca in ("none", "skip", "aspp", "both")},
+        # A plain U-Net with about DeepLabV3+'s parameter count (28 base channels: 5.9 M vs 5.8 M).
+        "unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 28}},
+    },
+    reference="none",
+)
+
+WINDOW_LENGTHS = (1, 2, 3, 4, 5, 7)
+WINDOW_LENGTH_ABLATION = Ablation(
+    name="ablation_window_length",
+    task="xca",
+    variants={
+        **{f"T{t}": {"model_name": "svsnet", "overrides": {"xca.window_length": t}} for t in WINDOW_LENGTHS},
+        "unet2d": {"model_name": "unet2d"},  # the 2D U-Net sees the labelled frame alone
+    },
+    reference="T1",
+    levels={f"T{t}": t for t in WINDOW_LENGTHS},
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reusing the runs of other notebooks
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSource:
+    """A run folder that may hold a finished training run, with what rebuilds its data.
+
+    Args:
+        notebook: the notebook that writes this folder.
+        task: the task's name.
+        profile: the profile the run was trained with (its data is rebuilt from it).
+        run_dir: the folder (``best.pt``, ``history.csv``).
+        model_name: the registered model.
+        model_kwargs: constructor arguments beyond the task's.
+        seed: the run's seed (data order of the rebuilt loaders).
+    """
+
+    notebook: str
+    task: str
+    profile: Profile
+    run_dir: Path
+    model_name: str
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+    def is_finished(self) -> bool:
+        """``best.pt`` exists and ``history.csv`` has all the profile's epochs."""
+        history = self.run_dir / "history.csv"
+        if not (self.run_dir / "best.pt").is_file() or not history.is_file():
+            return False
+        return len(pd.read_csv(history)) >= get_task(self.task).train_config(self.profile).epochs
+
+    def describe(self) -> str:
+        """``"runs/<profile>/<run> (<notebook>)"`` for manifests and notes."""
+        return f"{_runs_relative(self.run_dir, self.profile)} ({self.notebook})"
+
+
+def svsnet_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
+    """Where an SVSnet run of ``profile`` may be: notebooks 00 / 02 (one folder), the window-length ablation."""
+    task, length = get_task("xca"), profile.xca.window_length
+    return [
+        RunSource("02_train_svsnet", "xca", profile, task.run_dir(profile, "svsnet", seed=seed), "svsnet", {}, seed),
+        RunSource("06_ablation_window_length", "xca", profile.ablation_profile().override({"xca.window_length": length}),
+                  WINDOW_LENGTH_ABLATION.run_dir(profile, f"T{length}", seed), "svsnet", {}, seed),
+    ]
+
+
+def deeplab_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
+    """Where a DeepLabV3+ run (ECA at both places) of ``profile`` may be: notebook 04, then the ECA ablation."""
+    task = get_task("oct")
+    return [
+        RunSource("04_train_deeplabv3plus_eca", "oct", profile, task.run_dir(profile, "deeplabv3plus", seed=seed),
+                  "deeplabv3plus", {}, seed),
+        RunSource("05_ablation_eca", "oct", profile.ablation_profile(), ECA_ABLATION.run_dir(profile, "both", seed),
+                  "deeplabv3plus", {"eca": "both"}, seed),
+    ]
+
+
+def reuse_or_train(sources: Sequence[RunSource], progress: bool = False) -> tuple[TrainedRun, RunSource]:
+    """Load the first finished run among ``sources``; if none is finished, train the last one (resumable).
+
+    Returns:
+        The run (best weights, eval mode, its history and the loaders of its profile) and the source used.
+    """
+    if not sources:
+        raise ValueError("no run sources given")
+    for source in sources:
+        if source.is_finished():
+            task = get_task(source.task)
+            model = load_model(source.run_dir / "best.pt")
+            loaders = task.make_loaders(source.profile, task.make_data(source.profile), source.model_name, source.seed)
+            history = pd.read_csv(source.run_dir / "history.csv")
+            return (TrainedRun(model, history, loaders, source.run_dir,
+                               task.run_metadata(source.profile, source.model_name)), source)
+    source = sources[-1]
+    run = train(source.task, source.profile, model_name=source.model_name, model_kwargs=source.model_kwargs,
+                seed=source.seed, run_dir=source.run_dir, progress=progress)
+    return run, source
+
+
+def kit_architectures(profile: Profile) -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """The kit's models with the input shapes of ``profile`` (batch one), for
+    :func:`medseg_core.models.summary.architecture_table`.
+
+    SVSnet at the profile's window length and the 2D U-Net on XCA frames; DeepLabV3+ with and without ECA and the
+    parameter-matched U-Net of :data:`ECA_ABLATION` on OCT frames.
+    """
+    xca, oct_task = get_task("xca"), get_task("oct")
+    length, xca_size, oct_size = profile.xca.window_length, profile.xca.image_size, profile.oct.image_size
+    unet = ECA_ABLATION.variants["unet"]["model_kwargs"]
+    return {
+        f"SVSnet, T = {length}": (create_model("svsnet", **xca.model_kwargs(profile, "svsnet")),
+                                  (1, 1, length, xca_size, xca_size)),
+        "U-Net 2D, XCA": (create_model("unet2d", **xca.model_kwargs(profile, "unet2d")), (1, 1, xca_size, xca_size)),
+        **{f"DeepLabV3+, ECA {eca}": (create_model("deeplabv3plus", **oct_task.model_kwargs(profile, "deeplabv3plus",
+                                                                                              {"eca": eca})),
+                                      (1, 3, oct_size, oct_size)) for eca in ("both", "none")},
+        "U-Net 2D, OCT": (create_model("unet2d", **oct_task.model_kwargs(profile, "unet2d", unet)),
+                          (1, 3, oct_size, oct_size)),
+    }

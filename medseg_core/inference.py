@@ -1,85 +1,125 @@
 """Inference on folders: masks and overlays for OCT images or whole XCA videos, from a saved checkpoint.
 
-``medseg predict`` calls :func:`predict_folder`. Inputs are prepared exactly as in training, from the
-``metadata`` a :class:`medseg_core.training.Trainer` checkpoint carries (task, image size, window length and
-policy): OCT frames are resized and ImageNet-normalised; XCA frames are divided by their own maximum and every
-frame of a video is segmented from its own window (replicate padding at the ends), so a whole video gets a mask
-per frame. Masks are written at the input's original size as class-index PNGs (0 = background).
+``medseg predict`` calls :func:`predict_folder`. The checkpoint's :class:`~medseg_core.checkpoints.RunMetadata`
+says which task it was trained for and how inputs were prepared; inputs go through that task's preprocessing
+function (:mod:`medseg_core.data.preprocess`, the one the datasets call). Every frame of an XCA video is
+segmented from its own window (replicate padding at the ends): each frame is read and prepared once, then the
+windows are cut from the prepared video and run in batches. Masks are written at the input's original size as
+class-index PNGs (0 = background).
+
+Nothing half-done is left behind: results are written into a staging folder and moved into place once every
+input has been predicted, and a folder that already holds predictions is only replaced with ``overwrite``.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
+from .checkpoints import RunMetadata, load_run
 from .data.io import DataError, list_images, read_image, write_image
-from .data.oct import IMAGENET_MEAN, IMAGENET_STD
-from .data.xca import FRAMES_DIR, scale_by_frame_max, window_indices
-from .training import load_checkpoint, load_model
+from .data.xca import FRAMES_DIR, window_indices
+from .errors import ConfigError
+from .files import write_csv_atomic
+from .models import logits_to_labels
+from .tasks import get_task
 from .viz import overlay
 
-__all__ = ["predict_labels", "predict_images", "predict_video", "predict_folder"]
+__all__ = ["predict_labels", "predict_images", "predict_video", "predict_folder", "OUTPUT_ENTRIES"]
+
+OUTPUT_ENTRIES = ("masks", "overlays", "predictions.csv")  # what predict_folder writes into its output folder
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 @torch.no_grad()
 def predict_labels(model: nn.Module, inputs: torch.Tensor, output_size: tuple[int, int],
                    threshold: float = 0.5) -> np.ndarray:
-    """Label maps ``(B, H_out, W_out)`` uint8 for a batch of prepared inputs, resized to ``output_size``."""
+    """Label maps ``(B, H_out, W_out)`` uint8 for a batch of prepared inputs, logits resized to ``output_size``.
+
+    Each case is upsampled on its own, so a batch of large frames never holds all their full-size logits at once.
+    """
     device = next(model.parameters()).device
     logits = model(inputs.to(device)).float()
-    logits = F.interpolate(logits, size=output_size, mode="bilinear", align_corners=False)
-    if logits.shape[1] == 1:
-        labels = torch.sigmoid(logits[:, 0]) > threshold
-    else:
-        labels = logits.argmax(dim=1)
-    return labels.to(torch.uint8).cpu().numpy()
+    labels = [logits_to_labels(F.interpolate(case[None], size=output_size, mode="bilinear", align_corners=False),
+                               threshold)[0].to(torch.uint8).cpu().numpy() for case in logits]
+    return np.stack(labels)
 
 
-def _prepare_rgb(image: np.ndarray, image_size: int) -> torch.Tensor:
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-    tensor = F.interpolate(tensor[None], size=(image_size, image_size), mode="bilinear", antialias=True,
-                           align_corners=False)[0]
-    return (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-
-def predict_images(model: nn.Module, paths: list[Path], image_size: int,
+def predict_images(model: nn.Module, paths: list[Path], metadata: RunMetadata,
                    threshold: float = 0.5) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """OCT-style RGB images, one at a time: yields ``(path, image (H, W, 3) uint8, labels (H, W) uint8)``."""
+    """OCT RGB images, one at a time: yields ``(path, image (H, W, 3) uint8, labels (H, W) uint8)``.
+
+    Raises:
+        DataError: an image is greyscale (an XCA frame given to an OCT checkpoint?).
+    """
+    preprocess = get_task(metadata.task).preprocess
     for path in paths:
+        with Image.open(path) as stored:
+            if stored.mode in _GREY_MODES:
+                raise DataError(f"{path} is a greyscale image (mode {stored.mode}), but the checkpoint was trained on "
+                                "RGB OCT frames (task 'oct'); an XCA frame? Use an XCA checkpoint for angiograms.")
         image = read_image(path, "RGB")
-        labels = predict_labels(model, _prepare_rgb(image, image_size)[None], image.shape[:2], threshold)[0]
-        yield path, image, labels
+        inputs = preprocess(image, image_size=metadata.image_size)["image"][None]
+        yield path, image, predict_labels(model, inputs, image.shape[:2], threshold)[0]
 
 
-def predict_video(model: nn.Module, frame_paths: list[Path], image_size: int, window_length: int,
-                  window_policy: str = "centre", sequence_input: bool = True,
-                  threshold: float = 0.5) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """Every frame of a video from its own window: yields ``(path, frame (H, W) uint8, labels (H, W) uint8)``."""
+def predict_video(model: nn.Module, frame_paths: list[Path], metadata: RunMetadata, threshold: float = 0.5,
+                  batch_size: int = 8) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
+    """Every frame of a video from its own window, in batches: yields ``(path, frame (H, W) uint8, labels)``.
+
+    Each frame is read and prepared once (``(N, h, w)`` float32 at the model's size is kept, plus the stored
+    8-bit frames for overlays); windows are cut from the prepared frames, ``batch_size`` at a time.
+    """
+    preprocess = get_task(metadata.task).preprocess
     frames = [read_image(path, "L") for path in frame_paths]
     sizes = {frame.shape for frame in frames}
     if len(sizes) > 1:
         raise DataError(f"frames of {frame_paths[0].parent} differ in size: {sorted(sizes)}")
-    stack = torch.from_numpy(np.stack(frames)).float()
-    stack = F.interpolate(stack[None], size=(image_size, image_size), mode="bilinear", antialias=True,
-                          align_corners=False)[0]
-    for position, path in enumerate(frame_paths):
-        window = scale_by_frame_max(stack[window_indices(position, len(frames), window_length, window_policy)])
-        inputs = window[None, None] if sequence_input else window[None]
-        yield path, frames[position], predict_labels(model, inputs, frames[position].shape, threshold)[0]
+    prepared = torch.cat([preprocess(frame[None], image_size=metadata.image_size)["image"] for frame in frames])
+    for start in range(0, len(frames), batch_size):
+        positions = range(start, min(start + batch_size, len(frames)))
+        windows = torch.stack([prepared[window_indices(position, len(frames), metadata.window_length,
+                                                       metadata.window_policy)] for position in positions])
+        inputs = windows[:, None] if metadata.input_kind == "window" else windows
+        labels = predict_labels(model, inputs, frames[0].shape, threshold)
+        for offset, position in enumerate(positions):
+            yield frame_paths[position], frames[position], labels[offset]
 
 
 def _videos(input_dir: Path) -> list[tuple[str, list[Path]]]:
     """``(name, frame paths)`` for a MOSXAV split folder, a folder of video folders, or one video folder."""
     root = input_dir / FRAMES_DIR if (input_dir / FRAMES_DIR).is_dir() else input_dir
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if folders:
-        return [(folder.name, list_images(folder)) for folder in folders]
-    return [(input_dir.name, list_images(input_dir))]
+    videos = [(folder.name, list_images(folder)) for folder in folders] or [(input_dir.name, list_images(input_dir))]
+    for name, paths in videos:
+        named = [path for path in paths if not path.stem.isdigit()]
+        if named:
+            raise DataError(f"{named[0]} is not an XCA frame named by its number (00000.png, ...), but the checkpoint "
+                            "was trained on XCA videos (task 'xca'): give a video folder, a folder of video folders "
+                            "or a MOSXAV split folder (an OCT image folder? use an OCT checkpoint).")
+    return videos
+
+
+def check_output_folder(output_dir: Path, overwrite: bool) -> None:
+    """Refuse an output folder that holds earlier predictions unless ``overwrite``; check it can be written."""
+    earlier = [name for name in OUTPUT_ENTRIES if (output_dir / name).exists()]
+    if earlier and not overwrite:
+        raise ConfigError(f"{output_dir} already holds predictions ({', '.join(earlier)}); choose another --output "
+                          "or pass --overwrite to replace them (other files there are kept)")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    probe = output_dir / ".medseg-write-test"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to {output_dir}: {error.strerror}") from error
 
 
 def predict_folder(
@@ -89,42 +129,59 @@ def predict_folder(
     *,
     threshold: float = 0.5,
     device: str | torch.device | None = "auto",
+    overwrite: bool = False,
+    overlays: bool = True,
+    batch_size: int = 8,
 ) -> pd.DataFrame:
-    """Segment a folder with a trained checkpoint; write ``masks/`` and ``overlays/`` under ``output_dir``.
+    """Segment a folder with a trained checkpoint; write ``masks/`` (and ``overlays/``) under ``output_dir``.
 
     Args:
-        checkpoint: ``best.pt``/``last.pt`` written by the Trainer (via ``medseg train`` or a notebook).
+        checkpoint: ``best.pt``/``last.pt`` written by the Trainer (``medseg train``, a notebook, a grid).
         input_dir: OCT: a folder of images. XCA: one video folder of frames, a folder of video folders, or a
             MOSXAV split folder (``JPEGImages/<video>/``).
+        overwrite: replace the masks, overlays and ``predictions.csv`` of an earlier prediction in ``output_dir``.
+        overlays: also write overlay pictures (masks alone are faster).
+        batch_size: XCA windows per forward pass.
 
     Returns:
-        One row per image/frame: ``id``, ``mask_path``, ``overlay_path``, ``foreground_fraction``.
+        One row per image/frame: ``id``, ``mask_path``, ``overlay_path`` (empty without overlays),
+        ``foreground_fraction``.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    state = load_checkpoint(checkpoint)
-    metadata: dict[str, Any] = state.get("metadata") or {}
-    if "task" not in metadata:
-        raise ValueError(f"{checkpoint} has no task metadata; it was not written by medseg train or experiments.train")
-    model = load_model(state, device)
-    if metadata["task"] == "xca":
-        predictions = (
-            (f"{name}/{path.stem}", image, labels)
-            for name, paths in _videos(input_dir)
-            for path, image, labels in predict_video(model, paths, metadata["image_size"], metadata["window_length"],
-                                                     metadata["window_policy"], metadata.get("sequence_input", True),
-                                                     threshold)
-        )
+    if not input_dir.is_dir():
+        raise DataError(f"input folder not found: {input_dir}")
+    check_output_folder(output_dir, overwrite)
+    model, metadata = load_run(checkpoint, device)
+    if metadata.task == "xca":
+        predictions = ((f"{name}/{path.stem}", image, labels) for name, paths in _videos(input_dir)
+                       for path, image, labels in predict_video(model, paths, metadata, threshold, batch_size))
     else:
         predictions = ((path.stem, image, labels) for path, image, labels in
-                       predict_images(model, list_images(input_dir), metadata["image_size"], threshold))
-    rows = []
-    for case_id, image, labels in predictions:
-        mask_path = write_image(output_dir / "masks" / f"{case_id}.png", labels)
-        picture = overlay(image if image.ndim == 2 else torch.from_numpy(image).permute(2, 0, 1) / 255.0,
-                          prediction=labels > 0)
-        overlay_path = write_image(output_dir / "overlays" / f"{case_id}.png", picture.permute(1, 2, 0).numpy())
-        rows.append({"id": case_id, "mask_path": str(mask_path), "overlay_path": str(overlay_path),
-                     "foreground_fraction": float((labels > 0).mean())})
-    table = pd.DataFrame(rows)
-    table.to_csv(output_dir / "predictions.csv", index=False)
+                       predict_images(model, list_images(input_dir), metadata, threshold))
+    staging = output_dir / ".predict-incomplete"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        rows = []
+        for case_id, image, labels in predictions:
+            mask_path = write_image(staging / "masks" / f"{case_id}.png", labels)
+            overlay_path = ""
+            if overlays:
+                picture = overlay(image if image.ndim == 2 else torch.from_numpy(image).permute(2, 0, 1) / 255.0,
+                                  prediction=labels > 0)
+                write_image(staging / "overlays" / f"{case_id}.png", picture.permute(1, 2, 0).numpy())
+                overlay_path = str(output_dir / "overlays" / f"{case_id}.png")
+            rows.append({"id": case_id, "mask_path": str(output_dir / mask_path.relative_to(staging)),
+                         "overlay_path": overlay_path, "foreground_fraction": float((labels > 0).mean())})
+        table = pd.DataFrame(rows)
+        write_csv_atomic(table, staging / "predictions.csv")
+        for name in OUTPUT_ENTRIES:  # replace the earlier prediction as a whole, never mix old and new
+            target = output_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            if (staging / name).exists():
+                (staging / name).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return table

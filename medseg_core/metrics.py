@@ -1,4 +1,4 @@
-"""Segmentation metrics per image, per class and per dataset, plus confidence-interval summaries.
+"""Segmentation metrics per image, per class and per dataset (summaries over cases are :mod:`medseg_core.stats`).
 
 This module owns how predictions are scored; :mod:`medseg_core.evaluation` calls it per case and builds the
 tables. Inputs are hard masks (threshold probabilities first), as numpy arrays or torch tensors (any device):
@@ -25,7 +25,7 @@ Empty-mask rule (applied by every function here):
 * prediction and target both empty (a correct "nothing there"): dice, iou, precision, recall, cldice = 1 and
   hd95 = 0;
 * exactly one of them empty: dice, iou, precision, recall, cldice = 0 and hd95 = NaN (undefined);
-  :func:`summarize` leaves NaN out of the mean and reports how many values it left out (``n_missing``);
+  :func:`medseg_core.stats.summarize` leaves NaN out of the mean and reports how many values it left out (``n_missing``);
 * specificity with no negative pixels in the target = 1.
 
 Dataset-level scores follow the parent DeepLabV3+ repository: :func:`confusion_matrix` accumulates pixel counts
@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage, stats
+from scipy import ndimage
 from skimage.morphology import skeletonize
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
     "confusion_matrix",
     "class_scores",
     "miou_mpa",
-    "summarize",
 ]
 
 BINARY_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd95", "cldice")
@@ -329,64 +328,3 @@ def miou_mpa(confusion: ArrayLike) -> tuple[float, float]:
     """
     scores = class_scores(confusion)
     return float(np.nanmean(scores["iou"])), float(np.nanmean(scores["recall"]))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Summaries
-# ----------------------------------------------------------------------------------------------------------------
-BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "parameters", "train_seconds", "epoch"})
-"""Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
-
-
-def summarize(
-    df: pd.DataFrame,
-    by: str | Sequence[str] | None = None,
-    metrics: Sequence[str] | None = None,
-    confidence: float = 0.95,
-) -> pd.DataFrame:
-    """Mean, standard deviation, count and t-distribution confidence interval of each metric column.
-
-    NaN values (e.g. an undefined hd95) are left out; ``n`` counts the values used and ``n_missing`` those left
-    out. The interval is ``mean +- t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (NaN when ``n < 2``).
-
-    Args:
-        df: one row per case (per image, per seed...), one column per metric.
-        by: column(s) to group by, e.g. ``"model"`` or ``["model", "fold"]``.
-        metrics: columns to summarise (default: every numeric column not in ``by`` nor in
-            :data:`BOOKKEEPING_COLUMNS`).
-        confidence: coverage of the interval.
-
-    Returns:
-        A DataFrame indexed by ``(*by, "metric")`` with columns ``mean, std, n, n_missing, ci_low, ci_high``.
-    """
-    by_columns = [by] if isinstance(by, str) else list(by or [])
-    if metrics is None:
-        metrics = [
-            column
-            for column in df.columns
-            if column not in by_columns
-            and column not in BOOKKEEPING_COLUMNS
-            and pd.api.types.is_numeric_dtype(df[column])
-            and not pd.api.types.is_bool_dtype(df[column])
-        ]
-    missing = [column for column in [*by_columns, *metrics] if column not in df.columns]
-    if missing:
-        raise ValueError(f"columns {missing} are not in the table (columns: {list(df.columns)})")
-    if not metrics:
-        raise ValueError(f"no numeric metric columns to summarise in {list(df.columns)}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-
-    long = df.melt(id_vars=by_columns, value_vars=list(metrics), var_name="metric", value_name="value")
-    long["value"] = pd.to_numeric(long["value"])
-    if by_columns:  # group-major rows, metrics in column order within each group
-        long = long.sort_values(by_columns, kind="stable")
-    grouped = long.groupby([*by_columns, "metric"], sort=False, dropna=False)["value"]
-    table = grouped.agg(mean="mean", std="std", n="count", size="size")
-    table["n_missing"] = table.pop("size") - table["n"]
-    n = table["n"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half_width = stats.t.ppf((1 + confidence) / 2, np.where(n > 1, n - 1, np.nan)) * table["std"] / np.sqrt(n)
-    table["ci_low"] = table["mean"] - half_width
-    table["ci_high"] = table["mean"] + half_width
-    return table

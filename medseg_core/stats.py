@@ -1,7 +1,7 @@
 """Statistics for comparing trained variants: summaries over seeds, paired tests across test cases, sentences.
 
-:func:`medseg_core.metrics.summarize` gives mean, std and a t-interval of any table. This module adds what an
-ablation needs on top of it, for the per-case tables of :func:`medseg_core.experiments.run_grid` (one row per
+:func:`summarize` gives mean, std and a t-interval of any table of results. On top of it, this module adds what
+an ablation needs, for the per-case tables of :func:`medseg_core.experiments.run_grid` (one row per
 variant, seed and test case):
 
 * :func:`summarize_runs`: mean, std and 95 % t-interval of each metric per variant, with either the **seed**
@@ -26,11 +26,66 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .metrics import summarize
-
-__all__ = ["summarize_runs", "summary_table", "paired_comparison", "holm", "describe_summary", "describe_comparisons"]
+__all__ = ["BOOKKEEPING_COLUMNS", "summarize", "summarize_runs", "summary_table", "paired_comparison", "holm", "describe_summary", "describe_comparisons"]
 
 UNITS = ("seed", "case")
+
+BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "parameters", "train_seconds", "epoch"})
+"""Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
+
+
+def summarize(
+    df: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Mean, standard deviation, count and t-distribution confidence interval of each metric column.
+
+    NaN values (e.g. an undefined hd95) are left out; ``n`` counts the values used and ``n_missing`` those left
+    out. The interval is ``mean +- t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (NaN when ``n < 2``).
+
+    Args:
+        df: one row per case (per image, per seed...), one column per metric.
+        by: column(s) to group by, e.g. ``"model"`` or ``["model", "fold"]``.
+        metrics: columns to summarise (default: every numeric column not in ``by`` nor in
+            :data:`BOOKKEEPING_COLUMNS`).
+        confidence: coverage of the interval.
+
+    Returns:
+        A DataFrame indexed by ``(*by, "metric")`` with columns ``mean, std, n, n_missing, ci_low, ci_high``.
+    """
+    by_columns = [by] if isinstance(by, str) else list(by or [])
+    if metrics is None:
+        metrics = [
+            column
+            for column in df.columns
+            if column not in by_columns
+            and column not in BOOKKEEPING_COLUMNS
+            and pd.api.types.is_numeric_dtype(df[column])
+            and not pd.api.types.is_bool_dtype(df[column])
+        ]
+    missing = [column for column in [*by_columns, *metrics] if column not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the table (columns: {list(df.columns)})")
+    if not metrics:
+        raise ValueError(f"no numeric metric columns to summarise in {list(df.columns)}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+
+    long = df.melt(id_vars=by_columns, value_vars=list(metrics), var_name="metric", value_name="value")
+    long["value"] = pd.to_numeric(long["value"])
+    if by_columns:  # group-major rows, metrics in column order within each group
+        long = long.sort_values(by_columns, kind="stable")
+    grouped = long.groupby([*by_columns, "metric"], sort=False, dropna=False)["value"]
+    table = grouped.agg(mean="mean", std="std", n="count", size="size")
+    table["n_missing"] = table.pop("size") - table["n"]
+    n = table["n"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half_width = stats.t.ppf((1 + confidence) / 2, np.where(n > 1, n - 1, np.nan)) * table["std"] / np.sqrt(n)
+    table["ci_low"] = table["mean"] - half_width
+    table["ci_high"] = table["mean"] + half_width
+    return table
 
 
 def _as_list(columns: str | Sequence[str]) -> list[str]:

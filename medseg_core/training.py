@@ -12,17 +12,28 @@ epoch do not depend on what ran before. Together with the
 model, optimiser, scheduler and grad-scaler states in ``last.pt``, a run interrupted after any epoch and
 resumed ends with the same weights as an uninterrupted run (tested in ``tests/test_training.py``).
 
-Checkpoints are written atomically (temporary file + ``os.replace``), contain only tensors and plain Python
-values, and load with ``torch.load(..., weights_only=True)``.
+What a checkpoint holds, and reading and writing it, is :mod:`medseg_core.checkpoints`; every checkpoint
+carries the run's :class:`~medseg_core.checkpoints.RunMetadata`, so ``medseg predict`` accepts any of them.
+Resuming compares the stored model, run metadata and settings with the new ones and refuses a mismatch (only
+``epochs`` may change, to extend a run). Schedulers declare when they step (Lightning's ``interval``: every
+optimisation step or every epoch), so the loop never tests a scheduler's name.
 """
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 import warnings
-from dataclasses import asdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+try:
+    import fcntl
+except ImportError:  # Windows: run folders are not locked
+    fcntl = None
 
 import pandas as pd
 import torch
@@ -30,20 +41,14 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoints import RunMetadata, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .files import atomic_output, write_csv_atomic
-from .models import create_model
+from .errors import ConfigError, UnknownNameError
+from .files import write_csv_atomic
+from .models import logits_to_labels
 from .runtime import get_device, is_main_process, rank, seed_everything
 
-__all__ = [
-    "Trainer",
-    "build_optimizer",
-    "build_scheduler",
-    "save_checkpoint",
-    "load_checkpoint",
-    "load_model",
-    "hard_dice",
-]
+__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler"]
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
@@ -63,82 +68,51 @@ def build_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> 
         )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    raise KeyError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd, rmsprop")
+    raise UnknownNameError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw, sgd, rmsprop")
 
 
-def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig
-) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
-    """Scheduler named by ``config.scheduler``.
+@dataclass
+class ScheduledLR:
+    """A learning-rate scheduler and when it steps (Lightning's ``interval``): ``"step"`` or ``"epoch"``.
 
-    - ``"cosine"``: cosine annealing over ``config.epochs`` (stepped once per epoch).
-    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (the OCT seed's choice, on validation Dice).
-    - ``"inverse_time"``: ``lr / (1 + lr_decay * iteration)``, stepped every iteration. This is what Keras'
+    ``monitor`` names the history column an epoch scheduler is stepped with (``ReduceLROnPlateau``), else None.
+    """
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+    interval: str = "epoch"
+    monitor: str | None = None
+
+    def step(self, interval: str, row: Mapping[str, float] | None = None) -> None:
+        """Step the scheduler if ``interval`` is its own (epoch schedulers get the monitored value from ``row``)."""
+        if interval != self.interval:
+            return
+        if self.monitor is not None:
+            self.scheduler.step((row or {})[self.monitor])
+        else:
+            self.scheduler.step()
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> ScheduledLR | None:
+    """Scheduler named by ``config.scheduler``, with its interval.
+
+    - ``"cosine"``: cosine annealing over ``config.epochs`` (every epoch).
+    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (every epoch; the OCT seed's choice, on val Dice).
+    - ``"inverse_time"``: ``lr / (1 + lr_decay * iteration)``, every optimisation step. This is what Keras'
       ``SGD(decay=1e-6)`` in the official SVSnet code means; it is *not* weight decay.
     """
     name = config.scheduler.lower()
     if name == "none":
         return None
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1))
+        return ScheduledLR(torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(config.epochs, 1)))
     if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=config.monitor_mode, patience=config.plateau_patience, factor=0.5
-        )
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=config.monitor_mode,
+                                                             patience=config.plateau_patience, factor=0.5)
+        return ScheduledLR(plateau, monitor=config.monitor)
     if name == "inverse_time":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda iteration: 1.0 / (1.0 + config.lr_decay * iteration))
-    raise KeyError(f"unknown scheduler {config.scheduler!r}; valid: none, cosine, plateau, inverse_time")
-
-
-@torch.no_grad()
-def hard_dice(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.5) -> tuple[float, float]:
-    """Intersection and size sums of thresholded/argmax predictions over the foreground, for a global Dice.
-
-    Args:
-        logits: ``(B, 1, H, W)`` (binary, sigmoid > threshold) or ``(B, K, H, W)`` (argmax, classes 1..K-1).
-        target: ``(B, 1, H, W)`` in {0, 1} or ``(B, H, W)`` class indices.
-
-    Returns:
-        ``(2 * |P ∩ G|, |P| + |G|)`` summed over the batch; Dice = first / second.
-    """
-    if logits.shape[1] == 1:
-        prediction = torch.sigmoid(logits.float()) > threshold
-        truth = target > 0.5
-    else:
-        prediction = logits.argmax(dim=1) > 0
-        truth = target > 0
-    intersection = (prediction & truth).sum().item()
-    return 2.0 * intersection, float(prediction.sum().item() + truth.sum().item())
-
-
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically: a crash mid-write leaves the previous file intact."""
-    with atomic_output(path) as temporary:
-        torch.save(state, temporary)
-    return Path(path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code runs on load)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # torch raises several types for truncated or foreign files
-        raise RuntimeError(f"cannot read checkpoint {path}: {error}") from error
-
-
-def load_model(checkpoint: str | Path | Mapping[str, Any], device: str | torch.device | None = "auto") -> nn.Module:
-    """Rebuild a registered model from a Trainer checkpoint (a path or an already loaded state), in eval mode."""
-    state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
-    spec = state.get("model_spec")
-    if not spec:
-        raise ValueError("the checkpoint has no model_spec; build the model yourself and load state['model']")
-    kwargs = {k: v for k, v in spec["kwargs"].items() if k != "pretrained"}
-    model = create_model(spec["name"], **kwargs)
-    model.load_state_dict(state["model"])
-    return model.to(get_device(device)).eval()
+        decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda iteration: 1.0 / (1.0 + config.lr_decay * iteration))
+        return ScheduledLR(decay, interval="step")
+    raise UnknownNameError(f"unknown scheduler {config.scheduler!r}; valid: none, cosine, plateau, inverse_time")
 
 
 class Trainer:
@@ -146,17 +120,20 @@ class Trainer:
 
     Args:
         model: any ``nn.Module`` returning logits; ``model.model_spec`` (set by ``create_model``) is stored in
-            checkpoints so :func:`load_model` can rebuild it.
+            checkpoints so :func:`medseg_core.checkpoints.load_model` can rebuild it.
         loss_fn: ``loss_fn(logits, target) -> scalar``.
         config: optimisation settings (:class:`medseg_core.config.TrainConfig`).
         out_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` go; ``None`` keeps everything in memory.
         callbacks: called as ``callback(trainer, row)`` after each epoch (e.g. live plots, widgets).
         progress: show ``tqdm`` progress bars.
-        metadata: plain values stored in every checkpoint (task, image size, window length, class names) so
-            that inference can prepare inputs the way training did.
+        metadata: how the inputs were prepared (task, image size, window, class names), stored in every
+            checkpoint so that inference prepares them the way training did; tasks make it
+            (:meth:`medseg_core.tasks.Task.run_metadata`).
 
     Example:
-        >>> trainer = Trainer(create_model("svsnet"), DiceLoss(), get_profile("smoke").svsnet, "runs/demo")
+        >>> task, cfg = get_task("xca"), get_profile("smoke")
+        >>> model = create_model("svsnet")
+        >>> trainer = Trainer(model, DiceLoss(), cfg.svsnet, "runs/demo", metadata=task.run_metadata(cfg, model))
         >>> history = trainer.fit(loaders["train"], loaders["val"])
     """
 
@@ -167,9 +144,9 @@ class Trainer:
         config: TrainConfig,
         out_dir: str | Path | None = None,
         *,
+        metadata: RunMetadata,
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
-        metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.device = get_device(config.device)
@@ -178,11 +155,11 @@ class Trainer:
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
         self.progress = progress and is_main_process()
-        self.metadata = dict(metadata or {})
+        self.metadata = metadata
         self.use_amp = config.amp and self.device.type == "cuda"
         seed_everything(config.seed)
         self.optimizer = build_optimizer(self.model.parameters(), config)
-        self.scheduler = build_scheduler(self.optimizer, config)
+        self.schedule = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
@@ -209,26 +186,25 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        if self.config.scheduler == "inverse_time":
-            self.scheduler.step()
+        if self.schedule is not None:
+            self.schedule.step("step")
         return loss.item()
 
     @torch.no_grad()
     def validation_step(self, batch: Batch) -> tuple[float, float, float]:
-        """Loss and the Dice sums of :func:`hard_dice` on a batch."""
+        """Loss and the pooled-Dice sums ``(2 |P ∩ G|, |P| + |G|)`` over the foreground classes of a batch."""
         inputs, target = batch["image"].to(self.device), batch["mask"].to(self.device)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             logits = self.model(inputs)
         loss = self.loss_fn(logits.float(), target).item()
-        overlap, total = hard_dice(logits, target)
-        return loss, overlap, total
+        predicted = logits_to_labels(logits) > 0
+        truth = (target[:, 0] if target.ndim == predicted.ndim + 1 else target) > 0
+        return loss, 2.0 * (predicted & truth).sum().item(), float(predicted.sum().item() + truth.sum().item())
 
     def on_epoch_end(self, row: dict[str, float]) -> None:
         """Step epoch-level schedulers, track the best score, write checkpoints and history, run callbacks."""
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step(row[self.config.monitor])
-        elif self.scheduler is not None and self.config.scheduler != "inverse_time":
-            self.scheduler.step()
+        if self.schedule is not None:
+            self.schedule.step("epoch", row)
         score = row.get(self.config.monitor, math.nan)
         improved = not math.isnan(score) and (
             self.best_score is None
@@ -259,10 +235,45 @@ class Trainer:
         """
         if len(train_loader) == 0:
             raise ValueError("the training loader is empty: check the data folder and the batch size")
+        with self._run_folder_lock():
+            return self._fit(train_loader, val_loader, resume)
+
+    @contextmanager
+    def _run_folder_lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on ``out_dir`` (``.lock``) so two trainings never write one run folder."""
+        if self.out_dir is None or not is_main_process() or fcntl is None:
+            yield
+            return
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            handle = open(self.out_dir / ".lock", "a+")
+        except OSError as error:
+            raise ConfigError(f"cannot write to the run folder {self.out_dir}: {error.strerror}") from error
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise ConfigError(f"{self.out_dir} is in use by {holder}: wait for it to finish, or train into another "
+                                  "run folder") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _fit(self, train_loader: DataLoader, val_loader: DataLoader | None, resume: bool) -> pd.DataFrame:
         if val_loader is None and self.config.monitor.startswith("val_"):
             warnings.warn(f"no validation loader: monitor {self.config.monitor!r} is unavailable", stacklevel=2)
         if resume and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
-            self.load_state_dict(load_checkpoint(self.out_dir / "last.pt", map_location=self.device))
+            state = load_checkpoint(self.out_dir / "last.pt", map_location=self.device)
+            self.check_resumable(state)
+            self.load_state_dict(state)
         epochs = tqdm(range(self.epoch, self.config.epochs), desc="epochs", disable=not self.progress,
                       initial=self.epoch, total=self.config.epochs)
         for epoch in epochs:
@@ -327,23 +338,45 @@ class Trainer:
             "model": model.state_dict(),
             "model_spec": getattr(model, "model_spec", None),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scheduler": self.schedule.scheduler.state_dict() if self.schedule is not None else None,
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "best_score": self.best_score,
             "epochs_without_improvement": self.epochs_without_improvement,
             "history": self.history,
             "config": asdict(self.config),
-            "metadata": self.metadata,
+            "metadata": self.metadata.to_dict(),
         }
+
+    def check_resumable(self, state: Mapping[str, Any]) -> None:
+        """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
+
+        Only ``epochs`` may differ (to extend a finished run). Raises :class:`~medseg_core.errors.ConfigError`
+        naming each difference and the way out.
+        """
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        stored_config = {k: v for k, v in (state.get("config") or {}).items() if k != "epochs"}
+        current_config = {k: v for k, v in asdict(self.config).items() if k != "epochs"}
+        differences = [f"{key}: stored {stored_config.get(key)!r}, now {value!r}" for key, value in current_config.items()
+                       if key in stored_config and stored_config[key] != value]
+        if state.get("model_spec") != getattr(model, "model_spec", None):
+            differences.append(f"model: stored {state.get('model_spec')}, now {getattr(model, 'model_spec', None)}")
+        if (state.get("metadata") or {}) != self.metadata.to_dict():
+            differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
+        if differences:
+            raise ConfigError(
+                f"cannot resume {self.out_dir / 'last.pt'}: it was trained with other settings ("
+                + "; ".join(differences) + "). Use another run folder, or start this one again on purpose "
+                "(medseg train --restart --overwrite)."
+            )
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state written by :meth:`state_dict`."""
         model = self.model.module if hasattr(self.model, "module") else self.model
         model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        if self.schedule is not None and state.get("scheduler") is not None:
+            self.schedule.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.best_score = state["best_score"]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from medseg_core.cli import main
-from medseg_core.training import load_checkpoint
+from medseg_core.checkpoints import load_checkpoint
 
 REAL_OCT_SAMPLE = Path(os.environ.get("MEDSEG_OCT_SAMPLE", Path(__file__).resolve().parents[2] / "shared/data/oct_zenodo_sample"))
 
@@ -33,7 +33,8 @@ def oct_checkpoint(isolated) -> Path:
 def test_train_oct_writes_checkpoint_history_and_test_metrics(oct_checkpoint):
     state = load_checkpoint(oct_checkpoint)
     assert state["model_spec"]["name"] == "deeplabv3plus"
-    assert state["metadata"] == {"task": "oct", "image_size": 64, "class_names": ["lipid_core"]}
+    assert state["metadata"] == {"task": "oct", "image_size": 64, "class_names": ["lipid_core"], "input_kind": "image",
+                                 "window_length": 1, "window_policy": "centre"}
     run_dir = oct_checkpoint.parent
     assert len(pd.read_csv(run_dir / "history.csv")) == 1
     assert {"dice", "iou", "precision", "recall"} <= set(pd.read_csv(run_dir / "test_metrics.csv").columns)
@@ -69,10 +70,32 @@ def test_predict_rejects_checkpoint_without_metadata(tmp_path):
 
     path = tmp_path / "foreign.pt"
     torch.save({"model": {}}, path)
-    with pytest.raises(ValueError, match="no task metadata"):
-        main(["predict", "--checkpoint", str(path), "--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    assert main(["predict", "--checkpoint", str(path), "--input", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
 
 
-def test_override_parsing_and_unknown_field():
-    with pytest.raises(KeyError, match="unknown profile field"):
-        main(["generate", "xca", "--profile", "smoke", "--set", "xca.no_such_field=1"])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--profile", "no-such-profile"], "unknown profile 'no-such-profile'; valid profiles: smoke, cpu, paper"),
+    (["train", "--profile", "smoke", "--model", "nonet"], "unknown model 'nonet'; valid names: deeplabv3plus, svsnet"),
+    (["train", "--profile", "smoke", "--task", "ct"], "unknown task 'ct'; valid tasks: xca, oct"),
+    (["train", "--profile", "smoke", "--task", "oct", "--model", "svsnet"], "takes window inputs"),
+    (["generate", "xca", "--profile", "smoke", "--set", "xca.no_such_field=1"], "unknown profile field 'xca.no_such_field'"),
+    (["generate", "xca", "--profile", "smoke", "--set", "svsnet.lr=abc"], "svsnet.lr must be float"),
+    (["generate", "xca", "--profile", "smoke", "--set", "svsnet.epochs=1.5"], "svsnet.epochs must be int"),
+    (["generate", "xca", "--profile", "smoke", "--set", "svsnet.epochs=-1"], "svsnet.epochs must be at least 1"),
+    (["generate", "xca", "--profile", "smoke", "--set", "xca=3"], "xca is a section"),
+    (["generate", "xca", "--profile", "smoke", "--set", "xca.image_size"], "expect KEY=VALUE"),
+    (["predict", "--checkpoint", "missing.pt", "--input", ".", "--output", "o"], "checkpoint not found: missing.pt"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("medseg: error: ") and message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_explicit_null_sets_none_on_the_cli(tmp_path):
+    from medseg_core.config import get_profile
+
+    assert get_profile("smoke", {"svsnet.grad_clip": None}, none_keeps=False).svsnet.grad_clip is None
+    assert get_profile("smoke", {"svsnet.grad_clip": None}).svsnet.grad_clip == 1.0  # a notebook's "keep"

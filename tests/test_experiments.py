@@ -12,7 +12,8 @@ from medseg_core.config import get_profile
 from medseg_core.files import atomic_output, write_csv_atomic
 
 VARIANTS = {"small": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4}},
-            "wide": {"model_name": "unet2d", "overrides": {"xca.window_length": 2}}}
+            "wide": {"model_name": "svsnet", "overrides": {"xca.window_length": 2}}}
+RUN_NAMES = {"small": "xca_unet2d_T1-centre_base_channels-4", "wide": "xca_svsnet_T2-centre"}  # Task.run_name
 
 
 class _FakeRun:
@@ -44,8 +45,9 @@ def fake_train(monkeypatch):
 def test_grid_trains_each_run_once_and_reads_results_back(tmp_path, fake_train):
     profile = get_profile("smoke")
     first = experiments.run_grid("xca", profile, VARIANTS, [0, 1], tmp_path)
-    assert [c["variant"] for c in fake_train] == ["small_seed0", "small_seed1", "wide_seed0", "wide_seed1"]
-    assert sorted(p.name for p in tmp_path.glob("*.csv")) == [f"{v}_seed{s}.csv" for v in VARIANTS for s in (0, 1)]
+    names = [f"{RUN_NAMES[v]}_seed{s}" for v in VARIANTS for s in (0, 1)]
+    assert [c["variant"] for c in fake_train] == names
+    assert sorted(p.parent.name for p in tmp_path.glob(f"*/{experiments.RESULTS_FILE}")) == sorted(names)
     assert not list(tmp_path.glob("*/last.pt")), "resume state is dropped once a run's results are written"
     # the overrides reach their variant only: window length 2 for "wide", the profile's 4 for "small"
     scores = first.groupby(["variant", "seed"])["dice"].first()
@@ -58,10 +60,10 @@ def test_grid_trains_each_run_once_and_reads_results_back(tmp_path, fake_train):
     pd.testing.assert_frame_equal(again, first, check_dtype=False)
 
     experiments.run_grid("xca", profile, VARIANTS, [0, 1, 2], tmp_path)  # a new seed trains only that seed
-    assert [c["variant"] for c in fake_train[4:]] == ["small_seed2", "wide_seed2"]
+    assert [c["variant"] for c in fake_train[4:]] == [f"{RUN_NAMES['small']}_seed2", f"{RUN_NAMES['wide']}_seed2"]
 
     experiments.run_grid("xca", profile, {"small": VARIANTS["small"]}, [0], tmp_path, recompute=True)
-    assert fake_train[-1] == {"variant": "small_seed0", "resume": False}
+    assert fake_train[-1] == {"variant": f"{RUN_NAMES['small']}_seed0", "resume": False}
 
 
 def test_write_csv_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):

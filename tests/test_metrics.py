@@ -19,8 +19,8 @@ from medseg_core.metrics import (
     hd95,
     miou_mpa,
     multiclass_metrics,
-    summarize,
 )
+from medseg_core.stats import summarize
 
 monai_metrics = pytest.importorskip("monai.metrics")
 

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from medseg_core.models import count_parameters, create_model, list_models
+from medseg_core.models import create_model, list_models
+from medseg_core.models.summary import count_parameters
 from medseg_core.models.blocks import (
     ECA,
     ConvNormAct,

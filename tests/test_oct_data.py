@@ -17,9 +17,8 @@ from torchvision import tv_tensors
 
 from medseg_core.config import OCTConfig
 from medseg_core.data.io import DataError
+from medseg_core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from medseg_core.data.oct import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     OCT_CLASSES,
     OCTDataset,
     find_oct_pairs,
@@ -250,12 +249,14 @@ def test_dataset_item_is_normalised_and_resized(flat_root):
 
 
 def test_dataset_hands_tv_tensors_to_the_transform(flat_root):
+    """The one sample protocol of the kit: a dict of tv_tensors in, the same dict out (as for XCA)."""
     pairs = find_oct_pairs(flat_root)
     seen = []
 
-    def flip(image, mask):
+    def flip(sample):
+        image, mask = sample["image"], sample["mask"]
         seen.append((type(image), type(mask), image.dtype, mask.dtype))
-        return image.flip(-1), mask.flip(-1)
+        return {"image": image.flip(-1), "mask": mask.flip(-1)}
 
     plain, flipped = OCTDataset(pairs, image_size=32)[4], OCTDataset(pairs, image_size=32, transform=flip)[4]
     assert seen == [(tv_tensors.Image, tv_tensors.Mask, torch.float32, torch.int64)]

@@ -9,23 +9,32 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from medseg_core.checkpoints import CheckpointError, RunMetadata, load_checkpoint, load_model
 from medseg_core.config import TrainConfig
-from medseg_core.models import create_model, register_model
+from medseg_core.errors import ConfigError
+from medseg_core.models import SegmentationModel, create_model, register_model
 from medseg_core.runtime import seed_everything
-from medseg_core.training import Trainer, hard_dice, load_checkpoint, load_model
+from medseg_core.training import Trainer
+
+META = RunMetadata(task="xca", image_size=16, class_names=("square",))
 
 
-class TinySegmenter(nn.Module):
+class TinySegmenter(SegmentationModel):
     """Two convs with dropout, so that resume must restore RNG-dependent behaviour too."""
 
     def __init__(self, channels: int = 4) -> None:
         super().__init__()
+        self.in_channels, self.num_classes = 1, 1
         self.body = nn.Sequential(
             nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.3), nn.Conv2d(channels, 1, 1)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_shape(x)
         return self.body(x)
+
+    def forward_head(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        return x
 
 
 @register_model
@@ -87,18 +96,18 @@ def _interrupt_after(epoch: int):
 
 def test_resume_after_interruption_gives_identical_weights(tmp_path):
     train, val = _loaders()
-    full = Trainer(_model(), _bce, _config(), tmp_path / "full", progress=False)
+    full = Trainer(_model(), _bce, _config(), tmp_path / "full", progress=False, metadata=META)
     full.fit(train, val)
 
     interrupted = Trainer(
         _model(), _bce, _config(), tmp_path / "resumed",
-        callbacks=[_interrupt_after(1)], progress=False,
+        callbacks=[_interrupt_after(1)], progress=False, metadata=META,
     )
     with pytest.raises(Interrupt):
         interrupted.fit(train, val)
     assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1
 
-    resumed = Trainer(_model(), _bce, _config(), tmp_path / "resumed", progress=False)
+    resumed = Trainer(_model(), _bce, _config(), tmp_path / "resumed", progress=False, metadata=META)
     history = resumed.fit(train, val)
     assert list(history["epoch"]) == [1, 2, 3]
     for name, value in full.model.state_dict().items():
@@ -111,7 +120,7 @@ def test_resume_after_interruption_gives_identical_weights(tmp_path):
 def test_training_reduces_loss_and_writes_artifacts(tmp_path):
     train, val = _loaders()
     trainer = Trainer(_model(), _bce, _config(epochs=6, optimizer="adam", lr=0.02),
-                      tmp_path, progress=False)
+                      tmp_path, progress=False, metadata=META)
     history = trainer.fit(train, val)
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert {"epoch", "train_loss", "val_loss", "val_dice", "lr", "time_s", "is_best"} <= set(history.columns)
@@ -125,7 +134,7 @@ def test_training_reduces_loss_and_writes_artifacts(tmp_path):
 def test_checkpoint_rebuilds_model_with_weights_only(tmp_path):
     train, val = _loaders()
     trainer = Trainer(_model(channels=3), _bce, _config(epochs=1), tmp_path,
-                      progress=False)
+                      progress=False, metadata=META)
     trainer.fit(train, val)
     model = load_model(tmp_path / "last.pt", device="cpu")
     assert model.body[0].out_channels == 3 and not model.training
@@ -136,10 +145,14 @@ def test_checkpoint_rebuilds_model_with_weights_only(tmp_path):
 def test_corrupt_checkpoint_gives_clear_error(tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint.*truncated or not a checkpoint.*best.pt"):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
+    empty = tmp_path / "best.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="the file is empty"):
+        load_checkpoint(empty)
 
 
 def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
@@ -151,7 +164,7 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
         loss = _bce(logits, target)
         return loss * math.nan if calls["n"] > len(train) + 2 else loss
 
-    trainer = Trainer(_model(), loss_that_explodes, _config(), tmp_path, progress=False)
+    trainer = Trainer(_model(), loss_that_explodes, _config(), tmp_path, progress=False, metadata=META)
     with pytest.raises(FloatingPointError, match="learning rate"):
         trainer.fit(train, val)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
@@ -160,36 +173,70 @@ def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
 def test_early_stopping_stops_when_monitor_stalls(tmp_path):
     train, val = _loaders()
     config = _config(epochs=20, lr=0.0, early_stopping_patience=2, scheduler="none")
-    history = Trainer(_model(), _bce, config, tmp_path, progress=False).fit(train, val)
+    history = Trainer(_model(), _bce, config, tmp_path, progress=False, metadata=META).fit(train, val)
     assert len(history) == 3  # epoch 1 sets the best, epochs 2-3 do not improve
 
 
 def test_plateau_and_inverse_time_schedulers_change_lr():
     train, val = _loaders()
     config = _config(epochs=2, scheduler="inverse_time", lr_decay=0.5)
-    trainer = Trainer(_model(), _bce, config, progress=False)
+    trainer = Trainer(_model(), _bce, config, progress=False, metadata=META)
     history = trainer.fit(train, val)
     steps = len(train)
     assert history["lr"].iloc[0] == pytest.approx(0.05 / (1 + 0.5 * steps))
     plateau = _config(epochs=4, scheduler="plateau", plateau_patience=0, lr=0.0)
-    history = Trainer(_model(), _bce, plateau, progress=False).fit(train, val)
+    history = Trainer(_model(), _bce, plateau, progress=False, metadata=META).fit(train, val)
     assert history["lr"].iloc[-1] == 0.0  # lr 0 stays 0; the call path ran without error
 
 
-def test_hard_dice_binary_and_multiclass():
+class _FixedLogits(nn.Module):
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits
+
+
+def test_validation_dice_counts_binary_and_multiclass():
+    """Pooled validation Dice uses the kit's one logits -> labels rule, for (B, 1, H, W) and (B, H, W) targets."""
     target = torch.zeros(1, 1, 4, 4)
     target[..., :2, :2] = 1
     logits = torch.full((1, 1, 4, 4), -5.0)
     logits[..., :2, :] = 5.0  # predicts 8 pixels, 4 of them correct
-    overlap, total = hard_dice(logits, target)
-    assert overlap / total == pytest.approx(2 * 4 / (8 + 4))
-    multiclass = torch.stack([-logits[:, 0], logits[:, 0]], dim=1)
-    overlap, total = hard_dice(multiclass, target[:, 0].long())
-    assert overlap / total == pytest.approx(2 * 4 / (8 + 4))
+    for model_logits, mask in ((logits, target), (torch.cat([-logits, logits], dim=1), target[:, 0].long())):
+        trainer = Trainer(_FixedLogits(model_logits), lambda out, t: out.mean(), _config(), metadata=META,
+                          progress=False)
+        _, overlap, total = trainer.validation_step({"image": torch.zeros(1, 1, 4, 4), "mask": mask})
+        assert overlap / total == pytest.approx(2 * 4 / (8 + 4))
+
+
+def test_resume_refuses_changed_settings_and_allows_more_epochs(tmp_path):
+    train, val = _loaders()
+    Trainer(_model(), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META).fit(train, val)
+    with pytest.raises(ConfigError, match=r"lr: stored 0.05, now 0.5.*--restart --overwrite"):
+        Trainer(_model(), _bce, _config(epochs=2, lr=0.5), tmp_path, progress=False, metadata=META).fit(train, val)
+    with pytest.raises(ConfigError, match="model: stored"):
+        Trainer(_model(channels=3), _bce, _config(epochs=2), tmp_path, progress=False, metadata=META).fit(train, val)
+    history = Trainer(_model(), _bce, _config(epochs=2), tmp_path, progress=False, metadata=META).fit(train, val)
+    assert len(history) == 2  # extended from 1 to 2 epochs
+
+
+def test_two_trainings_cannot_share_a_run_folder(tmp_path):
+    """The second Trainer on a folder in use is refused with the holder named (the first keeps its files)."""
+    train, val = _loaders()
+    first = Trainer(_model(), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META)
+    second = Trainer(_model(), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META)
+    with first._run_folder_lock():
+        with pytest.raises(ConfigError, match=r"in use by process \d+"):
+            second.fit(train, val)
+    assert not (tmp_path / "last.pt").exists()
+    second.fit(train, val)  # free again once the first is done
+    assert (tmp_path / "last.pt").is_file()
 
 
 def test_empty_training_loader_is_an_error():
     empty = DataLoader(SquaresDataset(0), batch_size=2)
-    trainer = Trainer(_model(), _bce, _config(), progress=False)
+    trainer = Trainer(_model(), _bce, _config(), progress=False, metadata=META)
     with pytest.raises(ValueError, match="training loader is empty"):
         trainer.fit(empty)

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from medseg_core.provenance import save_figure  # noqa: E402
 from medseg_core.viz import (  # noqa: E402
     plot_attention_weights,
     plot_case_scores,
@@ -22,7 +23,6 @@ from medseg_core.viz import (  # noqa: E402
     plot_patient_split,
     plot_polar_frame,
     plot_scan_conversion,
-    save_figure,
     to_display_image,
 )
 

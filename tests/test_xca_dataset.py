@@ -12,12 +12,12 @@ import torch
 from medseg_core.config import XCAConfig
 from medseg_core.data.io import DataError, write_image
 from medseg_core.data.transforms import xca_train_transforms
+from medseg_core.data.preprocess import scale_by_frame_max
 from medseg_core.data.xca import (
     XCAVideo,
     XCAWindowDataset,
     current_frame_position,
     list_videos,
-    scale_by_frame_max,
     window_indices,
     xca_dataloaders,
 )

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import DataError
+
 __all__ = [
     "DataError",
     "IMAGE_SUFFIXES",
@@ -22,10 +24,6 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm")
-
-
-class DataError(ValueError):
-    """Raised for data on disk that cannot be used as it is; the message names the file and the fix."""
 
 
 def list_images(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:

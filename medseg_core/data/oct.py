@@ -26,20 +26,16 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ..files import file_digest
 from .io import DataError, list_images, read_image, to_label_mask
+from .preprocess import SampleTransform, preprocess_oct, resize_oct
 
 if TYPE_CHECKING:
     from medseg_core.config import OCTConfig
 
 __all__ = [
     "OCT_CLASSES",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "OCT_NAME_PATTERN",
     "PAIR_COLUMNS",
     "read_oct_mask",
@@ -52,12 +48,9 @@ __all__ = [
 ]
 
 OCT_CLASSES: tuple[str, ...] = ("lumen", "fibrous_cap", "lipid_core", "vasa_vasorum")  # channel order of the TIFFs
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 OCT_NAME_PATTERN = re.compile(r"^(?P<patient>\d{3})_(?P<pullback>\d+)_(?P<frame>\d{3,})$")
 PAIR_COLUMNS = ("id", "patient", "pullback", "frame", "image_path", "mask_path", "fold", "split")
 
-ImageMaskTransform = Callable[[tv_tensors.Image, tv_tensors.Mask], tuple[torch.Tensor, torch.Tensor]]
 
 
 def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
@@ -318,13 +311,6 @@ def patient_split(
     return train, val
 
 
-def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(3, H, W)`` uint8 image (antialiased bilinear) and ``(H, W)`` mask (nearest) -> ``size x size``."""
-    image = TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-    mask = TF.resize(mask[None], [size, size], interpolation=InterpolationMode.NEAREST_EXACT)[0]
-    return image, mask
-
-
 def _load_pair(
     image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -339,9 +325,10 @@ def _load_pair(
 class OCTDataset(Dataset):
     """OCT frames for segmentation: ``{"image": (3, H, W) float32 ImageNet-normalised, "mask": (H, W) int64, "id"}``.
 
-    Each item is read, resized to ``image_size`` (antialiased bilinear image, nearest mask), handed to
-    ``transform(image, mask)`` as a ``tv_tensors.Image`` float32 in [0, 1] and a ``tv_tensors.Mask`` int64
-    (augmentation only: no normalisation), and finally normalised with the ImageNet mean and std.
+    Each item is read and prepared by :func:`medseg_core.data.preprocess.preprocess_oct` (the function inference
+    calls too): resized to ``image_size`` (antialiased bilinear image, nearest mask), scaled to [0, 1], augmented
+    by ``transform`` (``{"image": tv_tensors.Image, "mask": tv_tensors.Mask}`` in and out), then normalised with
+    the ImageNet mean and std.
 
     Args:
         pairs: rows with ``id``, ``image_path``, ``mask_path`` (e.g. from :func:`find_oct_pairs`).
@@ -355,7 +342,7 @@ class OCTDataset(Dataset):
         pairs: pd.DataFrame,
         classes: Sequence[str] = ("lipid_core",),
         image_size: int | None = 512,
-        transform: ImageMaskTransform | None = None,
+        transform: SampleTransform | None = None,
     ) -> None:
         missing = {"id", "image_path", "mask_path"} - set(pairs.columns)
         if missing:
@@ -368,8 +355,6 @@ class OCTDataset(Dataset):
         self.classes = _check_classes(classes)
         self.image_size = image_size
         self.transform = transform
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -377,14 +362,8 @@ class OCTDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         row = self.pairs.iloc[index]
         image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes)
-        if self.image_size is not None:
-            image, mask = _resize_pair(image, mask, self.image_size)
-        image = tv_tensors.Image(image.float() / 255.0)
-        mask = tv_tensors.Mask(mask.long())
-        if self.transform is not None:
-            image, mask = self.transform(image, mask)
-        image = (image.as_subclass(torch.Tensor) - self._mean) / self._std
-        return {"image": image.float(), "mask": mask.as_subclass(torch.Tensor).long(), "id": str(row["id"])}
+        sample = preprocess_oct(image, mask, image_size=self.image_size, transform=self.transform)
+        return {"image": sample["image"], "mask": sample["mask"], "id": str(row["id"])}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -437,7 +416,7 @@ def prepare_lipid_dataset(
     rows = []
     for frame in frames.itertuples():
         image, mask = _load_pair(frame.image_path, frame.mask_path, classes)
-        image, mask = _resize_pair(image, mask, image_size)
+        image, mask = resize_oct(image, mask, image_size)
         image_out = dst_root / "img" / f"{frame.id}.png"
         mask_out = dst_root / "mask" / f"{frame.id}.png"
         for path, array in ((image_out, image.permute(1, 2, 0).numpy()), (mask_out, mask.numpy())):
@@ -475,7 +454,7 @@ def oct_dataloaders(
     seed: int = 0,
     *,
     fold: int | None = None,
-    train_transform: ImageMaskTransform | None = None,
+    train_transform: SampleTransform | None = None,
 ) -> dict[str, DataLoader]:
     """Training, validation and test loaders from an OCT root (real or written by ``write_oct_dataset``).
 

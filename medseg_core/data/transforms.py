@@ -33,6 +33,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from .preprocess import size_pair
+
 __all__ = [
     "RandomIntensityShift",
     "AlignedRandomResizedCrop",
@@ -123,14 +125,6 @@ class AlignedResize(v2.Resize):
         return super().transform(inpt, params)
 
 
-def _size_pair(image_size: int | tuple[int, int]) -> tuple[int, int]:
-    """``(H, W)`` from an int (square) or a pair; raises ValueError for non-positive sizes."""
-    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
-    return int(height), int(width)
-
-
 def xca_train_transforms(
     image_size: int | tuple[int, int],
     strength: str = "paper",
@@ -156,7 +150,7 @@ def xca_train_transforms(
         A v2 transform taking ``{"image": tv_tensors.Image (T, H, W) float in [0, 1],
         "mask": tv_tensors.Mask (1, H, W)}`` (other keys pass through) and returning the same structure.
     """
-    size = _size_pair(image_size)
+    size = size_pair(image_size)
     if strength not in XCA_STRENGTHS:
         raise ValueError(f"unknown strength {strength!r}; valid strengths: {', '.join(XCA_STRENGTHS)}")
     if not 0.0 <= crop_probability <= 1.0:
@@ -203,7 +197,7 @@ def oct_train_transforms(image_size: int | tuple[int, int]) -> v2.Compose:
         A v2 transform taking ``{"image": tv_tensors.Image (3, H, W) uint8 or float in [0, 1],
         "mask": tv_tensors.Mask (H, W) int64}`` (other keys pass through) and returning the same structure.
     """
-    size = _size_pair(image_size)
+    size = size_pair(image_size)
     return v2.Compose(
         [
             v2.RandomHorizontalFlip(),

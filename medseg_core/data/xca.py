@@ -31,7 +31,7 @@ time_axis=False)``. Augmentation lives in :mod:`medseg_core.data.transforms`; fi
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,10 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from medseg_core.config import XCAConfig
 from medseg_core.data.io import DataError, list_images, read_image, read_label_mask
+from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
 from medseg_core.data.transforms import xca_train_transforms
 
 __all__ = [
@@ -57,7 +55,6 @@ __all__ = [
     "XCAWindowDataset",
     "current_frame_position",
     "list_videos",
-    "scale_by_frame_max",
     "window_indices",
     "xca_dataloaders",
 ]
@@ -114,20 +111,6 @@ def window_indices(center: int, num_frames: int, window_length: int, policy: str
         raise ValueError(f"center must be in [0, {num_frames - 1}] for a video of {num_frames} frames, got {center}")
     offsets = np.arange(window_length) - before
     return np.clip(center + offsets, 0, num_frames - 1).tolist()
-
-
-def scale_by_frame_max(frames: torch.Tensor) -> torch.Tensor:
-    """Divide each frame by its own maximum (SVSnet's preprocessing); all-zero frames stay zero.
-
-    Args:
-        frames: ``(..., H, W)`` non-negative frames, e.g. a window ``(T, H, W)``.
-
-    Returns:
-        float32 tensor of the same shape with values in [0, 1].
-    """
-    frames = frames.to(torch.float32)
-    peak = frames.amax(dim=(-2, -1), keepdim=True)
-    return torch.where(peak > 0, frames / peak.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros_like(frames))
 
 
 def _frame_number(path: Path) -> int:
@@ -315,28 +298,20 @@ def list_videos(root: str | Path) -> list[str]:
     return names
 
 
-def _size_pair(image_size: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if image_size is None:
-        return None
-    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if height < 1 or width < 1:
-        raise ValueError(f"image_size must be a positive int or (H, W) pair, got {image_size!r}")
-    return int(height), int(width)
-
-
 class XCAWindowDataset(Dataset):
     """SVSnet samples: one window of frames per labelled frame of every video in a split folder.
 
-    Item: ``{"image": (1, T, H, W) float32 in [0, 1], "mask": (1, H, W) float32 in {0, 1}, "id": "<video>/00005"}``
-    (``image`` is ``(T, H, W)`` with ``time_axis=False``: frames as channels for 2D networks). Each frame is
-    divided by its own maximum after the optional resize and before augmentation.
+    Item: ``{"image": (1, T, H, W) float32 in [0, 1], "mask": (1, H, W) float32 in {0, 1}, "id": "<video>/00005",
+    "current": position of the labelled frame along T}`` (``image`` is ``(T, H, W)`` with ``time_axis=False``:
+    frames as channels for 2D networks). Frames are prepared by :func:`medseg_core.data.preprocess.preprocess_xca`
+    (resize, each frame divided by its own maximum, then augmentation), the function inference calls too.
 
     Args:
         root: split folder in the MOSXAV/DAVIS layout (see the module docstring).
         window_length: T, frames per window (SVSnet: 4; 1 gives single frames).
         window_policy: "centre" or "past" (see :func:`window_indices`).
-        transform: joint v2 transform called on ``{"image": tv_tensors.Image (T, H, W), "mask":
-            tv_tensors.Mask (1, H, W) uint8}``, e.g. :func:`medseg_core.data.transforms.xca_train_transforms`.
+        transform: joint v2 transform called on ``{"image": tv_tensors.Image (T, H, W) float in [0, 1], "mask":
+            tv_tensors.Mask (1, H, W)}``, e.g. :func:`medseg_core.data.transforms.xca_train_transforms`.
         time_axis: return ``(1, T, H, W)`` (True, for SVSnet) or ``(T, H, W)`` (False).
         image_size: resize frames (antialiased bilinear) and masks (nearest) to this int or ``(H, W)``;
             None keeps the stored size.
@@ -361,7 +336,7 @@ class XCAWindowDataset(Dataset):
         root: str | Path,
         window_length: int = 4,
         window_policy: str = "centre",
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        transform: SampleTransform | None = None,
         time_axis: bool = True,
         image_size: int | tuple[int, int] | None = None,
         videos: Sequence[str] | None = None,
@@ -373,7 +348,7 @@ class XCAWindowDataset(Dataset):
         self.window_policy = window_policy
         self.transform = transform
         self.time_axis = time_axis
-        self.image_size = _size_pair(image_size)
+        self.image_size = size_pair(image_size)
         self.current_frame_position = current_frame_position(window_length, window_policy)
         available = list_videos(self.root)
         if videos is None:
@@ -407,21 +382,13 @@ class XCAWindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         video_index, position = self._index[index]
         video = self.videos[video_index]
-        frames = torch.from_numpy(video.read_window(position, self.window_length, self.window_policy)).float()
-        mask = torch.from_numpy(video.read_mask(position)).unsqueeze(0)
-        if self.image_size is not None:
-            frames = TF.resize(frames, list(self.image_size), interpolation=InterpolationMode.BILINEAR, antialias=True)
-            mask = TF.resize(mask, list(self.image_size), interpolation=InterpolationMode.NEAREST_EXACT)
-        frames = scale_by_frame_max(frames)
-        if self.transform is not None:
-            sample = self.transform({"image": tv_tensors.Image(frames), "mask": tv_tensors.Mask(mask)})
-            frames = sample["image"].as_subclass(torch.Tensor)
-            mask = sample["mask"].as_subclass(torch.Tensor)
-        image = frames.unsqueeze(0) if self.time_axis else frames
+        frames = video.read_window(position, self.window_length, self.window_policy)
+        sample = preprocess_xca(frames, video.read_mask(position), image_size=self.image_size, transform=self.transform)
         return {
-            "image": image.to(torch.float32).contiguous(),
-            "mask": mask.to(torch.float32).contiguous(),
+            "image": sample["image"].unsqueeze(0) if self.time_axis else sample["image"],
+            "mask": sample["mask"],
             "id": video.frame_id(position),
+            "current": self.current_frame_position,
         }
 
     def __repr__(self) -> str:

@@ -6,27 +6,41 @@ Each architecture file registers small entry points with :func:`register_model`:
     def svsnet(**kwargs) -> SVSNet:
         return SVSNet(**kwargs)
 
-Importing this package imports every architecture module so that all names are registered.
+The entry point's return annotation names the model class, a :class:`~medseg_core.models.base.SegmentationModel`;
+its facts (``input_kind``: frame window or single image) are known before a model is built, through
+:func:`model_class`. Importing this package imports every architecture module so that all names are registered.
+Parameters, FLOPs, latency and architecture tables are :mod:`medseg_core.models.summary`.
 """
 from __future__ import annotations
 
-import warnings
+import typing
 from typing import Callable
 
-import pandas as pd
-import torch.nn as nn
+from ..errors import UnknownNameError
+from .base import SegmentationModel, logits_to_labels, logits_to_probabilities, probabilities_to_labels
 
-__all__ = ["register_model", "create_model", "list_models", "count_parameters", "parameter_table"]
+__all__ = ["register_model", "create_model", "list_models", "model_class", "SegmentationModel",
+           "logits_to_probabilities", "probabilities_to_labels", "logits_to_labels"]
 
-_MODEL_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+_MODEL_ENTRYPOINTS: dict[str, Callable[..., SegmentationModel]] = {}
+_MODEL_CLASSES: dict[str, type[SegmentationModel]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register ``fn`` under its ``__name__``; a duplicate name warns and replaces the old entry."""
+def register_model(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
+    """Register ``fn`` under its ``__name__``; its return annotation must be a :class:`SegmentationModel` class.
+
+    Raises:
+        ValueError: the name is already registered (two models may not share a name).
+        TypeError: the return annotation is missing or not a :class:`SegmentationModel` subclass.
+    """
     name = fn.__name__
     if name in _MODEL_ENTRYPOINTS:
-        warnings.warn(f"model {name!r} registered twice; the later definition wins", stacklevel=2)
+        raise ValueError(f"model {name!r} is already registered by {_MODEL_ENTRYPOINTS[name].__module__}")
+    returned = typing.get_type_hints(fn).get("return")
+    if not (isinstance(returned, type) and issubclass(returned, SegmentationModel)):
+        raise TypeError(f"model entry point {name!r} must be annotated to return a SegmentationModel subclass")
     _MODEL_ENTRYPOINTS[name] = fn
+    _MODEL_CLASSES[name] = returned
     return fn
 
 
@@ -35,35 +49,34 @@ def list_models() -> list[str]:
     return sorted(_MODEL_ENTRYPOINTS)
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def _check_name(name: str) -> None:
+    if name not in _MODEL_ENTRYPOINTS:
+        raise UnknownNameError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+
+
+def model_class(name: str) -> type[SegmentationModel]:
+    """The class a registered name builds, for its facts (``input_kind``) before building one.
+
+    Raises:
+        UnknownNameError: (a ``KeyError``) ``name`` is not registered; the message lists the valid names.
+    """
+    _check_name(name)
+    return _MODEL_CLASSES[name]
+
+
+def create_model(name: str, **kwargs) -> SegmentationModel:
     """Build a registered model by name, e.g. ``create_model("svsnet", window_length=4)``.
 
     The name and keyword arguments are kept as ``model.model_spec`` so that
-    :func:`medseg_core.training.load_model` can rebuild the model from a checkpoint.
+    :func:`medseg_core.checkpoints.load_model` can rebuild the model from a checkpoint.
 
     Raises:
-        KeyError: ``name`` is not registered; the message lists the valid names.
+        UnknownNameError: (a ``KeyError``) ``name`` is not registered; the message lists the valid names.
     """
-    try:
-        entrypoint = _MODEL_ENTRYPOINTS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; valid names: {', '.join(list_models())}") from None
-    model = entrypoint(**kwargs)
+    _check_name(name)
+    model = _MODEL_ENTRYPOINTS[name](**kwargs)
     model.model_spec = {"name": name, "kwargs": dict(kwargs)}  # lets checkpoints rebuild the model
     return model
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def parameter_table(model: nn.Module) -> pd.DataFrame:
-    """Trainable parameters per top-level child of ``model`` (plus a total row), as a DataFrame."""
-    rows = [{"module": name, "type": type(child).__name__, "parameters": count_parameters(child)}
-            for name, child in model.named_children()]
-    rows.append({"module": "total", "type": type(model).__name__, "parameters": count_parameters(model)})
-    return pd.DataFrame(rows)
 
 
 # Architecture modules register themselves on import (keep at the bottom: they import register_model).

@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from . import register_model
-from .blocks import ECA, ConvNormAct, collect_attention_weights
+from .base import SegmentationModel
+from .blocks import ECA, ConvNormAct
 
 __all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "deeplabv3plus"]
 
@@ -194,7 +195,7 @@ def _read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     return state
 
 
-class DeepLabV3Plus(nn.Module):
+class DeepLabV3Plus(SegmentationModel):
     """DeepLabV3+ with a MobileNetV2 backbone and optional ECA attention, returning logits.
 
     Input ``(B, 3, H, W)`` (ImageNet-normalised RGB); output ``(B, num_classes, H, W)``. H and W should be
@@ -225,6 +226,7 @@ class DeepLabV3Plus(nn.Module):
         super().__init__()
         if eca not in ECA_PLACEMENTS:
             raise ValueError(f"eca must be one of {ECA_PLACEMENTS}; got {eca!r}")
+        self.in_channels = 3
         self.num_classes = num_classes
         self.output_stride = output_stride
         self.eca = eca
@@ -246,16 +248,16 @@ class DeepLabV3Plus(nn.Module):
         if pretrained is not None:
             self.load_pretrained(pretrained, progress=progress)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        shape = tuple(x.shape)
-        if x.ndim != 4 or shape[1] != 3:
-            hint = ""
-            if x.ndim == 3:
-                hint = " Add the batch axis with x.unsqueeze(0)."
-            elif x.ndim == 4 and shape[1] == 1:
-                hint = " Repeat a grey image to 3 channels with x.expand(-1, 3, -1, -1)."
-            raise ValueError(f"DeepLabV3Plus expects (B, 3, H, W) ImageNet-normalised RGB; got shape {shape}.{hint}")
-        if self.training and shape[0] == 1:
+    def expected_input(self) -> str:
+        return "(B, 3, H, W) ImageNet-normalised RGB"
+
+    def check_input_shape(self, x: torch.Tensor) -> None:
+        """The base checks (with a hint for grey images), then a batch of at least 2 in training mode."""
+        if x.ndim == 4 and x.shape[1] == 1:
+            raise ValueError(f"DeepLabV3Plus expects {self.expected_input()}; got shape {tuple(x.shape)}. Repeat a "
+                             "grey image to 3 channels with x.expand(-1, 3, -1, -1).")
+        super().check_input_shape(x)
+        if self.training and x.shape[0] == 1:
             raise ValueError(
                 "DeepLabV3Plus needs a batch of at least 2 in training mode (the ASPP image-pooling BatchNorm sees "
                 "one value per channel); use batch_size >= 2 (drop_last=True) or call model.eval()."
@@ -263,7 +265,7 @@ class DeepLabV3Plus(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` -> decoder features ``(B, 256, H/4, W/4)``."""
-        self._check_input(x)
+        self.check_input_shape(x)
         low_level = self.backbone[:LOW_LEVEL_BLOCKS](x)
         high_level = self.aspp(self.backbone[LOW_LEVEL_BLOCKS:](low_level))
         low_level = self.low_level_projection(self.low_level_attention(low_level))
@@ -273,14 +275,6 @@ class DeepLabV3Plus(nn.Module):
     def forward_head(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
         """Decoder features ``(B, 256, h, w)`` -> logits ``(B, num_classes, *output_size)``."""
         return F.interpolate(self.classifier(x), size=output_size, mode="bilinear", align_corners=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, H, W)`` -> logits ``(B, num_classes, H, W)``."""
-        return self.forward_head(self.forward_features(x), x.shape[-2:])
-
-    def attention_weights(self) -> dict[str, torch.Tensor]:
-        """Last channel weights ``(B, C)`` of the ECA blocks, by module name (empty before a forward)."""
-        return collect_attention_weights(self)
 
     def attention_groups(self) -> dict[str, list[str]]:
         """Channel groups of the ECA blocks that span several branches: ``{"aspp.attention": branch names}``.

@@ -30,12 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_model
+from .base import SegmentationModel
 from .blocks import (
     ConvNormAct,
     GlobalMaxChannelAttention,
     ResidualBlock,
     SkipChannelAttention,
-    collect_attention_weights,
     dropout_type,
 )
 
@@ -95,7 +95,7 @@ class SVSDecoderStage(nn.Module):
         return self.block(self.attention(skip, high))
 
 
-class SVSNet(nn.Module):
+class SVSNet(SegmentationModel):
     """SVSnet for vessel segmentation of the labelled frame of a T-frame X-ray angiography window.
 
     Input ``(B, in_channels, T, H, W)`` with ``T == window_length`` and H, W divisible by 64; output logits
@@ -113,6 +113,8 @@ class SVSNet(nn.Module):
         >>> model(torch.rand(2, 1, 4, 64, 64)).shape
         torch.Size([2, 1, 64, 64])
     """
+
+    input_kind = "window"
 
     def __init__(
         self,
@@ -148,31 +150,23 @@ class SVSNet(nn.Module):
         )
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        expected = (
-            f"(B, {self.in_channels}, T, H, W) with T = {self.window_length} and H, W divisible by {self.size_divisor}"
-        )
-        shape = tuple(x.shape)
-        if x.ndim != 5:
-            hint = " Add the channel axis with x.unsqueeze(1)." if x.ndim == 4 else ""
-            raise ValueError(f"SVSNet expects a 5D window {expected}; got shape {shape}.{hint}")
-        if shape[1] != self.in_channels:
-            raise ValueError(f"SVSNet expects {self.in_channels} input channel(s), shape {expected}; got {shape}")
-        if shape[2] != self.window_length:
+    def expected_input(self) -> str:
+        return (f"a 5D window (B, {self.in_channels}, T, H, W) with T = {self.window_length} and H, W divisible by "
+                f"{self.size_divisor}")
+
+    def check_input_shape(self, x: torch.Tensor) -> None:
+        """The base checks, then the window length: T must be the ``window_length`` the model was built for."""
+        super().check_input_shape(x)
+        if x.shape[2] != self.window_length:
             raise ValueError(
-                f"SVSNet was built for window_length={self.window_length}, shape {expected}; got T={shape[2]} "
-                f"in {shape}. Build the model with window_length={shape[2]} or change the dataset's window."
-            )
-        if shape[3] % self.size_divisor or shape[4] % self.size_divisor:
-            padded = [-(-side // self.size_divisor) * self.size_divisor for side in shape[3:]]
-            raise ValueError(
-                f"SVSNet expects {expected}; got {shape}. Pad or resize the frames to "
-                f"{(shape[0], shape[1], shape[2], *padded)} (e.g. torch.nn.functional.pad, then crop the output)."
+                f"SVSNet was built for window_length={self.window_length}, shape {self.expected_input()}; got "
+                f"T={x.shape[2]} in {tuple(x.shape)}. Build the model with window_length={x.shape[2]} or change the "
+                "dataset's window."
             )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, T, H, W)`` -> decoder features ``(B, base_channels, H, W)``."""
-        self._check_input(x)
+        self.check_input_shape(x)
         x = self.stem(x)
         skips = []
         for level in self.encoder:
@@ -183,17 +177,9 @@ class SVSNet(nn.Module):
             x = stage(x, skip)
         return x
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, base_channels, H, W)`` -> logits ``(B, num_classes, H, W)``."""
+    def forward_head(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        """``(B, base_channels, H, W)`` -> logits ``(B, num_classes, H, W)`` (features are at full resolution)."""
         return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, T, H, W)`` -> logits ``(B, num_classes, H, W)``."""
-        return self.forward_head(self.forward_features(x))
-
-    def attention_weights(self) -> dict[str, torch.Tensor]:
-        """Last channel weights ``(B, C)`` of every attention block, by module name (empty before a forward)."""
-        return collect_attention_weights(self)
 
 
 @register_model

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from . import register_model
+from .base import SegmentationModel
 from .blocks import ConvNormAct
 
 __all__ = ["UNet", "DoubleConv", "UNetUpStage", "unet2d"]
@@ -51,7 +52,7 @@ class UNetUpStage(nn.Module):
         return self.convs(torch.cat([skip, self.up(x)], dim=1))
 
 
-class UNet(nn.Module):
+class UNet(SegmentationModel):
     """2D U-Net returning logits.
 
     Input ``(B, in_channels, H, W)`` with H and W divisible by ``2**depth``; output ``(B, num_classes, H, W)``.
@@ -83,21 +84,9 @@ class UNet(nn.Module):
         self.decoder = nn.ModuleList(UNetUpStage(widths[level + 1], widths[level]) for level in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        expected = f"(B, {self.in_channels}, H, W) with H and W divisible by {self.size_divisor}"
-        shape = tuple(x.shape)
-        if x.ndim != 4 or shape[1] != self.in_channels:
-            raise ValueError(f"UNet expects {expected}; got shape {shape}")
-        if shape[2] % self.size_divisor or shape[3] % self.size_divisor:
-            padded = [-(-side // self.size_divisor) * self.size_divisor for side in shape[2:]]
-            raise ValueError(
-                f"UNet expects {expected}; got {shape}. Pad or resize the images to {(shape[0], shape[1], *padded)} "
-                f"(e.g. torch.nn.functional.pad, then crop the output)."
-            )
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, H, W)`` -> decoder features ``(B, base_channels, H, W)``."""
-        self._check_input(x)
+        self.check_input_shape(x)
         skips = []
         for level in self.encoder:
             x = level(x)
@@ -108,13 +97,9 @@ class UNet(nn.Module):
             x = stage(x, skip)
         return x
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, base_channels, H, W)`` -> logits ``(B, num_classes, H, W)``."""
+    def forward_head(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
+        """``(B, base_channels, H, W)`` -> logits ``(B, num_classes, H, W)`` (features are at full resolution)."""
         return self.head(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, C_in, H, W)`` -> logits ``(B, num_classes, H, W)``."""
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model

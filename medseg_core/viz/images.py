@@ -1,80 +1,80 @@
-"""Pictures for notebooks and ``figures/``: overlays, frame strips, training curves, metric plots.
+"""Pictures of images: overlays of truth and prediction, window strips, grids, OCT class channels and polar frames.
 
-Overlays use :func:`torchvision.utils.draw_segmentation_masks`; plots use seaborn/matplotlib with labelled
-axes and units so that they read in print. Every function returns the figure (or image) it made and draws
-nothing else, so notebooks decide what to show and :func:`save_figure` decides where it goes.
-
-The OCT pictures at the end (class channels, polar frames and scan conversion, splits, per-case scores,
-confusion matrices, ECA attention weights) serve the OCT notebooks; they take arrays and tables, never files.
+Overlays use :func:`torchvision.utils.draw_segmentation_masks`. Every function takes arrays, tensors or
+predicted cases and returns the figure or image it made; none runs a model or reads a file (predictions come
+from :func:`medseg_core.evaluation.collect_cases`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
 from matplotlib.patches import Patch
 from torchvision.utils import draw_segmentation_masks
 
-from .data.oct import OCT_CLASSES
+from ..data.oct import OCT_CLASSES
+from ..data.preprocess import imagenet_denormalise
+from ..models import probabilities_to_labels
 
 if TYPE_CHECKING:
-    from .data.synthetic_oct import PolarFrame
+    from ..data.synthetic_oct import PolarFrame
 
 __all__ = [
+    "TRUTH_COLOUR",
+    "PREDICTION_COLOUR",
+    "OCT_CLASS_COLOURS",
     "to_display_image",
     "overlay",
     "plot_overlays",
     "plot_window",
-    "plot_history",
     "plot_image_grid",
     "plot_predictions",
-    "plot_threshold_sweep",
-    "save_figure",
     "plot_class_channels",
     "plot_polar_frame",
     "plot_scan_conversion",
     "plot_mask_grid",
-    "plot_patient_split",
-    "plot_case_scores",
-    "plot_confusion",
-    "plot_attention_weights",
-    "TRUTH_COLOUR",
-    "PREDICTION_COLOUR",
-    "OCT_CLASS_COLOURS",
 ]
 
 TRUTH_COLOUR = "lime"
+
+
 PREDICTION_COLOUR = "magenta"
+
+
 OCT_CLASS_COLOURS: dict[str, str] = {
     "lumen": "deepskyblue", "fibrous_cap": "yellow", "lipid_core": "lime", "vasa_vasorum": "red",
 }
-_IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-_IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+
+_CALCIUM_COLOUR = "lightgrey"
+
+
+_TISSUE_COLOUR = "#3a2a1a"  # unlabelled tissue in polar label maps
 
 
 def to_display_image(image: torch.Tensor | np.ndarray, imagenet_normalised: bool | None = None) -> torch.Tensor:
     """Any model input to a ``(3, H, W)`` uint8 tensor for drawing.
 
-    Accepts ``(H, W)``, ``(1, H, W)``, ``(3, H, W)`` or an SVSnet window ``(1, T, H, W)`` (the labelled frame
-    of a centred window is shown; pass the frame yourself for other policies). ImageNet-normalised RGB (OCT
-    inputs) is detected from negative values unless ``imagenet_normalised`` says otherwise.
+    Accepts ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)``; for an SVSnet window pass its current frame (the
+    ``"display"`` image of :func:`medseg_core.evaluation.predict_cases`, which knows the window policy).
+    ImageNet-normalised RGB (OCT inputs) is detected from negative values unless ``imagenet_normalised`` says
+    otherwise.
     """
     image = torch.as_tensor(image).detach().float().cpu()
-    if image.ndim == 4:  # (1, T, H, W) window: the current frame of the centre policy
-        image = image[0, image.shape[1] // 2]
+    if image.ndim == 4:
+        raise ValueError(f"cannot display a window of shape {tuple(image.shape)}: pass its current frame "
+                         "(case['display'] from medseg_core.evaluation.predict_cases, or plot_window)")
     if image.ndim == 2:
         image = image.unsqueeze(0)
     if image.shape[0] == 3 and (imagenet_normalised or (imagenet_normalised is None and image.min() < 0)):
-        image = image * _IMAGENET_STD + _IMAGENET_MEAN
+        image = imagenet_denormalise(image)
     if image.shape[0] == 1:
         image = image.expand(3, -1, -1)
     if image.shape[0] != 3:
-        raise ValueError(f"cannot display an image of shape {tuple(image.shape)}; expected (H, W), (C, H, W) or (1, T, H, W)")
+        raise ValueError(f"cannot display an image of shape {tuple(image.shape)}; expected (H, W), (1, H, W) or (3, H, W)")
     low, high = image.min(), image.max()
     if low < 0 or high > 1:
         image = (image - low) / (high - low + 1e-8)
@@ -140,88 +140,45 @@ def plot_window(window: torch.Tensor, mask: torch.Tensor | None = None, current:
     return fig
 
 
-def plot_history(history: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Training curves: loss (train/validation) and validation Dice per epoch."""
-    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
-    losses = history.melt("epoch", [c for c in ("train_loss", "val_loss") if c in history], "split", "loss")
-    sns.lineplot(losses, x="epoch", y="loss", hue="split", marker="o", ax=loss_ax)
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    if "val_dice" in history:
-        sns.lineplot(history, x="epoch", y="val_dice", marker="o", ax=dice_ax, color="C2")
-        dice_ax.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
-    if title:
-        fig.suptitle(title)
+def plot_image_grid(images: dict[str, np.ndarray | torch.Tensor], columns: int = 4, size: float = 3.0,
+                    cmap: str = "gray", colorbar: bool = False) -> plt.Figure:
+    """Named 2D arrays (or RGB ``(H, W, 3)``) side by side, titled by their names."""
+    count = len(images)
+    columns = min(columns, count)
+    rows = int(np.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (title, image) in zip(axes.flat, images.items()):
+        shown = ax.imshow(np.asarray(image), cmap=cmap)
+        ax.set_title(title, fontsize=9)
+        if colorbar and np.asarray(image).ndim == 2:
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path, dpi: int = 150) -> Path:
-    """Save ``fig`` as ``figures_dir/name.png`` (folders created) and return the path."""
-    path = Path(figures_dir) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
 
 
 def plot_predictions(
-    model: torch.nn.Module,
-    loader: torch.utils.data.DataLoader,
-    ids: Sequence[str] | None = None,
+    cases: Sequence[Mapping[str, Any]],
     *,
     results: pd.DataFrame | None = None,
     metric: str = "dice",
-    max_cases: int = 4,
     threshold: float = 0.5,
 ) -> plt.Figure:
-    """Overlays of the model's predictions for the cases ``ids`` (default: the first ``max_cases``).
+    """Overlays of predicted cases (from :func:`medseg_core.evaluation.collect_cases`): truth and prediction.
 
-    With ``results`` (from :func:`medseg_core.evaluation.evaluate`), titles show each case's ``metric``.
+    Args:
+        cases: dicts with ``id``, ``display`` (the image to draw on: the current frame of a window), ``truth``
+            ``(H, W)`` labels and ``probability`` ``(K, H, W)``; labels follow the kit's one rule
+            (:func:`medseg_core.models.probabilities_to_labels`).
+        results: per-case metrics (:func:`medseg_core.evaluation.evaluate`); titles then show each case's ``metric``.
     """
-    from .evaluation import predict_cases
-
-    wanted = list(ids) if ids is not None else None
-    cases = {}
-    for case in predict_cases(model, loader):
-        if (wanted is None and len(cases) < max_cases) or (wanted is not None and case["id"] in wanted):
-            cases[case["id"]] = case
-        if len(cases) == (len(wanted) if wanted is not None else max_cases):
-            break
-    order = wanted if wanted is not None else list(cases)
-    missing = [case_id for case_id in order if case_id not in cases]
-    if missing:
-        raise KeyError(f"cases not found in the loader: {missing[:5]}")
     scores = results.groupby("id")[metric].mean() if results is not None else {}
-    titles = [f"{i}  {metric} {scores[i]:.3f}" if i in scores else i for i in order]
-    predictions = []
-    for case_id in order:
-        probability = cases[case_id]["probability"]
-        predictions.append(probability[0] > threshold if probability.shape[0] == 1 else probability.argmax(0) > 0)
-    return plot_overlays([cases[i]["image"] for i in order], [cases[i]["truth"] > 0 for i in order], predictions,
+    titles = [f"{case['id']}  {metric} {scores[case['id']]:.3f}" if case["id"] in scores else str(case["id"])
+              for case in cases]
+    predictions = [probabilities_to_labels(case["probability"][None], threshold)[0] > 0 for case in cases]
+    return plot_overlays([case["display"] for case in cases], [case["truth"] > 0 for case in cases], predictions,
                          titles)
-
-
-def plot_threshold_sweep(sweep: pd.DataFrame, title: str = "") -> plt.Figure:
-    """Precision-recall curve and Dice vs threshold from :func:`medseg_core.evaluation.threshold_sweep`."""
-    fig, (pr_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
-    sns.lineplot(sweep, x="recall", y="precision", marker="o", sort=False, ax=pr_ax)
-    pr_ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="precision-recall (pixels)")
-    sns.lineplot(sweep, x="threshold", y="dice", marker="o", ax=dice_ax, color="C2")
-    best = sweep.loc[sweep["dice"].idxmax()]
-    dice_ax.axvline(best["threshold"], color="grey", linestyle="--", label=f"best {best['threshold']:.2f}")
-    dice_ax.set(xlabel="probability threshold", ylabel="Dice", ylim=(0, 1), title="Dice vs threshold")
-    dice_ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# OCT: frames, masks, the simulator's polar domain
-# ----------------------------------------------------------------------------------------------------------------
-_BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
-_CALCIUM_COLOUR = "lightgrey"
-_TISSUE_COLOUR = "#3a2a1a"  # unlabelled tissue in polar label maps
 
 
 def _as_display(image: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -453,174 +410,4 @@ def plot_mask_grid(
         fig.tight_layout(rect=(0, 0.05, 1, 1))
     else:
         fig.tight_layout()
-    return fig
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Splits and results
-# ----------------------------------------------------------------------------------------------------------------
-def plot_patient_split(splits: Mapping[str, pd.DataFrame], title: str = "") -> plt.Figure:
-    """Every frame as a square at (frame number, patient), coloured by its split.
-
-    A patient-wise split gives each row one colour; a row with two colours is a patient whose near-duplicate
-    frames sit on both sides of the split (leakage).
-
-    Args:
-        splits: ``{split name: pairs}``, each with ``patient`` and ``frame`` columns (e.g. from
-            :func:`medseg_core.data.oct.find_oct_pairs` and :func:`~medseg_core.data.oct.patient_split`); frames
-            without a number are placed by their order within the patient.
-    """
-    if not splits:
-        raise ValueError("no splits to plot")
-    tables = []
-    for name, pairs in splits.items():
-        missing = {"patient", "frame"} - set(pairs.columns)
-        if missing:
-            raise ValueError(f"split {name!r} lacks columns {sorted(missing)}; use find_oct_pairs() tables")
-        tables.append(pairs[["patient", "frame"]].assign(split=name))
-    frames = pd.concat(tables, ignore_index=True)
-    position = frames.groupby("patient").cumcount() + 1
-    frames["frame"] = pd.to_numeric(frames["frame"]).astype(float).fillna(position.astype(float))
-    frames["patient"] = frames["patient"].astype(str)
-    frames = frames.sort_values(["patient", "frame"], kind="stable")  # categorical y axis in patient order
-    fig, ax = plt.subplots(figsize=(7, 0.32 * frames["patient"].nunique() + 1.6))
-    sns.scatterplot(frames, x="frame", y="patient", hue="split", marker="s", s=60, ax=ax,
-                    hue_order=list(splits), palette="Set1")
-    ax.set(xlabel="frame number in the pullback", ylabel="patient", title=title or "split by patient")
-    ax.legend(title="split", bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_case_scores(
-    results: pd.DataFrame, metric: str = "dice", group: str | None = None, title: str = ""
-) -> plt.Figure:
-    """One bar per case (e.g. per test frame), best first, with the mean as a dashed line.
-
-    Args:
-        results: one row per case with ``id`` and ``metric`` columns (from :func:`medseg_core.evaluation.evaluate`,
-            one class).
-        group: a column to colour the bars by (e.g. ``"patient"``).
-
-    Raises:
-        ValueError: a missing column, several rows per case (select one class first), or no defined values.
-    """
-    needed = {"id", metric} | ({group} if group else set())
-    missing = needed - set(results.columns)
-    if missing:
-        raise ValueError(f"results lack columns {sorted(missing)} (columns: {list(results.columns)})")
-    if results["id"].duplicated().any():
-        raise ValueError("results hold several rows per case (several classes?); select one, e.g. "
-                         "results[results['class'] == 'lipid_core']")
-    ranked = results.dropna(subset=[metric]).sort_values(metric, ascending=False, kind="stable")
-    if ranked.empty:
-        raise ValueError(f"no case has a defined {metric!r}")
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(ranked) + 2.0), 3.8))
-    sns.barplot(ranked, x="id", y=metric, hue=group, dodge=False, ax=ax, palette="tab10" if group else None,
-                color=None if group else "C0")
-    mean = ranked[metric].mean()
-    ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
-    ax.set(xlabel="case", ylabel=metric, title=title or f"{metric} per case (n = {len(ranked)})")
-    if metric in _BOUNDED_METRICS:
-        ax.set_ylim(0, 1.05)
-    for bars in ax.containers:  # values on the bars, so that a score of 0 is visible too
-        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.tick_params(axis="x", labelrotation=90, labelsize=8)
-    ax.legend(title=group, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False, fontsize=8)
-    skipped = len(results) - len(ranked)
-    if skipped:
-        ax.annotate(f"{skipped} case(s) with undefined {metric} not shown", (0, -0.45), xycoords="axes fraction",
-                    fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def plot_confusion(confusion: np.ndarray | torch.Tensor, class_names: Sequence[str], title: str = "") -> plt.Figure:
-    """A pixel confusion matrix (rows = true class, columns = predicted), as % of each true class with counts.
-
-    Args:
-        confusion: ``(K, K)`` counts from :func:`medseg_core.metrics.confusion_matrix` (summed over a dataset).
-        class_names: K names.
-    """
-    matrix = np.asarray(confusion, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(class_names):
-        raise ValueError(f"confusion must be (K, K) with K = len(class_names) = {len(class_names)}; "
-                         f"got {matrix.shape}")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        percent = 100 * matrix / matrix.sum(axis=1, keepdims=True)
-    labels = np.array([[f"{p:.1f} %\n({int(n):,} px)" for p, n in zip(prow, nrow)] for prow, nrow in zip(percent, matrix)])
-    size = 1.6 * len(class_names) + 1.8
-    fig, ax = plt.subplots(figsize=(size + 1.2, size))
-    names = [name.replace("_", " ") for name in class_names]
-    sns.heatmap(percent, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=100, xticklabels=names, yticklabels=names,
-                cbar_kws={"label": "% of the true class's pixels"}, ax=ax)
-    ax.set(xlabel="predicted class", ylabel="true class", title=title or "pixel confusion matrix")
-    fig.tight_layout()
-    return fig
-
-
-def plot_attention_weights(
-    weights: Mapping[str, torch.Tensor],
-    groups: Mapping[str, Sequence[str]] | None = None,
-    title: str = "",
-) -> plt.Figure:
-    """Per-channel attention weights of each attention block: batch mean (line) and batch range (band).
-
-    Args:
-        weights: ``{block name: (B, C) weights}``, e.g. ``model.attention_weights()`` after a forward pass.
-        groups: ``{block name: names}`` for blocks whose channels are equal consecutive groups (ASPP's
-            concatenation of its branches); each group is shaded and named.
-
-    Raises:
-        ValueError: no weights (run a forward pass first), a tensor that is not ``(B, C)``, or a group count that
-            does not divide C.
-    """
-    if not weights:
-        raise ValueError("no attention weights: run a forward pass first (and use a model with attention blocks)")
-    fig, axes = plt.subplots(len(weights), 1, figsize=(10, 2.9 * len(weights)), squeeze=False)
-    for ax, (name, tensor) in zip(axes[:, 0], weights.items()):
-        values = torch.as_tensor(tensor).detach().float().cpu()
-        if values.ndim != 2:
-            raise ValueError(f"weights of {name!r} must be (B, C), got {tuple(values.shape)}")
-        batch, channels = values.shape
-        x = np.arange(channels)
-        ax.fill_between(x, values.min(0).values.numpy(), values.max(0).values.numpy(), color="C0", alpha=0.25,
-                        linewidth=0, label=f"range over {batch} image(s)")
-        ax.plot(x, values.mean(0).numpy(), color="C0", linewidth=0.8, marker="o" if channels <= 64 else None,
-                markersize=3, label="mean")
-        names = (groups or {}).get(name)
-        if names:
-            if channels % len(names):
-                raise ValueError(f"{name!r} has {channels} channels, not divisible into {len(names)} groups")
-            width = channels // len(names)
-            for index, group_name in enumerate(names):
-                if index % 2:
-                    ax.axvspan(index * width - 0.5, (index + 1) * width - 0.5, color="grey", alpha=0.12, linewidth=0)
-                ax.text((index + 0.5) * width, 1.0, group_name, transform=ax.get_xaxis_transform(), ha="center",
-                        va="bottom", fontsize=8)
-        ax.set(xlim=(-0.5, channels - 0.5), xlabel="channel", ylabel="weight (sigmoid)")
-        ax.set_title(f"{name}: {channels} channels", fontsize=10, pad=14 if names else 6)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return fig
-
-
-def plot_image_grid(images: dict[str, np.ndarray | torch.Tensor], columns: int = 4, size: float = 3.0,
-                    cmap: str = "gray", colorbar: bool = False) -> plt.Figure:
-    """Named 2D arrays (or RGB ``(H, W, 3)``) side by side, titled by their names."""
-    count = len(images)
-    columns = min(columns, count)
-    rows = int(np.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (title, image) in zip(axes.flat, images.items()):
-        shown = ax.imshow(np.asarray(image), cmap=cmap)
-        ax.set_title(title, fontsize=9)
-        if colorbar and np.asarray(image).ndim == 2:
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
     return fig

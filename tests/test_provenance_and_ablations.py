@@ -12,9 +12,12 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from medseg_core import figures as mf  # noqa: E402
+from medseg_core import experiments as ex  # noqa: E402
+from medseg_core import provenance, viz  # noqa: E402
 from medseg_core.config import get_profile  # noqa: E402
-from medseg_core.models import count_parameters, create_model  # noqa: E402
+from medseg_core.models import create_model  # noqa: E402
+from medseg_core.models import summary  # noqa: E402
+from medseg_core.models.summary import count_parameters  # noqa: E402
 from medseg_core.stats import paired_comparison  # noqa: E402
 
 
@@ -37,16 +40,16 @@ def _grid(variants=("none", "skip", "both"), seeds=(0, 1), cases=5, levels=None)
 
 # ------------------------------------------------------------------------------------------------ manifest
 def test_writer_records_every_file_once_with_provenance(tmp_path):
-    writer = mf.FigureWriter(tmp_path / "figs", "05_ablation_eca", "smoke", seeds=(0, 1))
+    writer = provenance.FigureWriter(tmp_path / "figs", "05_ablation_eca", "smoke", seeds=(0, 1))
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     png = writer.save_figure(fig, "chart", source="runs/x")
     csv = writer.save_table(pd.DataFrame({"a": [1, 2]}), "table", seeds=[3])
     writer.save_figure(fig, "chart")  # saving again replaces the row
-    manifest = mf.read_manifest(tmp_path / "figs")
+    manifest = provenance.read_manifest(tmp_path / "figs")
     assert png.is_file() and csv.is_file()
     assert sorted(manifest["file"]) == ["chart.png", "table.csv"]
-    assert list(manifest.columns) == list(mf.MANIFEST_COLUMNS)
+    assert list(manifest.columns) == list(provenance.MANIFEST_COLUMNS)
     rows = manifest.set_index("file")
     assert rows.loc["chart.png", "seeds"] == "0 1" and rows.loc["table.csv", "seeds"] == "3"
     assert rows.loc["chart.png", "kind"] == "figure" and rows.loc["table.csv", "kind"] == "table"
@@ -58,24 +61,24 @@ def test_writer_records_every_file_once_with_provenance(tmp_path):
 
 def test_check_figures_against_a_committed_manifest(tmp_path):
     committed = tmp_path / "committed"
-    writer = mf.FigureWriter(committed, "07_reproduce_figures", "cpu")
+    writer = provenance.FigureWriter(committed, "07_reproduce_figures", "cpu")
     for name in ("a", "b"):
         fig, _ = plt.subplots()
         writer.save_figure(fig, name)
-    mf.FigureWriter(committed, "05_ablation_eca", "cpu").save_table(pd.DataFrame({"x": [1]}), "c")
+    provenance.FigureWriter(committed, "05_ablation_eca", "cpu").save_table(pd.DataFrame({"x": [1]}), "c")
     ci_output = tmp_path / "ci"
-    ci_writer = mf.FigureWriter(ci_output, "07_reproduce_figures", "smoke")
+    ci_writer = provenance.FigureWriter(ci_output, "07_reproduce_figures", "smoke")
     fig, _ = plt.subplots()
     ci_writer.save_figure(fig, "a")
     with pytest.raises(FileNotFoundError, match=r"missing.*'b\.png'"):
-        mf.check_figures(ci_output, committed / mf.MANIFEST_NAME, notebooks=["07_reproduce_figures"])
+        provenance.check_figures(ci_output, committed / provenance.MANIFEST_NAME, notebooks=["07_reproduce_figures"])
     ci_writer.save_figure(fig, "b")
-    checked = mf.check_figures(ci_output, committed, notebooks=["07_reproduce_figures"])
+    checked = provenance.check_figures(ci_output, committed, notebooks=["07_reproduce_figures"])
     assert sorted(checked["file"]) == ["a.png", "b.png"]
     with pytest.raises(FileNotFoundError, match="c.csv"):
-        mf.check_figures(ci_output, committed)
+        provenance.check_figures(ci_output, committed)
     with pytest.raises(FileNotFoundError, match="no figure manifest"):
-        mf.read_manifest(tmp_path / "nowhere")
+        provenance.read_manifest(tmp_path / "nowhere")
 
 
 # ------------------------------------------------------------------------------------------- grids, reuse
@@ -86,7 +89,7 @@ def test_ablation_profile_applies_the_budget_in_its_own_folders():
         section, name = key.split(".")
         assert getattr(getattr(budget, section), name) == value
     assert budget.name == "cpu_ablation" and budget.data_dir("xca") != cpu.data_dir("xca")
-    assert mf.ECA_ABLATION.results_dir(cpu) == budget.run_dir("ablation_eca")
+    assert ex.ECA_ABLATION.results_dir(cpu) == budget.run_dir("ablation_eca")
     paper = get_profile("paper")
     assert paper.ablation_profile().name == "paper" and len(paper.ablation.seeds) == 5
     assert len(get_profile("smoke").ablation.seeds) == 1 and len(cpu.ablation.seeds) >= 3
@@ -94,11 +97,11 @@ def test_ablation_profile_applies_the_budget_in_its_own_folders():
 
 
 def test_grids_hold_the_issue_variants_and_a_size_matched_unet():
-    assert list(mf.ECA_ABLATION.variants) == ["none", "skip", "aspp", "both", "unet"]
-    assert mf.WINDOW_LENGTHS == (1, 2, 3, 4, 5, 7)
-    assert {spec["overrides"]["xca.window_length"] for name, spec in mf.WINDOW_LENGTH_ABLATION.variants.items()
-            if name != "unet2d"} == set(mf.WINDOW_LENGTHS)
-    unet = create_model("unet2d", in_channels=3, num_classes=2, **mf.ECA_ABLATION.variants["unet"]["model_kwargs"])
+    assert list(ex.ECA_ABLATION.variants) == ["none", "skip", "aspp", "both", "unet"]
+    assert ex.WINDOW_LENGTHS == (1, 2, 3, 4, 5, 7)
+    assert {spec["overrides"]["xca.window_length"] for name, spec in ex.WINDOW_LENGTH_ABLATION.variants.items()
+            if name != "unet2d"} == set(ex.WINDOW_LENGTHS)
+    unet = create_model("unet2d", in_channels=3, num_classes=2, **ex.ECA_ABLATION.variants["unet"]["model_kwargs"])
     deeplab = create_model("deeplabv3plus", num_classes=2, eca="none")
     assert abs(count_parameters(unet) / count_parameters(deeplab) - 1) < 0.05
 
@@ -106,55 +109,62 @@ def test_grids_hold_the_issue_variants_and_a_size_matched_unet():
 def test_seeds_on_disk_needs_every_variant(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path))
     profile = get_profile("smoke")
-    folder = mf.ECA_ABLATION.results_dir(profile)
+    folder = ex.ECA_ABLATION.results_dir(profile)
     folder.mkdir(parents=True)
-    assert mf.ECA_ABLATION.seeds_on_disk(profile) == []
-    for variant in mf.ECA_ABLATION.variants:
+    assert ex.ECA_ABLATION.seeds_on_disk(profile) == []
+    def finish(variant: str, seed: int) -> None:
+        run_dir = ex.ECA_ABLATION.run_dir(profile, variant, seed)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / ex.RESULTS_FILE).write_text("id\n")
+
+    for variant in ex.ECA_ABLATION.variants:
         for seed in (0, 2):
-            (folder / f"{variant}_seed{seed}.csv").write_text("id\n")
-    (folder / "none_seed1.csv").write_text("id\n")
-    assert mf.ECA_ABLATION.seeds_on_disk(profile) == [0, 2]
+            finish(variant, seed)
+    finish("none", 1)
+    assert ex.ECA_ABLATION.seeds_on_disk(profile) == [0, 2]
+    assert ex.ECA_ABLATION.run_dir(profile, "none", 1).parent == folder
 
 
 def test_run_sources_finished_only_with_all_epochs(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path))
     profile = get_profile("smoke", {"svsnet.epochs": 2})
-    sources = mf.svsnet_sources(profile, seed=0)
-    assert [s.notebook for s in sources] == ["02_train_svsnet", "00_quickstart", "06_ablation_window_length"]
-    assert sources[-1].run_dir == mf.WINDOW_LENGTH_ABLATION.results_dir(profile) / "T4_seed0"
+    sources = ex.svsnet_sources(profile, seed=0)
+    assert [s.notebook for s in sources] == ["02_train_svsnet", "06_ablation_window_length"]
+    assert sources[0].run_dir == profile.run_dir("xca_svsnet_T4-centre_seed0")  # notebooks 00 and 02 share it
+    assert sources[-1].run_dir == ex.WINDOW_LENGTH_ABLATION.results_dir(profile) / "xca_svsnet_T4-centre_seed0"
     first = sources[0]
-    assert not first.is_finished("xca")
+    assert not first.is_finished()
     first.run_dir.mkdir(parents=True)
     (first.run_dir / "best.pt").write_bytes(b"")
     pd.DataFrame({"epoch": [1]}).to_csv(first.run_dir / "history.csv", index=False)
-    assert not first.is_finished("xca")  # one of two epochs
+    assert not first.is_finished()  # one of two epochs
     pd.DataFrame({"epoch": [1, 2]}).to_csv(first.run_dir / "history.csv", index=False)
-    assert first.is_finished("xca")
-    assert [s.notebook for s in mf.deeplab_sources(profile)] == ["04_train_deeplabv3plus_eca", "05_ablation_eca"]
+    assert first.is_finished()
+    assert [s.notebook for s in ex.deeplab_sources(profile)] == ["04_train_deeplabv3plus_eca", "05_ablation_eca"]
     with pytest.raises(ValueError, match="no run sources"):
-        mf.reuse_or_train("xca", [])
+        ex.reuse_or_train([])
 
 
 # --------------------------------------------------------------------------------------------------- costs
 def test_flops_of_a_convolution_match_the_formula():
     conv = nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
-    assert mf.count_flops(conv, torch.rand(1, 3, 16, 16)) == 2 * 3 * 8 * 9 * 16 * 16
+    assert summary.count_flops(conv, torch.rand(1, 3, 16, 16)) == 2 * 3 * 8 * 9 * 16 * 16
 
 
 def test_architecture_table_and_latency():
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
-    table = mf.architecture_table({"tiny": (model, (1, 1, 8, 8))}, repeats=2)
+    table = summary.architecture_table({"tiny": (model, (1, 1, 8, 8))}, repeats=2)
     row = table.iloc[0]
     assert row["parameters"] == count_parameters(model) and row["input"] == "1×1×8×8"
     assert row["gflops"] == pytest.approx(2 * 4 * 9 * 64 / 1e9) and row["latency_ms"] > 0
     assert model.training  # the mode is restored
     with pytest.raises(ValueError, match="repeats"):
-        mf.measure_latency(model, torch.rand(1, 1, 8, 8), repeats=0)
+        summary.measure_latency(model, torch.rand(1, 1, 8, 8), repeats=0)
 
 
 def test_kit_architectures_use_the_profile_sizes():
     profile = get_profile("smoke")
-    shapes = {name: shape for name, (_, shape) in mf.kit_architectures(profile).items()}
+    shapes = {name: shape for name, (_, shape) in ex.kit_architectures(profile).items()}
     assert shapes[f"SVSnet, T = {profile.xca.window_length}"][-1] == profile.xca.image_size
     assert shapes["DeepLabV3+, ECA both"] == (1, 3, profile.oct.image_size, profile.oct.image_size)
 
@@ -162,13 +172,13 @@ def test_kit_architectures_use_the_profile_sizes():
 # --------------------------------------------------------------------------------------------------- plots
 def test_ablation_plots_draw_one_panel_per_metric_in_the_given_order():
     results = _grid()
-    fig = mf.plot_ablation(results, ("dice", "iou"), order=["both", "skip", "none"], reference="none")
+    fig = viz.plot_ablation(results, ("dice", "iou"), order=["both", "skip", "none"], reference="none")
     assert len(fig.axes) == 2
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["both", "skip", "none"]
-    fig = mf.plot_paired_differences(paired_comparison(results, "none", ["dice", "iou"]))
+    fig = viz.plot_paired_differences(paired_comparison(results, "none", ["dice", "iou"]))
     assert len(fig.axes) == 2 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["skip", "both"]
     assert all(ax.yaxis_inverted() for ax in fig.axes)  # the first variant on top in every panel
-    fig = mf.plot_metric_boxes(results, ("dice", "iou"), order=["none", "both"])
+    fig = viz.plot_metric_boxes(results, ("dice", "iou"), order=["none", "both"])
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["Dice", "IoU"]
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["none (n = 5)", "both (n = 5)"]
 
@@ -176,12 +186,12 @@ def test_ablation_plots_draw_one_panel_per_metric_in_the_given_order():
 def test_window_length_curve_and_costs():
     levels = {"T1": 1, "T2": 2, "T4": 4}
     results = _grid(("T1", "T2", "T4", "unet2d"), levels=levels)
-    fig = mf.plot_window_length_curve(results, ("dice", "cldice"), baseline="unet2d")
+    fig = viz.plot_window_length_curve(results, ("dice", "cldice"), baseline="unet2d")
     assert len(fig.axes) == 2
     np.testing.assert_array_equal(fig.axes[0].get_xticks(), [1, 2, 4])
     costs = pd.DataFrame({"model": ["T1", "T2", "unet2d"], "parameters": [1e6, 2e6, 3e6], "gflops": [1.0, 2.0, 3.0],
                           "latency_ms": [5.0, 9.0, 4.0]})
     costs["window_length"] = costs["model"].map(levels)
-    fig = mf.plot_cost_curve(costs.dropna(), baseline=costs.iloc[2], baseline_name="U-Net")
+    fig = viz.plot_cost_curve(costs.dropna(), baseline=costs.iloc[2], baseline_name="U-Net")
     assert len(fig.axes) == 3
-    assert mf.plot_table(costs, formats={"gflops": ".2f"}).axes
+    assert viz.plot_table(costs, formats={"gflops": ".2f"}).axes

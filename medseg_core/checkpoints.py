@@ -1,0 +1,140 @@
+"""What every checkpoint carries and how it is written and read.
+
+A checkpoint is a dict of tensors and plain values (``torch.load(..., weights_only=True)`` safe): the model's
+weights and ``model_spec`` (registered name + constructor arguments, set by
+:func:`medseg_core.models.create_model`), the optimiser/scheduler/scaler states and history the Trainer needs
+to resume, its ``config``, and a :class:`RunMetadata`: how inputs were prepared in training, so that
+:mod:`medseg_core.inference` prepares them the same way. Every way of training (``medseg train``,
+:func:`medseg_core.experiments.train`, a notebook's own :class:`~medseg_core.training.Trainer`) writes one.
+
+Writes are atomic (:func:`medseg_core.files.atomic_output`); an unreadable file is reported as such, with the
+way out.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .errors import ConfigError, KitError
+from .files import atomic_output
+from .models import SegmentationModel, create_model
+from .runtime import get_device
+
+__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "load_checkpoint", "load_model", "load_run"]
+
+TASK_NAMES = ("xca", "oct")
+
+
+class CheckpointError(KitError, RuntimeError):
+    """A checkpoint that cannot be read or used; the message names the file and what to do."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint at the given path."""
+
+
+@dataclass(frozen=True)
+class RunMetadata:
+    """How a run's inputs were prepared, stored in every checkpoint (plain values only).
+
+    Args:
+        task: ``"xca"`` (vessel windows) or ``"oct"`` (RGB frames).
+        image_size: side of the square model input.
+        class_names: foreground class names, in label order (label 0 is background).
+        input_kind: ``"window"`` (``(B, C, T, H, W)``) or ``"image"`` (``(B, C, H, W)``), the model's fact.
+        window_length: frames per XCA window (1 for OCT and for 2D models on XCA).
+        window_policy: ``"centre"`` or ``"past"`` (XCA).
+    """
+
+    task: str
+    image_size: int
+    class_names: tuple[str, ...] = ("foreground",)
+    input_kind: str = "image"
+    window_length: int = 1
+    window_policy: str = "centre"
+
+    def __post_init__(self) -> None:
+        if self.task not in TASK_NAMES:
+            raise ConfigError(f"RunMetadata.task must be one of {', '.join(TASK_NAMES)}; got {self.task!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for the checkpoint (lists, not tuples: ``weights_only`` accepts both)."""
+        return {**dataclasses.asdict(self), "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RunMetadata":
+        """Inverse of :meth:`to_dict`; unknown keys are ignored, missing ones take their defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically: a crash mid-write leaves the previous file intact."""
+    with atomic_output(path) as temporary:
+        torch.save(state, temporary)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no code in the file runs).
+
+    Raises:
+        CheckpointNotFoundError: (a ``FileNotFoundError``) no file at ``path``.
+        CheckpointError: the file is empty, truncated, not a checkpoint, or holds objects other than tensors and
+            plain values (the message says why, and not to retry with ``weights_only=False`` on untrusted files).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; an interrupted copy?). "
+                              f"{_way_out(path)}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__  # torch puts the cause last
+        if "Unsupported global" in str(error):
+            raise CheckpointError(
+                f"refused to load {path}: it holds objects other than tensors and plain values ({reason}). Do not "
+                "retry with weights_only=False unless you trust where the file came from: loading it could run code."
+            ) from error
+        raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: {reason}): the file is "
+                              f"truncated or not a checkpoint. {_way_out(path)}") from error
+
+
+def _way_out(path: Path) -> str:
+    if path.name == "last.pt":
+        return (f"Resume from the best checkpoint instead (copy {path.with_name('best.pt')} over it), or move the "
+                "run folder aside and start again.")
+    return "Use another checkpoint of the run (last.pt or best.pt), or retrain."
+
+
+def load_model(checkpoint: str | Path | Mapping[str, Any], device: str | torch.device | None = "auto") -> SegmentationModel:
+    """Rebuild a registered model from a checkpoint (a path or an already loaded state), in eval mode."""
+    state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    spec = state.get("model_spec")
+    if not spec:
+        raise CheckpointError("the checkpoint has no model_spec; build the model yourself and load state['model']")
+    kwargs = {k: v for k, v in spec["kwargs"].items() if k != "pretrained"}
+    model = create_model(spec["name"], **kwargs)
+    model.load_state_dict(state["model"])
+    return model.to(get_device(device)).eval()
+
+
+def load_run(checkpoint: str | Path, device: str | torch.device | None = "auto") -> tuple[SegmentationModel, RunMetadata]:
+    """The model (eval mode) and the :class:`RunMetadata` of a checkpoint, for inference.
+
+    Raises:
+        CheckpointError: the checkpoint has no run metadata (it was not written by the kit's Trainer).
+    """
+    state = load_checkpoint(checkpoint)
+    if not state.get("metadata") or "task" not in state["metadata"]:
+        raise CheckpointError(f"{checkpoint} has no run metadata (task, image size, window); it was not written by "
+                              "the kit's Trainer. Retrain with medseg train or a notebook of this kit.")
+    return load_model(state, device), RunMetadata.from_dict(state["metadata"])

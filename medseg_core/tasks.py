@@ -1,0 +1,201 @@
+"""Tasks: everything a segmentation problem needs besides the model, in one place per task.
+
+A :class:`Task` owns its data (synthetic by default, or a folder in the task's layout), loaders, loss, the
+model arguments it implies (input channels, classes, window length), its training settings, its
+**preprocessing** (the function both the datasets and inference call, from :mod:`medseg_core.data.preprocess`),
+the **run metadata** stored in every checkpoint and the **run names**. Two tasks are built in:
+
+* ``"xca"``: SVSnet's vessel segmentation on angiography windows (binary, soft Dice loss). Window models
+  (``input_kind == "window"``, SVSnet) see ``profile.xca.window_length`` frames; image models (the 2D U-Net) see
+  the labelled frame alone (T = 1).
+* ``"oct"``: lipid-core segmentation on RGB OCT frames (background + ``profile.oct.classes``, CE + Dice loss).
+
+Run names follow one scheme, ``<task>_<model>[_T<T>-<policy>][_<argument>-<value>...]_seed<seed>``, where
+only model arguments that differ from the model's defaults and from what the task implies appear, so the same
+settings always map to the same folder (``runs/<profile>/<name>``), whoever trains them.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from .checkpoints import RunMetadata
+from .config import Profile, TrainConfig
+from .data.preprocess import preprocess_oct, preprocess_xca
+from .errors import ConfigError, UnknownNameError
+from .losses import CEDiceLoss, DiceLoss
+from .models import model_class
+
+__all__ = ["Task", "XCATask", "OCTTask", "TASKS", "get_task", "list_tasks"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base of the tasks; subclasses fill in the data-specific methods."""
+
+    name: str
+    default_model: str
+    input_kinds: tuple[str, ...]  # model input kinds this task can feed
+    preprocess: Callable[..., dict[str, Any]]
+
+    # ------------------------------------------------------------------------------------- data and model
+    def make_data(self, profile: Profile) -> Path:
+        """The profile's synthetic dataset folder (generated on first use)."""
+        raise NotImplementedError
+
+    def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
+        """``{"train", "val", "test"}`` loaders for ``model_name`` on data in ``root``."""
+        raise NotImplementedError
+
+    def make_loss(self) -> nn.Module:
+        """The task's loss."""
+        raise NotImplementedError
+
+    def train_config(self, profile: Profile) -> TrainConfig:
+        """The profile's optimisation settings for this task."""
+        raise NotImplementedError
+
+    def task_model_kwargs(self, profile: Profile, model_name: str) -> dict[str, Any]:
+        """Constructor arguments the task implies for ``model_name`` (channels, classes, window length)."""
+        raise NotImplementedError
+
+    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
+        """What the checkpoint records about input preparation."""
+        raise NotImplementedError
+
+    def check_model(self, model_name: str) -> None:
+        """Raise before any work when ``model_name`` is unknown or cannot take this task's input."""
+        kind = model_class(model_name).input_kind
+        if kind not in self.input_kinds:
+            raise ConfigError(f"model {model_name!r} takes {kind} inputs, which task {self.name!r} does not provide "
+                              f"(it feeds {', '.join(self.input_kinds)} models, e.g. {self.default_model!r})")
+
+    def model_kwargs(self, profile: Profile, model_name: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The task's arguments for ``model_name`` with ``extra`` (user arguments) on top."""
+        self.check_model(model_name)
+        return {**self.task_model_kwargs(profile, model_name), **(extra or {})}
+
+    # ------------------------------------------------------------------------------------------ run names
+    def window_tag(self, profile: Profile, model_name: str) -> str:
+        """The part of a run name that describes the input (XCA: ``_T4-centre``); empty for OCT."""
+        return ""
+
+    def run_name(self, profile: Profile, model_name: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
+                 seed: int = 0) -> str:
+        """One run's folder name, e.g. ``xca_svsnet_T4-centre_seed0`` or ``oct_deeplabv3plus_eca-none_seed1``."""
+        model_name = model_name or self.default_model
+        implied = self.task_model_kwargs(profile, model_name)
+        defaults = {name: parameter.default for name, parameter in
+                    inspect.signature(model_class(model_name).__init__).parameters.items()}
+        tags = [f"{key}-{Path(str(value)).stem if isinstance(value, (str, Path)) and '/' in str(value) else value}"
+                for key, value in sorted((model_kwargs or {}).items())
+                if value != implied.get(key, defaults.get(key, inspect.Parameter.empty)) and key != "progress"]
+        return "_".join([f"{self.name}_{model_name}{self.window_tag(profile, model_name)}", *tags, f"seed{seed}"])
+
+    def run_dir(self, profile: Profile, model_name: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
+                seed: int = 0) -> Path:
+        """``runs/<profile>/<run name>`` (see :meth:`run_name`)."""
+        return profile.run_dir(self.run_name(profile, model_name, model_kwargs, seed))
+
+
+class XCATask(Task):
+    """SVSnet's vessel segmentation on X-ray angiography windows (MOSXAV layout)."""
+
+    def _profile_for(self, profile: Profile, model_name: str) -> Profile:
+        """Window models see the profile's window; image models the labelled frame alone (T = 1)."""
+        if model_class(model_name).input_kind == "window":
+            return profile
+        return profile.override({"xca.window_length": 1})
+
+    def make_data(self, profile: Profile) -> Path:
+        from .data.synthetic_xca import ensure_xca_dataset
+
+        return ensure_xca_dataset(profile.xca, profile.data_dir("xca"))
+
+    def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
+        from .data.xca import xca_dataloaders
+
+        profile = self._profile_for(profile, model_name)
+        return xca_dataloaders(root, profile.xca, profile.svsnet.batch_size, num_workers=profile.svsnet.num_workers,
+                               seed=seed, time_axis=model_class(model_name).input_kind == "window")
+
+    def make_loss(self) -> nn.Module:
+        return DiceLoss(mode="binary")
+
+    def train_config(self, profile: Profile) -> TrainConfig:
+        return profile.svsnet
+
+    def task_model_kwargs(self, profile: Profile, model_name: str) -> dict[str, Any]:
+        if model_class(model_name).input_kind == "window":
+            return {"window_length": profile.xca.window_length}
+        return {"in_channels": 1, "num_classes": 1}
+
+    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
+        xca = self._profile_for(profile, model_name).xca
+        return RunMetadata(task="xca", image_size=xca.image_size, class_names=("vessel",),
+                           input_kind=model_class(model_name).input_kind, window_length=xca.window_length,
+                           window_policy=xca.window_policy)
+
+    def window_tag(self, profile: Profile, model_name: str) -> str:
+        xca = self._profile_for(profile, model_name).xca
+        return f"_T{xca.window_length}-{xca.window_policy}"
+
+
+class OCTTask(Task):
+    """Lipid-core segmentation on RGB IVOCT frames (the Zenodo dataset's layout)."""
+
+    def make_data(self, profile: Profile) -> Path:
+        from .data.synthetic_oct import ensure_oct_dataset
+
+        return ensure_oct_dataset(profile.oct, profile.data_dir("oct"))
+
+    def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
+        from .data.oct import oct_dataloaders
+
+        return oct_dataloaders(root, profile.oct, profile.deeplab.batch_size, num_workers=profile.deeplab.num_workers,
+                               seed=seed)
+
+    def make_loss(self) -> nn.Module:
+        return CEDiceLoss()
+
+    def train_config(self, profile: Profile) -> TrainConfig:
+        return profile.deeplab
+
+    def task_model_kwargs(self, profile: Profile, model_name: str) -> dict[str, Any]:
+        num_classes = 1 + len(profile.oct.classes)
+        if "in_channels" in inspect.signature(model_class(model_name).__init__).parameters:
+            return {"in_channels": 3, "num_classes": num_classes}
+        return {"num_classes": num_classes}
+
+    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
+        return RunMetadata(task="oct", image_size=profile.oct.image_size, class_names=tuple(profile.oct.classes),
+                           input_kind="image")
+
+
+TASKS: dict[str, Task] = {
+    "xca": XCATask(name="xca", default_model="svsnet", input_kinds=("window", "image"), preprocess=preprocess_xca),
+    "oct": OCTTask(name="oct", default_model="deeplabv3plus", input_kinds=("image",), preprocess=preprocess_oct),
+}
+
+
+def list_tasks() -> list[str]:
+    """Names accepted by :func:`get_task`."""
+    return list(TASKS)
+
+
+def get_task(name: str | Task) -> Task:
+    """A built-in task by name (a :class:`Task` is returned as it is).
+
+    Raises:
+        UnknownNameError: (a ``KeyError``) the message lists the valid names.
+    """
+    if isinstance(name, Task):
+        return name
+    if name not in TASKS:
+        raise UnknownNameError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]

@@ -1,0 +1,461 @@
+"""Pictures of results: training curves, threshold sweeps, per-case scores, confusion matrices, attention
+weights, and the ablation plots (metric means with intervals, paired differences, per-case boxes, curves
+against the window length, model costs, tables as figures).
+
+Plots use seaborn/matplotlib with labelled axes and units so that they read in print; each returns its figure.
+Statistics come from :mod:`medseg_core.stats`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+
+from ..stats import summarize_runs
+
+__all__ = [
+    "plot_history",
+    "plot_threshold_sweep",
+    "plot_patient_split",
+    "plot_case_scores",
+    "plot_confusion",
+    "plot_attention_weights",
+    "plot_table",
+    "plot_ablation",
+    "plot_paired_differences",
+    "plot_metric_boxes",
+    "plot_window_length_curve",
+    "plot_cost_curve",
+]
+
+_BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
+
+
+def plot_history(history: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Training curves: loss (train/validation) and validation Dice per epoch."""
+    fig, (loss_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    losses = history.melt("epoch", [c for c in ("train_loss", "val_loss") if c in history], "split", "loss")
+    sns.lineplot(losses, x="epoch", y="loss", hue="split", marker="o", ax=loss_ax)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    if "val_dice" in history:
+        sns.lineplot(history, x="epoch", y="val_dice", marker="o", ax=dice_ax, color="C2")
+        dice_ax.set(xlabel="epoch", ylabel="Dice", title="validation Dice", ylim=(0, 1))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_threshold_sweep(sweep: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Precision-recall curve and Dice vs threshold from :func:`medseg_core.evaluation.threshold_sweep`."""
+    fig, (pr_ax, dice_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
+    sns.lineplot(sweep, x="recall", y="precision", marker="o", sort=False, ax=pr_ax)
+    pr_ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="precision-recall (pixels)")
+    sns.lineplot(sweep, x="threshold", y="dice", marker="o", ax=dice_ax, color="C2")
+    best = sweep.loc[sweep["dice"].idxmax()]
+    dice_ax.axvline(best["threshold"], color="grey", linestyle="--", label=f"best {best['threshold']:.2f}")
+    dice_ax.set(xlabel="probability threshold", ylabel="Dice", ylim=(0, 1), title="Dice vs threshold")
+    dice_ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patient_split(splits: Mapping[str, pd.DataFrame], title: str = "") -> plt.Figure:
+    """Every frame as a square at (frame number, patient), coloured by its split.
+
+    A patient-wise split gives each row one colour; a row with two colours is a patient whose near-duplicate
+    frames sit on both sides of the split (leakage).
+
+    Args:
+        splits: ``{split name: pairs}``, each with ``patient`` and ``frame`` columns (e.g. from
+            :func:`medseg_core.data.oct.find_oct_pairs` and :func:`~medseg_core.data.oct.patient_split`); frames
+            without a number are placed by their order within the patient.
+    """
+    if not splits:
+        raise ValueError("no splits to plot")
+    tables = []
+    for name, pairs in splits.items():
+        missing = {"patient", "frame"} - set(pairs.columns)
+        if missing:
+            raise ValueError(f"split {name!r} lacks columns {sorted(missing)}; use find_oct_pairs() tables")
+        tables.append(pairs[["patient", "frame"]].assign(split=name))
+    frames = pd.concat(tables, ignore_index=True)
+    position = frames.groupby("patient").cumcount() + 1
+    frames["frame"] = pd.to_numeric(frames["frame"]).astype(float).fillna(position.astype(float))
+    frames["patient"] = frames["patient"].astype(str)
+    frames = frames.sort_values(["patient", "frame"], kind="stable")  # categorical y axis in patient order
+    fig, ax = plt.subplots(figsize=(7, 0.32 * frames["patient"].nunique() + 1.6))
+    sns.scatterplot(frames, x="frame", y="patient", hue="split", marker="s", s=60, ax=ax,
+                    hue_order=list(splits), palette="Set1")
+    ax.set(xlabel="frame number in the pullback", ylabel="patient", title=title or "split by patient")
+    ax.legend(title="split", bbox_to_anchor=(1.02, 1), loc="upper left", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_case_scores(
+    results: pd.DataFrame, metric: str = "dice", group: str | None = None, title: str = ""
+) -> plt.Figure:
+    """One bar per case (e.g. per test frame), best first, with the mean as a dashed line.
+
+    Args:
+        results: one row per case with ``id`` and ``metric`` columns (from :func:`medseg_core.evaluation.evaluate`,
+            one class).
+        group: a column to colour the bars by (e.g. ``"patient"``).
+
+    Raises:
+        ValueError: a missing column, several rows per case (select one class first), or no defined values.
+    """
+    needed = {"id", metric} | ({group} if group else set())
+    missing = needed - set(results.columns)
+    if missing:
+        raise ValueError(f"results lack columns {sorted(missing)} (columns: {list(results.columns)})")
+    if results["id"].duplicated().any():
+        raise ValueError("results hold several rows per case (several classes?); select one, e.g. "
+                         "results[results['class'] == 'lipid_core']")
+    ranked = results.dropna(subset=[metric]).sort_values(metric, ascending=False, kind="stable")
+    if ranked.empty:
+        raise ValueError(f"no case has a defined {metric!r}")
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(ranked) + 2.0), 3.8))
+    sns.barplot(ranked, x="id", y=metric, hue=group, dodge=False, ax=ax, palette="tab10" if group else None,
+                color=None if group else "C0")
+    mean = ranked[metric].mean()
+    ax.axhline(mean, color="black", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+    ax.set(xlabel="case", ylabel=metric, title=title or f"{metric} per case (n = {len(ranked)})")
+    if metric in _BOUNDED_METRICS:
+        ax.set_ylim(0, 1.05)
+    for bars in ax.containers:  # values on the bars, so that a score of 0 is visible too
+        ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+    ax.tick_params(axis="x", labelrotation=90, labelsize=8)
+    ax.legend(title=group, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False, fontsize=8)
+    skipped = len(results) - len(ranked)
+    if skipped:
+        ax.annotate(f"{skipped} case(s) with undefined {metric} not shown", (0, -0.45), xycoords="axes fraction",
+                    fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(confusion: np.ndarray | torch.Tensor, class_names: Sequence[str], title: str = "") -> plt.Figure:
+    """A pixel confusion matrix (rows = true class, columns = predicted), as % of each true class with counts.
+
+    Args:
+        confusion: ``(K, K)`` counts from :func:`medseg_core.metrics.confusion_matrix` (summed over a dataset).
+        class_names: K names.
+    """
+    matrix = np.asarray(confusion, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] != len(class_names):
+        raise ValueError(f"confusion must be (K, K) with K = len(class_names) = {len(class_names)}; "
+                         f"got {matrix.shape}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        percent = 100 * matrix / matrix.sum(axis=1, keepdims=True)
+    labels = np.array([[f"{p:.1f} %\n({int(n):,} px)" for p, n in zip(prow, nrow)] for prow, nrow in zip(percent, matrix)])
+    size = 1.6 * len(class_names) + 1.8
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    names = [name.replace("_", " ") for name in class_names]
+    sns.heatmap(percent, annot=labels, fmt="", cmap="Blues", vmin=0, vmax=100, xticklabels=names, yticklabels=names,
+                cbar_kws={"label": "% of the true class's pixels"}, ax=ax)
+    ax.set(xlabel="predicted class", ylabel="true class", title=title or "pixel confusion matrix")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_weights(
+    weights: Mapping[str, torch.Tensor],
+    groups: Mapping[str, Sequence[str]] | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Per-channel attention weights of each attention block: batch mean (line) and batch range (band).
+
+    Args:
+        weights: ``{block name: (B, C) weights}``, e.g. ``model.attention_weights()`` after a forward pass.
+        groups: ``{block name: names}`` for blocks whose channels are equal consecutive groups (ASPP's
+            concatenation of its branches); each group is shaded and named.
+
+    Raises:
+        ValueError: no weights (run a forward pass first), a tensor that is not ``(B, C)``, or a group count that
+            does not divide C.
+    """
+    if not weights:
+        raise ValueError("no attention weights: run a forward pass first (and use a model with attention blocks)")
+    fig, axes = plt.subplots(len(weights), 1, figsize=(10, 2.9 * len(weights)), squeeze=False)
+    for ax, (name, tensor) in zip(axes[:, 0], weights.items()):
+        values = torch.as_tensor(tensor).detach().float().cpu()
+        if values.ndim != 2:
+            raise ValueError(f"weights of {name!r} must be (B, C), got {tuple(values.shape)}")
+        batch, channels = values.shape
+        x = np.arange(channels)
+        ax.fill_between(x, values.min(0).values.numpy(), values.max(0).values.numpy(), color="C0", alpha=0.25,
+                        linewidth=0, label=f"range over {batch} image(s)")
+        ax.plot(x, values.mean(0).numpy(), color="C0", linewidth=0.8, marker="o" if channels <= 64 else None,
+                markersize=3, label="mean")
+        names = (groups or {}).get(name)
+        if names:
+            if channels % len(names):
+                raise ValueError(f"{name!r} has {channels} channels, not divisible into {len(names)} groups")
+            width = channels // len(names)
+            for index, group_name in enumerate(names):
+                if index % 2:
+                    ax.axvspan(index * width - 0.5, (index + 1) * width - 0.5, color="grey", alpha=0.12, linewidth=0)
+                ax.text((index + 0.5) * width, 1.0, group_name, transform=ax.get_xaxis_transform(), ha="center",
+                        va="bottom", fontsize=8)
+        ax.set(xlim=(-0.5, channels - 0.5), xlabel="channel", ylabel="weight (sigmoid)")
+        ax.set_title(f"{name}: {channels} channels", fontsize=10, pad=14 if names else 6)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return fig
+
+
+def _metric_label(metric: str) -> str:
+    return {"dice": "Dice", "iou": "IoU", "cldice": "clDice", "hd95": "HD95 (pixels)"}.get(metric, metric)
+
+
+def plot_table(table: pd.DataFrame, title: str = "", formats: Mapping[str, str] | None = None,
+               labels: Mapping[str, str] | None = None) -> plt.Figure:
+    """A DataFrame drawn as a table, for figures in print.
+
+    Args:
+        formats: ``{column: format spec}``, e.g. ``{"parameters": ",d"}``.
+        labels: ``{column: header}``; other columns keep their names.
+    """
+    formats, labels = formats or {}, labels or {}
+    cells = [[format(value, formats[column]) if column in formats else str(value) for column, value in row.items()]
+             for _, row in table.iterrows()]
+    headers = [labels.get(c, str(c)) for c in table.columns]
+    characters = np.array([max([len(header)] + [len(row[i]) for row in cells]) + 2 for i, header in enumerate(headers)])
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.085 * characters.sum()), 0.32 * (len(table) + 1) + 0.5))
+    ax.axis("off")
+    drawn = ax.table(cellText=cells, colLabels=headers, cellLoc="right", colWidths=list(characters / characters.sum()),
+                     bbox=(0, 0, 1, 1))
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(9)
+    for (row, _), cell in drawn.get_celld().items():
+        if row == 0:
+            cell.set_text_props(weight="bold")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _order(values: pd.Series, order: Sequence[str] | None) -> list[str]:
+    present = list(pd.unique(values))
+    return [v for v in order if v in present] if order is not None else present
+
+
+def plot_ablation(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = ("dice", "iou", "precision", "recall"),
+    by: str = "variant",
+    order: Sequence[str] | None = None,
+    reference: str | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """Per-variant mean and 95 % interval over seeds (see :func:`~medseg_core.stats.summarize_runs`), one panel per metric.
+
+    Each seed's mean over the test cases is a small dot; the reference variant's mean is a dashed line.
+
+    Args:
+        results: per-case results of a grid (``by``, ``seed``, ``id`` and metric columns).
+        order: variants from left to right (default: as they appear).
+        reference: a variant to draw as a horizontal line.
+    """
+    order = _order(results[by], order)
+    summary = summarize_runs(results, by=by, metrics=metrics)
+    seed_means = results.groupby([by, "seed"], sort=False)[list(metrics)].mean().reset_index()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 0.6, 3.8), squeeze=False, sharey=False)
+    positions = {variant: index for index, variant in enumerate(order)}
+    for ax, metric in zip(axes[0], metrics):
+        rows = summary[summary["metric"] == metric].set_index(by).loc[order]
+        x = np.arange(len(order))
+        error = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]])
+        ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(error), fmt="o", color="black", capsize=4, markersize=6,
+                    label="mean, 95 % CI over seeds", zorder=3)
+        dots = seed_means[seed_means[by].isin(order)]
+        jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(dots))
+        ax.scatter(dots[by].map(positions) + jitter, dots[metric], s=14, color="C0", alpha=0.6, label="one seed",
+                   zorder=2)
+        if reference is not None and reference in rows.index:
+            ax.axhline(rows.loc[reference, "mean"], color="grey", linestyle="--", linewidth=1, label=f"{reference} mean")
+        ax.set_xticks(x, order, rotation=30, ha="right")
+        ax.set(xlabel="", ylabel=_metric_label(metric), title=_metric_label(metric))
+        if metric in _BOUNDED_METRICS:  # a t-interval may reach past 1: keep its cap visible
+            ax.set_ylim(-0.02, max(1.02, float(np.nanmax(rows["ci_high"].to_numpy(), initial=0.0)) + 0.02))
+        ax.grid(axis="y", alpha=0.3)
+    n_seeds = int(summary["n_seeds"].max())
+    axes[0, 0].legend(loc="lower left", fontsize=8)
+    fig.suptitle(title or f"test metrics per variant ({n_seeds} seed{'s' if n_seeds != 1 else ''})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title: str = "") -> plt.Figure:
+    """Forest plot of a :func:`~medseg_core.stats.paired_comparison` table: mean difference and 95 % CI per variant.
+
+    One panel per metric, two panels per row. Black: the 95 % t-interval across test cases, with the Holm-adjusted
+    Wilcoxon p-value beside it; orange (when there are two seeds or more): the 95 % t-interval across seeds.
+    """
+    metrics = list(pd.unique(comparison["metric"]))
+    variants = list(pd.unique(comparison[by]))
+    columns = min(2, len(metrics))
+    rows_of_panels = int(np.ceil(len(metrics) / columns))
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(5.2 * columns, (0.45 * len(variants) + 1.6) * rows_of_panels
+                                                              + 0.5), squeeze=False, sharey=True)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, metrics):
+        rows = comparison[comparison["metric"] == metric].set_index(by).loc[variants]
+        y = np.arange(len(variants))
+        error = np.vstack([rows["mean_difference"] - rows["ci_low"], rows["ci_high"] - rows["mean_difference"]])
+        ax.errorbar(rows["mean_difference"], y, xerr=np.nan_to_num(error), fmt="o", color="black", capsize=4,
+                    label="95 % CI across test cases")
+        seed_error = np.vstack([rows["mean_difference"] - rows["seed_ci_low"],
+                                rows["seed_ci_high"] - rows["mean_difference"]])
+        if np.isfinite(seed_error).any():
+            ax.errorbar(rows["mean_difference"], y + 0.22, xerr=seed_error, fmt="none", color="C1", capsize=3,
+                        linewidth=2.5, alpha=0.7, label="95 % CI across seeds")
+        ax.axvline(0, color="grey", linestyle="--", linewidth=1)
+        for position, (_, row) in zip(y, rows.iterrows()):
+            ax.annotate(f"p_Holm = {row['wilcoxon_holm']:.3g}", (1.0, position), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.set_yticks(y, variants)
+        reference = rows["reference"].iloc[0]
+        ax.set(xlabel=f"{_metric_label(metric)}: variant − {reference} (paired, per test case)",
+               title=_metric_label(metric))
+        ax.grid(axis="x", alpha=0.3)
+    axes[0, 0].invert_yaxis()  # first variant on top (the axes share y: invert once)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False, fontsize=9)
+    n_cases, n_seeds = int(comparison["n_cases"].max()), int(comparison["n_seeds"].max())
+    fig.suptitle(title or f"difference to {comparison['reference'].iloc[0]}: mean over {n_cases} test cases "
+                          f"({n_seeds} seed(s) averaged per case); p_Holm: Wilcoxon across cases")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def plot_metric_boxes(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = ("dice", "iou", "precision", "recall"),
+    by: str = "variant",
+    order: Sequence[str] | None = None,
+    case: str | Sequence[str] = "id",
+    title: str = "",
+) -> plt.Figure:
+    """Box plots of per-case metrics: metrics along x, one coloured box per group; each dot is one test case.
+
+    A case's value is its mean over the seeds present (so every case counts once); values a group does not have
+    (NaN, e.g. an undefined HD95) are left out. Use bounded metrics (Dice, IoU, ...) together: they share one
+    0-1 axis.
+    """
+    case = [case] if isinstance(case, str) else list(case)
+    order = _order(results[by], order)
+    per_case = results.groupby([by, *case], sort=False)[list(metrics)].mean().reset_index()
+    width = 0.8 / len(order)
+    fig, ax = plt.subplots(figsize=(1.6 + len(metrics) * (0.45 * len(order) + 0.5), 4.0))
+    rng = np.random.default_rng(0)  # horizontal jitter of the dots only
+    for index, group in enumerate(order):
+        rows = per_case[per_case[by] == group]
+        values = [rows[metric].dropna().to_numpy() for metric in metrics]
+        positions = np.arange(len(metrics)) - 0.4 + (index + 0.5) * width
+        colour = f"C{index % 10}"
+        ax.boxplot(values, positions=positions, widths=0.85 * width, showfliers=False, patch_artist=True,
+                   boxprops={"facecolor": colour, "alpha": 0.35}, medianprops={"color": colour, "linewidth": 2})
+        for position, metric_values in zip(positions, values):
+            jitter = rng.uniform(-0.3, 0.3, len(metric_values)) * width
+            ax.scatter(position + jitter, metric_values, s=7, color=colour, alpha=0.8, zorder=3)
+        ax.scatter([], [], color=colour, marker="s", s=40, label=f"{group} (n = {len(rows)})")
+    ax.set_xticks(range(len(metrics)), [_metric_label(m) for m in metrics])
+    ax.set(xlim=(-0.5, len(metrics) - 0.5), ylabel="value per test case")
+    if all(metric in _BOUNDED_METRICS for metric in metrics):
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title=by, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False, fontsize=8)
+    ax.set_title(title or "per-case test metrics (box: quartiles; dot: one test case, averaged over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_window_length_curve(
+    results: pd.DataFrame,
+    metrics: Sequence[str] = ("dice", "cldice"),
+    level: str = "level",
+    by: str = "variant",
+    baseline: str | None = None,
+    xlabel: str = "window length T (frames)",
+    title: str = "",
+) -> plt.Figure:
+    """Metrics against a numeric level (the window length): mean over seeds with its 95 % band, one panel each.
+
+    Args:
+        results: per-case grid results with a ``level`` column (NaN for the baseline) and ``by`` / ``seed``.
+        baseline: a variant without a level (the 2D U-Net), drawn as a horizontal line with its band.
+
+    With one seed the bands are undefined and not drawn; the title gives the number of seeds.
+    """
+    curve_rows = results[results[by] != baseline] if baseline is not None else results
+    summary = summarize_runs(curve_rows.dropna(subset=[level]), by=level, metrics=metrics).sort_values(level)
+    seed_means = curve_rows.groupby([level, "seed"])[list(metrics)].mean().reset_index()
+    base = summarize_runs(results[results[by] == baseline], by=by, metrics=metrics) if baseline is not None else None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.9), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = summary[summary["metric"] == metric]
+        ax.plot(rows[level], rows["mean"], marker="o", color="C0", label="SVSnet, mean over seeds")
+        ax.fill_between(rows[level], rows["ci_low"], rows["ci_high"], color="C0", alpha=0.2, label="95 % CI")
+        ax.scatter(seed_means[level], seed_means[metric], s=12, color="C0", alpha=0.5, label="one seed")
+        if base is not None and not base.empty:
+            row = base[base["metric"] == metric].iloc[0]
+            ax.axhline(row["mean"], color="C3", linestyle="--", linewidth=1.2, label=f"{baseline} (2D), mean")
+            if np.isfinite(row["ci_low"]):
+                ax.axhspan(row["ci_low"], row["ci_high"], color="C3", alpha=0.1, label=f"{baseline}, 95 % CI")
+        ax.set_xticks(rows[level].to_numpy())
+        ax.set(xlabel=xlabel, ylabel=_metric_label(metric), title=f"{_metric_label(metric)} vs {xlabel.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+    n_seeds = int(summary["n_seeds"].max())
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or f"test metrics vs window length ({n_seeds} seed{'s' if n_seeds != 1 else ''}; "
+                          f"{int(summary['n_cases'].max())} test frames)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cost_curve(
+    costs: pd.DataFrame,
+    x: str = "window_length",
+    columns: Mapping[str, str] | None = None,
+    baseline: pd.Series | None = None,
+    baseline_name: str = "baseline",
+    xlabel: str = "window length T (frames)",
+    title: str = "",
+) -> plt.Figure:
+    """Model costs (an :func:`architecture_table` with an ``x`` column) against ``x``, one panel per cost.
+
+    Args:
+        columns: ``{column: axis label}`` (default parameters in millions, GFLOPs and CPU latency).
+        baseline: one row of the same table (e.g. the 2D U-Net) drawn as a dashed line.
+    """
+    columns = dict(columns or {"parameters": "parameters (millions)", "gflops": "GFLOPs per forward pass",
+                               "latency_ms": "CPU latency, batch 1 (ms)"})
+    costs = costs.sort_values(x)
+    scale = {"parameters": 1e-6}
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.3 * len(columns), 3.6), squeeze=False)
+    for ax, (column, label) in zip(axes[0], columns.items()):
+        factor = scale.get(column, 1.0)
+        ax.plot(costs[x], costs[column] * factor, marker="o", color="C0", label="SVSnet")
+        if baseline is not None:
+            ax.axhline(baseline[column] * factor, color="C3", linestyle="--", linewidth=1.2, label=baseline_name)
+        ax.set_xticks(costs[x].to_numpy())
+        ax.set(xlabel=xlabel, ylabel=label, ylim=(0, None))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
