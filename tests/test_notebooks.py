@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from medseg_core.figures import check_figures, committed_manifest
+from medseg_core.cli import main
+from medseg_core.config import real_data_path
 from medseg_core.notebooks import NotebookError, list_notebooks, run_notebooks
+from medseg_core.provenance import check_figures, committed_manifest
 
 NOTEBOOKS = list_notebooks()
-# Notebook 03 draws the real OCT sample's frame only when the sample sits next to the repository (as in notebook 03).
-REAL_OCT_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "oct_zenodo_sample"
+# Notebook 03 draws the real OCT sample's frame only when the sample is found (as in notebook 03).
+REAL_OCT_SAMPLE = real_data_path("oct_zenodo_sample")
+# The notebooks that build their own Trainer: their checkpoints must work with `medseg predict` as they are.
+PREDICT_INPUTS = {"02_train_svsnet": ("xca_svsnet_*", "xca_*/test"), "04_train_deeplabv3plus_eca": ("oct_deeplabv3plus_*",
+                                                                                                    "oct_*/**/img")}
 
 
 def test_notebooks_are_numbered_and_present():
@@ -53,6 +58,13 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, monkeypatch):
     if committed_manifest().is_file():  # every figure and table the committed cpu run lists for this notebook
         check_figures(tmp_path / "executed" / "figures", notebooks=[notebook.stem],
                       exclude_sources=() if REAL_OCT_SAMPLE.is_dir() else [REAL_OCT_SAMPLE.name])
+    if notebook.stem in PREDICT_INPUTS:
+        run_pattern, input_pattern = PREDICT_INPUTS[notebook.stem]
+        checkpoint = next((tmp_path / "runs" / "smoke").glob(f"{run_pattern}/best.pt"))
+        inputs = next((tmp_path / "data" / "synthetic").glob(input_pattern))
+        assert main(["predict", "--checkpoint", str(checkpoint), "--input", str(inputs),
+                     "--output", str(tmp_path / "predicted")]) == 0
+        assert len(list((tmp_path / "predicted" / "masks").rglob("*.png"))) > 0
 
 
 def test_runner_names_the_failing_notebook_and_cell(tmp_path):
