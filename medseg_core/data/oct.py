@@ -13,9 +13,9 @@ frame. The seed of the improved DeepLabV3+ keeps only the lipid-core channel and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -31,7 +31,9 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ..files import file_digest
-from .io import DataError, list_images, read_image, to_label_mask
+from .cache import DatasetWriter
+from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
+                 warn_aspect_change, write_image)
 
 if TYPE_CHECKING:
     from medseg_core.config import OCTConfig
@@ -73,7 +75,8 @@ def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) -> np.ndarray:
+def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",),
+                  summary: MaskSummary | None = None) -> np.ndarray:
     """Read an OCT mask as an ``(H, W)`` uint8 label map: 0 background, ``i`` the ``i``-th of ``classes``.
 
     Two encodings are understood:
@@ -82,16 +85,18 @@ def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) ->
       Where requested classes overlap (the real annotations overlap along some borders), the class later in
       ``classes`` wins.
     * single-channel label maps (for example from :func:`prepare_lipid_dataset` or plain folders), holding
-      indices ``0..len(classes)``, or 0/255 for one class (converted with a warning, see :func:`io.to_label_mask`).
+      indices ``0..len(classes)``, or 0/255 for one class (converted with a warning, or counted in ``summary``
+      for one warning per data set, see :func:`io.to_label_mask`).
 
     Raises:
-        DataError: the file is missing, unreadable or holds other values; the message names the file.
+        DataError: the file is missing, unreadable, a JPEG or holds other values; the message names the file.
         ValueError: ``classes`` names an unknown class.
     """
     classes = _check_classes(classes)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"mask not found: {path}")
+    check_mask_format(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
@@ -105,10 +110,13 @@ def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) ->
     if array.ndim == 3 and array.shape[0] == len(OCT_CLASSES) and array.shape[-1] != len(OCT_CLASSES):
         array = np.moveaxis(array, 0, -1)  # planar (4, H, W) storage
     if array.ndim == 3 and array.shape[-1] == len(OCT_CLASSES):
-        return _channels_to_labels(array, classes, path)
+        labels = _channels_to_labels(array, classes, path)
+        if summary is not None:
+            summary.record(path, labels)
+        return labels
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3)):
         return to_label_mask(np.squeeze(array, axis=-1) if array.ndim == 3 and array.shape[-1] == 1 else array,
-                             num_classes=len(classes) + 1, source=path)
+                             num_classes=len(classes) + 1, source=path, summary=summary)
     raise DataError(
         f"mask {path} has shape {array.shape}; expected (H, W, {len(OCT_CLASSES)}) with channels {OCT_CLASSES}, "
         "or a single-channel (H, W) label map"
@@ -262,20 +270,12 @@ def _parse_stem(stem: str, patient_from_stem: Callable[[str], str] | None) -> tu
     return (str(patient_from_stem(stem)) if patient_from_stem else stem), None, None
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DataError(f"cannot read {path}: {error} (is the file complete and an image?)") from error
-
-
 def _check_pair_sizes(pairs: pd.DataFrame) -> None:
     mismatched = []
     for row in pairs.drop_duplicates("id").itertuples():  # the fold layout holds copies of each frame: check one
-        image_size, mask_size = _image_size(row.image_path), _image_size(row.mask_path)
-        if image_size != mask_size:
-            mismatched.append(f"{row.id} (image {image_size[0]}x{image_size[1]}, mask {mask_size[0]}x{mask_size[1]})")
+        image_hw, mask_hw = image_size(row.image_path), image_size(row.mask_path)
+        if image_hw != mask_hw:
+            mismatched.append(f"{row.id} (image {image_hw[0]}x{image_hw[1]}, mask {mask_hw[0]}x{mask_hw[1]}, HxW)")
     if mismatched:
         raise DataError(
             f"{len(mismatched)} image/mask pairs differ in size, e.g. {mismatched[:5]}; "
@@ -319,21 +319,34 @@ def patient_split(
 
 
 def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(3, H, W)`` uint8 image (antialiased bilinear) and ``(H, W)`` mask (nearest) -> ``size x size``."""
+    """``(3, H, W)`` image (uint8 or float; antialiased bilinear) and ``(H, W)`` mask (nearest) -> ``size x size``."""
     image = TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     mask = TF.resize(mask[None], [size, size], interpolation=InterpolationMode.NEAREST_EXACT)[0]
     return image, mask
 
 
 def _load_pair(
-    image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]
+    image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...], summary: MaskSummary | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(3, H, W)`` uint8 image and ``(H, W)`` uint8 label map, checked to have the same size."""
-    image = read_image(image_path, mode="RGB")
-    mask = read_oct_mask(mask_path, classes)
+    """``(3, H, W)`` image and ``(H, W)`` uint8 label map, checked to have the same size.
+
+    The image is uint8 for 8-bit files and float32 in [0, 1] for any other bit depth (see :func:`io.read_image`).
+    """
+    image = read_image(image_path, mode="RGB", exact=True)
+    mask = read_oct_mask(mask_path, classes, summary)
     if image.shape[:2] != mask.shape:
         raise DataError(f"image {image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape}")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)  # writable copy
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
+
+
+def _to_unit(image: torch.Tensor) -> torch.Tensor:
+    """uint8 (0..255) or float (0..1) image -> float32 in [0, 1]."""
+    return image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """uint8 or float [0, 1] image -> uint8 (rounded), for writing 8-bit files."""
+    return image if image.dtype == torch.uint8 else (image * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 class OCTDataset(Dataset):
@@ -341,13 +354,18 @@ class OCTDataset(Dataset):
 
     Each item is read, resized to ``image_size`` (antialiased bilinear image, nearest mask), handed to
     ``transform(image, mask)`` as a ``tv_tensors.Image`` float32 in [0, 1] and a ``tv_tensors.Mask`` int64
-    (augmentation only: no normalisation), and finally normalised with the ImageNet mean and std.
+    (augmentation only: no normalisation), and finally normalised with the ImageNet mean and std. Images of any
+    bit depth are scaled by their type's range (see :func:`medseg_core.data.io.read_image`).
+
+    Building the dataset reads every mask once and warns once (naming ``name``) if no mask has any foreground,
+    if masks are stored as 0/255, or if frames that are not square get squashed to ``image_size``.
 
     Args:
         pairs: rows with ``id``, ``image_path``, ``mask_path`` (e.g. from :func:`find_oct_pairs`).
         classes: foreground classes in label order (mask value ``i`` = ``classes[i - 1]``).
         image_size: output side length, or None to keep the stored size.
         transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
+        name: what the warnings call this data, e.g. ``"OCT val split"``.
     """
 
     def __init__(
@@ -356,6 +374,7 @@ class OCTDataset(Dataset):
         classes: Sequence[str] = ("lipid_core",),
         image_size: int | None = 512,
         transform: ImageMaskTransform | None = None,
+        name: str = "OCT data",
     ) -> None:
         missing = {"id", "image_path", "mask_path"} - set(pairs.columns)
         if missing:
@@ -370,16 +389,24 @@ class OCTDataset(Dataset):
         self.transform = transform
         self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        self._summary = MaskSummary()
+        sizes = {row.id: read_oct_mask(row.mask_path, self.classes, self._summary).shape
+                 for row in self.pairs.itertuples()}
+        label = f"{name} ({len(self.pairs)} frames)"
+        self._summary.warn(label)
+        if image_size is not None:
+            warn_aspect_change(sizes, (image_size, image_size), label,
+                               "OCT frames are square (a circular field of view): crop or pad them to square first")
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         row = self.pairs.iloc[index]
-        image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes)
+        image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes, self._summary)
         if self.image_size is not None:
             image, mask = _resize_pair(image, mask, self.image_size)
-        image = tv_tensors.Image(image.float() / 255.0)
+        image = tv_tensors.Image(_to_unit(image))
         mask = tv_tensors.Mask(mask.long())
         if self.transform is not None:
             image, mask = self.transform(image, mask)
@@ -391,7 +418,8 @@ class OCTDataset(Dataset):
 # Prepared derivative and loaders
 # ----------------------------------------------------------------------------------------------------------------
 
-_PREPARE_FILE = "prepare.json"
+_PREPARE_WRITER = f"{__name__}.prepare_lipid_dataset"
+_PREPARE_VERSION = 2  # 2: stamped by data.cache (1 wrote prepare.json)
 
 
 def prepare_lipid_dataset(
@@ -399,6 +427,8 @@ def prepare_lipid_dataset(
     dst_root: str | Path,
     image_size: int = 512,
     classes: Sequence[str] = ("lipid_core",),
+    *,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Write the seed's processed derivative: resized RGB images and single-channel label masks, with a manifest.
 
@@ -407,53 +437,57 @@ def prepare_lipid_dataset(
     (the test fold in the fold layout), ``source_image, source_mask, image_path, mask_path`` (relative to
     ``dst_root``), ``image_sha256, mask_sha256`` and ``<class>_fraction``. ``find_oct_pairs(dst_root)`` reads it.
 
-    Idempotent: when ``prepare.json`` records the same source and settings and every output still has its
-    checksum, nothing is written and the manifest is returned.
+    Written through :class:`~medseg_core.data.cache.DatasetWriter` (stamp ``medseg_dataset.json`` last):
+    the same source (frame ids and file sizes) and settings on a complete output whose files all keep their
+    checksums return the manifest without writing. A run that stopped part-way (e.g. on a bad source frame)
+    leaves a partial output that the next run deletes and redoes; files it did not write are never touched.
+
+    Args:
+        overwrite: replace a complete output made from another source or with other settings, or one whose
+            files changed (only the files its stamp lists are deleted).
 
     Raises:
-        DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, or the source is unusable.
+        DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, a complete output with
+            other settings (without ``overwrite``), or the source is unusable (the message names the file).
     """
     classes = _check_classes(classes)
     src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)
-    settings = {"source": str(src_root), "image_size": image_size, "classes": list(classes),
-                "ids": frames["id"].tolist()}
-    manifest_path, settings_path = dst_root / "manifest.csv", dst_root / _PREPARE_FILE
-    if settings_path.is_file():
-        if json.loads(settings_path.read_text()) == settings and manifest_path.is_file():
-            manifest = pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
+    listing = [(row.id, Path(row.image_path).stat().st_size, Path(row.mask_path).stat().st_size)
+               for row in frames.itertuples()]
+    settings = {"source": str(src_root), "image_size": int(image_size), "classes": list(classes),
+                "num_frames": len(frames),
+                "source_files": hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}  # ids and sizes
+    manifest_path = dst_root / "manifest.csv"
+    with DatasetWriter(dst_root, writer=_PREPARE_WRITER, version=_PREPARE_VERSION, settings=settings,
+                       outputs=("img", "mask", "manifest.csv"), verify_digests=True) as output:
+        if output.reuse(overwrite):
+            return pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
                 {"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
-            if all((dst_root / rel).is_file() and file_digest(dst_root / rel) == digest
-                   for column in ("image", "mask")
-                   for rel, digest in zip(manifest[f"{column}_path"], manifest[f"{column}_sha256"])):
-                return manifest
-        for folder in (dst_root / "img", dst_root / "mask"):
-            shutil.rmtree(folder, ignore_errors=True)
-        settings_path.unlink()
-    elif (dst_root / "img").exists() or (dst_root / "mask").exists():
-        raise DataError(f"{dst_root} holds img/ or mask/ not written by prepare_lipid_dataset; choose an empty folder")
-
-    rows = []
-    for frame in frames.itertuples():
-        image, mask = _load_pair(frame.image_path, frame.mask_path, classes)
-        image, mask = _resize_pair(image, mask, image_size)
-        image_out = dst_root / "img" / f"{frame.id}.png"
-        mask_out = dst_root / "mask" / f"{frame.id}.png"
-        for path, array in ((image_out, image.permute(1, 2, 0).numpy()), (mask_out, mask.numpy())):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(array)).save(path)
-        rows.append({
-            "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
-            "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
-            "image_path": image_out.relative_to(dst_root).as_posix(),
-            "mask_path": mask_out.relative_to(dst_root).as_posix(),
-            "image_sha256": file_digest(image_out), "mask_sha256": file_digest(mask_out),
-            **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
-        })
-    manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
-    manifest.to_csv(manifest_path, index=False)
-    settings_path.write_text(json.dumps(settings, indent=2))
+        summary = MaskSummary()
+        rows = []
+        for frame in frames.itertuples():
+            try:
+                image, mask = _load_pair(frame.image_path, frame.mask_path, classes, summary)
+            except DataError as error:
+                raise DataError(f"{error}. prepare_lipid_dataset stopped there; once the source is fixed, run it "
+                                f"again: it redoes its partial output in {dst_root}") from error
+            image, mask = _resize_pair(image, mask, image_size)
+            image_rel, mask_rel = f"img/{frame.id}.png", f"mask/{frame.id}.png"
+            write_image(output.claim(image_rel), _to_uint8(image).permute(1, 2, 0).numpy())
+            write_image(output.claim(mask_rel), mask.numpy())
+            rows.append({
+                "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
+                "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
+                "image_path": image_rel, "mask_path": mask_rel,
+                "image_sha256": file_digest(dst_root / image_rel), "mask_sha256": file_digest(dst_root / mask_rel),
+                **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
+            })
+        summary.warn(f"OCT source {src_root}")
+        manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
+        manifest.to_csv(output.claim("manifest.csv"), index=False)
+        output.finish()
     return manifest
 
 
