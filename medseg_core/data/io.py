@@ -210,16 +210,15 @@ class MaskSummary:
             )
 
 
-def warn_aspect_change(sizes: Mapping[str, tuple[int, int]], target: tuple[int, int], dataset: str,
-                       fix: str = "crop or pad them to the target's aspect ratio first") -> None:
-    """Warn once if resizing items of ``sizes`` (name -> (H, W)) to ``target`` (H, W) squashes them."""
+def warn_aspect_change(sizes: Mapping[str, tuple[int, int]], target: tuple[int, int], dataset: str, kind: str,
+                       fix: str) -> None:
+    """Warn once if resizing the ``kind`` in ``sizes`` (name -> (H, W)) to ``target`` (H, W) squashes them."""
     changed = {name: size for name, size in sizes.items() if size[0] * target[1] != size[1] * target[0]}
     if changed:
         name, (height, width) = min(changed.items())
         warnings.warn(
-            f"{dataset}: {len(changed)} of {len(sizes)} are not {target[0]}:{target[1]} in shape (e.g. {name}: "
-            f"{height}x{width}, HxW) and are resized to {target[0]}x{target[1]}, which changes their aspect "
-            f"ratio; {fix}",
+            f"{dataset}: {len(changed)} of {len(sizes)} {kind} (e.g. {name}, {height}x{width} HxW) are resized to "
+            f"{target[0]}x{target[1]}, which changes their aspect ratio; {fix}",
             UserWarning,
             stacklevel=3,
         )

@@ -395,7 +395,7 @@ class OCTDataset(Dataset):
         label = f"{name} ({len(self.pairs)} frames)"
         self._summary.warn(label)
         if image_size is not None:
-            warn_aspect_change(sizes, (image_size, image_size), label,
+            warn_aspect_change(sizes, (image_size, image_size), label, "frames",
                                "OCT frames are square (a circular field of view): crop or pad them to square first")
 
     def __len__(self) -> int:
