@@ -438,7 +438,7 @@ def prepare_lipid_dataset(
     ``dst_root``), ``image_sha256, mask_sha256`` and ``<class>_fraction``. ``find_oct_pairs(dst_root)`` reads it.
 
     Written through :class:`~medseg_core.data.cache.DatasetWriter` (stamp ``medseg_dataset.json`` last):
-    the same source (frame ids and file sizes) and settings on a complete output whose files all keep their
+    the same source (frame ids and file contents) and settings on a complete output whose files all keep their
     checksums return the manifest without writing. A run that stopped part-way (e.g. on a bad source frame)
     leaves a partial output that the next run deletes and redoes; files it did not write are never touched.
 
@@ -454,11 +454,10 @@ def prepare_lipid_dataset(
     src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)
-    listing = [(row.id, Path(row.image_path).stat().st_size, Path(row.mask_path).stat().st_size)
-               for row in frames.itertuples()]
+    listing = [(row.id, file_digest(row.image_path), file_digest(row.mask_path)) for row in frames.itertuples()]
     settings = {"source": str(src_root), "image_size": int(image_size), "classes": list(classes),
                 "num_frames": len(frames),
-                "source_files": hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}  # ids and sizes
+                "source_files": hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}  # ids and contents
     manifest_path = dst_root / "manifest.csv"
     with DatasetWriter(dst_root, writer=_PREPARE_WRITER, version=_PREPARE_VERSION, settings=settings,
                        outputs=("img", "mask", "manifest.csv"), verify_digests=True) as output:
