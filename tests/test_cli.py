@@ -55,7 +55,9 @@ def test_predict_writes_masks_and_overlays_for_real_oct_frames(oct_checkpoint, t
 def test_train_and_predict_xca_whole_video(isolated):
     out = isolated / "xca_run"
     assert main(["train", "--task", "xca", "--profile", "smoke", "--out", str(out)]) == 0
-    video = next((isolated / "data" / "synthetic" / "xca_smoke" / "test" / "JPEGImages").iterdir())
+    from medseg_core.config import get_profile
+
+    video = next((get_profile("smoke").data_dir("xca") / "test" / "JPEGImages").iterdir())
     predicted = isolated / "predicted"
     assert main(["predict", "--checkpoint", str(out / "best.pt"), "--input", str(video), "--output",
                  str(predicted)]) == 0

@@ -212,3 +212,52 @@ def test_oct_loaders_accept_16_bit_frames(tmp_path: Path) -> None:
     loaders = oct_dataloaders(root, OCTConfig(image_size=32, augment=False), batch_size=2)
     batch = next(iter(loaders["train"]))
     assert batch["image"].shape == (2, 3, 32, 32) and float(batch["image"].std()) > 0.1
+
+
+# -------------------------------------------------------------------------------------- single patient (issue 12)
+
+
+def _frames(loader) -> list[int]:
+    return loader.dataset.pairs["frame"].astype(int).tolist()
+
+
+def test_single_patient_is_split_by_blocks_with_a_gap(tmp_path: Path) -> None:
+    root = tmp_path / "one"
+    write_oct_dataset(root, num_patients=1, frames_per_patient=30, seed=4, size=64)
+    config = OCTConfig(image_size=32, augment=False, val_fraction=0.2, test_fraction=0.2)
+    with pytest.warns(UserWarning) as caught:
+        loaders = oct_dataloaders(root, config, batch_size=4)
+    messages = [str(w.message) for w in caught if "not patient-independent" in str(w.message)]
+    assert len(messages) == 2 and "the test split is the last 6 frames" in messages[0]
+    assert "the validation split is the last 4 frames" in messages[1]
+    train, val, test = (_frames(loaders[split]) for split in ("train", "val", "test"))
+    step = 3  # write_oct_dataset's frame_step
+    assert len(train) == 30 - 6 - 5 - 4 - 5 and max(train) + 6 * step == min(val)
+    assert max(val) + 6 * step == min(test) and test == sorted(test) and max(test) == 1 + 29 * step
+
+    two = tmp_path / "two"
+    write_oct_dataset(two, num_patients=2, frames_per_patient=12, seed=4, size=64)
+    with pytest.warns(UserWarning, match="validation split is the last 2 frames"):
+        loaders = oct_dataloaders(two, config, batch_size=2)
+    assert loaders["test"].dataset.pairs["patient"].nunique() == 1  # the test set stays patient-wise
+    assert set(loaders["val"].dataset.pairs["patient"]) == set(loaders["train"].dataset.pairs["patient"])
+
+
+def test_real_single_patient_pullback_loads_with_block_splits() -> None:
+    from medseg_core.config import real_data_path
+
+    root = real_data_path("oct_zenodo_pullback")
+    if not (root / "img").is_dir():
+        pytest.skip(f"real pullback not found at {root} (set MEDSEG_OCT_PULLBACK)")
+    config = OCTConfig(image_size=32, augment=False)
+    with pytest.warns(UserWarning) as caught:
+        loaders = oct_dataloaders(root, config, batch_size=4)
+    messages = [str(w.message) for w in caught]
+    assert sum("not patient-independent" in m for m in messages) == 2
+    train, val, test = (_frames(loaders[split]) for split in ("train", "val", "test"))
+    assert (min(train), max(train), min(val), max(val), min(test), max(test)) == (76, 137, 143, 159, 165, 186)
+    # The README: lipid only in frames 076-133, so both held-out blocks have none, and say so.
+    assert any(f"OCT val split of {root} (17 frames): none of its 17 masks" in m for m in messages)
+    assert any(f"OCT test split of {root} (22 frames): none of its 22 masks" in m for m in messages)
+    batch = next(iter(loaders["train"]))
+    assert batch["image"].shape == (4, 3, 32, 32)

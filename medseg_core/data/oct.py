@@ -48,6 +48,8 @@ __all__ = [
     "write_oct_mask",
     "find_oct_pairs",
     "patient_split",
+    "block_split",
+    "BLOCK_GAP",
     "OCTDataset",
     "prepare_lipid_dataset",
     "oct_dataloaders",
@@ -318,6 +320,50 @@ def patient_split(
     return train, val
 
 
+BLOCK_GAP = 5
+"""Frames left out between a training block and a held-out block of one pullback (single-patient splits)."""
+
+
+def block_split(
+    pairs: pd.DataFrame, val_fraction: float = 0.2, gap: int = BLOCK_GAP
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split one patient's frames into a training block and a held-out block at the end of the pullback.
+
+    Frames are ordered by ``pullback, frame, id``; the last ``round(val_fraction * n)`` (at least one) are held
+    out, the ``gap`` frames before them are dropped (neighbouring frames are near duplicates), the rest train.
+    A score on the held-out block is not patient-independent: use this only when there is a single patient.
+
+    Raises:
+        ValueError: ``val_fraction`` outside (0, 1), or too few frames to leave a training frame after the gap.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ordered = pairs.sort_values(["pullback", "frame", "id"], na_position="first").reset_index(drop=True)
+    held = max(1, int(round(val_fraction * len(ordered))))
+    if len(ordered) - held - gap < 1:
+        raise ValueError(
+            f"{len(ordered)} frames are too few for a block split ({held} held out, a gap of {gap}, at least one to "
+            "train on); add frames or patients"
+        )
+    return ordered.iloc[: len(ordered) - held - gap].reset_index(drop=True), ordered.iloc[-held:].reset_index(drop=True)
+
+
+def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path) -> tuple[pd.DataFrame, ...]:
+    """Patient-wise split, or a block split with a warning when the pairs hold a single patient."""
+    if pairs["patient"].nunique() >= 2:
+        return patient_split(pairs, fraction, seed=seed)
+    rest, held = block_split(pairs, fraction)
+    warnings.warn(
+        f"{root}: one patient ({pairs['patient'].iloc[0]}) for {len(pairs)} frames, so the {purpose} split is the "
+        f"last {len(held)} frames of the pullback (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with "
+        f"{BLOCK_GAP} frames left out before them. Neighbouring frames are near duplicates: the {purpose} score "
+        "is not patient-independent; say so wherever it is reported",
+        UserWarning,
+        stacklevel=3,
+    )
+    return rest, held
+
+
 def _resize_pair(image: torch.Tensor, mask: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(3, H, W)`` image (uint8 or float; antialiased bilinear) and ``(H, W)`` mask (nearest) -> ``size x size``."""
     image = TF.resize(image, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
@@ -515,7 +561,10 @@ def oct_dataloaders(
     Every split is by patient. In the fold layout, the test split of ``fold`` (default: the first fold) is the
     test set and its training split is divided into training and validation (``oct_config.val_fraction``). In
     the flat layout, ``oct_config.test_fraction`` of the patients are held out for testing first, then
-    ``val_fraction`` of the rest for validation. Also uses ``classes``, ``image_size`` and ``augment``; with
+    ``val_fraction`` of the rest for validation. Where a single patient is left to split (one pullback, as in
+    the real sample), the held-out set is a contiguous block at the end of its pullback with :data:`BLOCK_GAP`
+    frames dropped before it (:func:`block_split`), and a warning says that its score is not
+    patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``, ``image_size`` and ``augment``; with
     ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` augments the training set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
 
@@ -534,19 +583,20 @@ def oct_dataloaders(
         test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
     else:
-        pairs, test_pairs = patient_split(pairs, oct_config.test_fraction, seed=seed)
-    train_pairs, val_pairs = patient_split(pairs, oct_config.val_fraction, seed=seed)
+        pairs, test_pairs = _split(pairs, oct_config.test_fraction, seed, "test", Path(root))
+    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, seed, "validation", Path(root))
     if train_transform is None and oct_config.augment:
         from .transforms import oct_train_transforms
 
         train_transform = oct_train_transforms(oct_config.image_size)
     common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
+    names = {split: f"OCT {split} split of {root}" for split in ("train", "val", "test")}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}
     return {
-        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, **common), shuffle=True,
-                            drop_last=len(train_pairs) > batch_size, generator=torch.Generator().manual_seed(seed),
-                            **loader_options),
-        "val": DataLoader(OCTDataset(val_pairs, **common), shuffle=False, **loader_options),
-        "test": DataLoader(OCTDataset(test_pairs, **common), shuffle=False, **loader_options),
+        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, name=names["train"], **common),
+                            shuffle=True, drop_last=len(train_pairs) > batch_size,
+                            generator=torch.Generator().manual_seed(seed), **loader_options),
+        "val": DataLoader(OCTDataset(val_pairs, name=names["val"], **common), shuffle=False, **loader_options),
+        "test": DataLoader(OCTDataset(test_pairs, name=names["test"], **common), shuffle=False, **loader_options),
     }
