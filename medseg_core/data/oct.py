@@ -564,8 +564,9 @@ def oct_dataloaders(
     ``val_fraction`` of the rest for validation. Where a single patient is left to split (one pullback, as in
     the real sample), the held-out set is a contiguous block at the end of its pullback with :data:`BLOCK_GAP`
     frames dropped before it (:func:`block_split`), and a warning says that its score is not
-    patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``, ``image_size`` and ``augment``; with
-    ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` augments the training set.
+    patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
+    ``image_size`` and ``augment``; with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
+    augments the training set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
 
     Args:
