@@ -197,7 +197,7 @@ class Profile:
         return self.override({**self.ablation.overrides, "name": f"{self.name}_ablation"})
 
     def data_dir(self, dataset: str) -> Path:
-        """Folder of this profile's synthetic ``dataset`` ("xca", "oct"): ``data/synthetic/<dataset>_<profile>-<digest>``.
+        """This profile's synthetic ``dataset`` folder ("xca", "oct"): ``data/synthetic/<dataset>_<profile>-<digest>``.
 
         The digest (8 hex digits, ``dataset_digest`` of :mod:`~medseg_core.data.synthetic_xca` or
         :mod:`~medseg_core.data.synthetic_oct`) covers the generator's settings and version only, so an override
