@@ -132,3 +132,11 @@ def test_prepare_notices_a_changed_source(source: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="source_files"):
         prepare_lipid_dataset(source, dst, image_size=16)
     assert len(prepare_lipid_dataset(source, dst, image_size=16, overwrite=True)) == 6
+
+
+def test_a_folder_of_an_earlier_kit_version_is_named_as_such(source: Path, tmp_path: Path) -> None:
+    dst = tmp_path / "old"
+    (dst / "img").mkdir(parents=True)
+    (dst / "prepare.json").write_text("{}")
+    with pytest.raises(DataError, match=r"written by an earlier version of the kit \(prepare.json.*delete"):
+        prepare_lipid_dataset(source, dst, image_size=16)

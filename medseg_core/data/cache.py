@@ -40,6 +40,7 @@ STAMP_FILE = "medseg_dataset.json"
 JOURNAL_FILE = ".medseg_dataset.partial"
 LOCK_FILE = ".medseg_dataset.lock"
 _STAMP_FORMAT = 1
+_LEGACY_STAMPS = ("generator.json", "prepare.json")  # the stamps before this module, recognised only to say so
 
 
 def settings_digest(writer: str, version: str | int, settings: Mapping[str, Any]) -> str:
@@ -138,6 +139,12 @@ class DatasetWriter:
             )
         if stamp is None and not journal.is_file():
             foreign = sorted(name for name in self.outputs if (self.root / name).exists())
+            legacy = [name for name in _LEGACY_STAMPS if (self.root / name).is_file()]
+            if foreign and legacy:
+                raise DataError(
+                    f"{self.root} was written by an earlier version of the kit ({legacy[0]}, no {STAMP_FILE}); "
+                    f"delete {self.root} and run again"
+                )
             if foreign:
                 raise DataError(
                     f"{self.root} already holds {', '.join(foreign)} not written by {self._name} (no {STAMP_FILE}); "
