@@ -199,8 +199,24 @@ class Profile:
         return self.override({**self.ablation.overrides, "name": f"{self.name}_ablation"})
 
     def data_dir(self, dataset: str) -> Path:
-        """Folder of a generated dataset for this profile, e.g. ``data/synthetic/xca_smoke``."""
-        return self.paths.data / "synthetic" / f"{dataset}_{self.name}"
+        """This profile's synthetic ``dataset`` folder ("xca", "oct"): ``data/synthetic/<dataset>_<profile>-<digest>``.
+
+        The digest (8 hex digits, ``dataset_digest`` of :mod:`~medseg_core.data.synthetic_xca` or
+        :mod:`~medseg_core.data.synthetic_oct`) covers the generator's settings and version only, so an override
+        of a generator field (``xca.seed``, ``oct.num_patients``, ...) gets its own folder and never rewrites
+        another run's data, while loader settings (``xca.window_length``, ``oct.image_size``) share one.
+        """
+        if dataset == "xca":
+            from .data.synthetic_xca import dataset_digest
+
+            digest = dataset_digest(self.xca)
+        elif dataset == "oct":
+            from .data.synthetic_oct import dataset_digest
+
+            digest = dataset_digest(self.oct)
+        else:
+            raise ValueError(f"unknown synthetic dataset {dataset!r}; valid: 'xca', 'oct'")
+        return self.paths.data / "synthetic" / f"{dataset}_{self.name}-{digest}"
 
     def run_dir(self, experiment: str) -> Path:
         """Folder of one experiment's checkpoints and histories, e.g. ``runs/cpu/svsnet``."""

@@ -54,7 +54,7 @@ def predict_labels(model: nn.Module, inputs: torch.Tensor, output_size: tuple[in
 
 def predict_images(model: nn.Module, paths: list[Path], metadata: RunMetadata,
                    threshold: float = 0.5) -> Iterator[tuple[Path, np.ndarray, np.ndarray]]:
-    """OCT RGB images, one at a time: yields ``(path, image (H, W, 3) uint8, labels (H, W) uint8)``.
+    """OCT RGB images, one at a time: yields ``(path, image (H, W, 3) as stored, labels (H, W) uint8)``.
 
     Raises:
         DataError: an image is greyscale (an XCA frame given to an OCT checkpoint?).
@@ -65,7 +65,7 @@ def predict_images(model: nn.Module, paths: list[Path], metadata: RunMetadata,
             if stored.mode in _GREY_MODES:
                 raise DataError(f"{path} is a greyscale image (mode {stored.mode}), but the checkpoint was trained on "
                                 "RGB OCT frames (task 'oct'); an XCA frame? Use an XCA checkpoint for angiograms.")
-        image = read_image(path, "RGB")
+        image = read_image(path, "RGB", exact=True)  # as the dataset reads it: any bit depth, faithfully
         inputs = preprocess(image, image_size=metadata.image_size)["image"][None]
         yield path, image, predict_labels(model, inputs, image.shape[:2], threshold)[0]
 
@@ -78,7 +78,7 @@ def predict_video(model: nn.Module, frame_paths: list[Path], metadata: RunMetada
     8-bit frames for overlays); windows are cut from the prepared frames, ``batch_size`` at a time.
     """
     preprocess = get_task(metadata.task).preprocess
-    frames = [read_image(path, "L") for path in frame_paths]
+    frames = [read_image(path, "L", exact=True) for path in frame_paths]
     sizes = {frame.shape for frame in frames}
     if len(sizes) > 1:
         raise DataError(f"frames of {frame_paths[0].parent} differ in size: {sorted(sizes)}")
@@ -166,8 +166,8 @@ def predict_folder(
             mask_path = write_image(staging / "masks" / f"{case_id}.png", labels)
             overlay_path = ""
             if overlays:
-                picture = overlay(image if image.ndim == 2 else torch.from_numpy(image).permute(2, 0, 1) / 255.0,
-                                  prediction=labels > 0)
+                pixels = torch.from_numpy(image if image.ndim == 2 else image.transpose(2, 0, 1).copy())
+                picture = overlay(pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels, prediction=labels > 0)
                 write_image(staging / "overlays" / f"{case_id}.png", picture.permute(1, 2, 0).numpy())
                 overlay_path = str(output_dir / "overlays" / f"{case_id}.png")
             rows.append({"id": case_id, "mask_path": str(output_dir / mask_path.relative_to(staging)),

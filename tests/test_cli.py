@@ -56,7 +56,9 @@ def test_predict_writes_masks_and_overlays_for_real_oct_frames(oct_checkpoint, t
 def test_train_and_predict_xca_whole_video(isolated):
     out = isolated / "xca_run"
     assert main(["train", "--task", "xca", "--profile", "smoke", "--out", str(out)]) == 0
-    video = next((isolated / "data" / "synthetic" / "xca_smoke" / "test" / "JPEGImages").iterdir())
+    from medseg_core.config import get_profile
+
+    video = next((get_profile("smoke").data_dir("xca") / "test" / "JPEGImages").iterdir())
     predicted = isolated / "predicted"
     assert main(["predict", "--checkpoint", str(out / "best.pt"), "--input", str(video), "--output",
                  str(predicted)]) == 0
@@ -75,7 +77,7 @@ def test_predict_rejects_checkpoint_without_metadata(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train", "--profile", "no-such-profile"], "unknown profile 'no-such-profile'; valid profiles: smoke, cpu, paper"),
-    (["train", "--profile", "smoke", "--model", "nonet"], "unknown model 'nonet'; valid names: deeplabv3plus, svsnet"),
+    (["train", "--profile", "smoke", "--model", "nonet"], "unknown model 'nonet'; valid names: "),
     (["train", "--profile", "smoke", "--task", "ct"], "unknown task 'ct'; valid tasks: xca, oct"),
     (["train", "--profile", "smoke", "--task", "oct", "--model", "svsnet"], "takes window inputs"),
     (["generate", "xca", "--profile", "smoke", "--set", "xca.no_such_field=1"], "unknown profile field 'xca.no_such_field'"),

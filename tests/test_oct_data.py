@@ -293,8 +293,10 @@ def test_prepare_lipid_dataset_is_idempotent(fold_root, tmp_path):
     pd.testing.assert_frame_equal(again, manifest)
     assert {p: p.stat().st_mtime_ns for p in dst.rglob("*") if p.is_file()} == stamps
 
-    (dst / manifest["mask_path"][0]).unlink()  # a damaged derivative is rebuilt, byte for byte
-    rebuilt = prepare_lipid_dataset(fold_root, dst, image_size=32)
+    (dst / manifest["mask_path"][0]).unlink()  # a damaged derivative is never replaced silently ...
+    with pytest.raises(DataError, match="lacks mask/.*overwrite=True"):
+        prepare_lipid_dataset(fold_root, dst, image_size=32)
+    rebuilt = prepare_lipid_dataset(fold_root, dst, image_size=32, overwrite=True)  # ... but rebuilt byte for byte
     assert rebuilt["mask_sha256"].tolist() == manifest["mask_sha256"].tolist()
     pairs = find_oct_pairs(dst)
     assert len(pairs) == 8 and OCTDataset(pairs, image_size=None)[0]["mask"].shape == (32, 32)

@@ -1,7 +1,6 @@
 """Synthetic XCA generator: determinism, physics of the rendering, mask rule, motion, noise, layout and cache."""
 from __future__ import annotations
 
-import json
 import math
 from functools import partial
 
@@ -12,6 +11,7 @@ from scipy import ndimage
 
 from medseg_core.config import XCAConfig
 from medseg_core.data import synthetic_xca as sx
+from medseg_core.data.cache import read_stamp
 from medseg_core.data.io import DataError
 
 LABEL_EVERY = 5
@@ -278,8 +278,10 @@ def test_layout_manifest_and_mask_files(tmp_path) -> None:
     video = sx.simulate_sequence(sx.video_seed(3, 1), 64, 7)
     written = np.asarray(Image.open(tmp_path / "val/JPEGImages/syn0001/00003.png"))
     np.testing.assert_array_equal(written, video.frames[3])
-    stored = json.loads((tmp_path / "generator.json").read_text())
-    assert stored["complete"] is True and stored["image_size"] == 64 and stored["seed"] == 3
+    stamp = read_stamp(tmp_path)
+    assert stamp["settings"]["image_size"] == 64 and stamp["settings"]["seed"] == 3
+    assert set(stamp["files"]) == {*manifest["image_path"], *manifest.loc[manifest["has_mask"], "mask_path"],
+                                   "manifest.csv"}
 
 
 def test_cache_is_reused_and_overwrite_regenerates(tmp_path, monkeypatch) -> None:
@@ -304,32 +306,46 @@ def test_cache_is_reused_and_overwrite_regenerates(tmp_path, monkeypatch) -> Non
     assert len(calls) == 3
     assert frame_path.read_bytes() == original
 
-    sx.write_xca_dataset(tmp_path, **{**WRITE_ARGS, "seed": 4})  # other parameters: stale cache, regenerated
+    with pytest.raises(DataError, match="seed: 3 -> 4"):  # other parameters: never replaced silently
+        sx.write_xca_dataset(tmp_path, **{**WRITE_ARGS, "seed": 4})
+    assert len(calls) == 3 and frame_path.read_bytes() == original
+    sx.write_xca_dataset(tmp_path, **{**WRITE_ARGS, "seed": 4}, overwrite=True)
     assert len(calls) == 6
-    assert json.loads((tmp_path / "generator.json").read_text())["seed"] == 4
+    assert read_stamp(tmp_path)["settings"]["seed"] == 4
 
 
-def test_missing_file_invalidates_the_cache(tmp_path) -> None:
+def test_missing_file_is_reported_and_restored_with_overwrite(tmp_path) -> None:
     manifest = sx.write_xca_dataset(tmp_path, **WRITE_ARGS)
     missing = tmp_path / manifest["mask_path"].iloc[0]
     missing.unlink()
-    sx.write_xca_dataset(tmp_path, **WRITE_ARGS)
+    with pytest.raises(DataError, match=f"lacks {manifest['mask_path'].iloc[0]}"):
+        sx.write_xca_dataset(tmp_path, **WRITE_ARGS)
+    sx.write_xca_dataset(tmp_path, **WRITE_ARGS, overwrite=True)
     assert missing.is_file()
 
 
-def test_foreign_folder_is_not_clobbered(tmp_path) -> None:
-    (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(DataError, match="generator.json"):
-        sx.write_xca_dataset(tmp_path, **WRITE_ARGS)
-    sx.write_xca_dataset(tmp_path, **WRITE_ARGS, overwrite=True)
-    assert (tmp_path / "notes.txt").read_text() == "mine"
-    assert (tmp_path / "manifest.csv").is_file()
+def test_foreign_files_are_never_deleted(tmp_path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")  # beside the dataset: written around, left alone
+    manifest = sx.write_xca_dataset(tmp_path, **WRITE_ARGS)
+    user_file = tmp_path / "train" / "JPEGImages" / "syn0000" / "my_notes.txt"
+    user_file.write_text("also mine")  # inside the generator's folders
+    sx.write_xca_dataset(tmp_path, **{**WRITE_ARGS, "seed": 9}, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine" and user_file.read_text() == "also mine"
+    assert len(list(user_file.parent.glob("*.png"))) == WRITE_ARGS["frames_per_video"]
+    assert len(manifest) == len(sx.write_xca_dataset(tmp_path, **{**WRITE_ARGS, "seed": 9}))
+
+    other = tmp_path / "other"
+    (other / "train").mkdir(parents=True)  # where the generator writes, without its stamp: maybe real data
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match="not written by write_xca_dataset"):
+            sx.write_xca_dataset(other, **WRITE_ARGS, overwrite=overwrite)
 
 
 def test_ensure_xca_dataset_uses_the_config(tmp_path) -> None:
     config = XCAConfig(image_size=64, num_train_videos=1, num_val_videos=0, num_test_videos=1, frames_per_video=4)
     root = sx.ensure_xca_dataset(config, tmp_path / "xca")
-    stored = json.loads((root / "generator.json").read_text())
+    stored = read_stamp(root)["settings"]
+    assert read_stamp(root)["digest"] == sx.dataset_digest(config)
     assert {key: stored[key] for key in ("image_size", "frames_per_video", "label_every", "seed")} == {
         "image_size": 64, "frames_per_video": 4, "label_every": config.label_every, "seed": config.seed
     }

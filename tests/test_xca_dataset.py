@@ -225,10 +225,21 @@ def test_zero_255_masks_warn_and_convert(tmp_path: Path) -> None:
     root = tmp_path / "split"
     write_video(root, "v", 4, [])
     write_image(root / "Annotations_Semantic" / "v" / "00002.png", mask_array(2) * 255)
-    data = XCAWindowDataset(root)
+    write_image(root / "Annotations_Semantic" / "v" / "00003.png", mask_array(3) * 255)
+    with pytest.warns(UserWarning) as caught:  # once per data set, with a count, when it is built
+        data = XCAWindowDataset(root)
+    assert [str(w.message) for w in caught if "0/255" in str(w.message)] == [
+        f"XCA split {root} (1 videos, 2 labelled frames): 2 of 2 masks are stored as 0/255 (e.g. "
+        f"{root / 'Annotations_Semantic' / 'v' / '00002.png'}); converted to class indices 0/1. Save masks with "
+        "values 0 and 1 to silence this"
+    ]
     with pytest.warns(UserWarning, match="0/255"):
-        item = data[0]
+        uncached = XCAWindowDataset(root, cache=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # reading items (every epoch) repeats nothing, cached or not
+        item, again = data[0], uncached[0]
     np.testing.assert_array_equal(item["mask"][0].numpy(), mask_array(2))
+    np.testing.assert_array_equal(again["mask"][0].numpy(), mask_array(2))
 
 
 def test_mask_size_mismatch_names_both_files(split_root: Path) -> None:
@@ -344,5 +355,26 @@ def test_xca_dataloaders_builds_each_split(tmp_path: Path) -> None:
 
 def test_xca_dataloaders_missing_split(tmp_path: Path) -> None:
     write_video(tmp_path / "train", "v", 3, [0])
-    with pytest.raises(DataError, match="val"):
+    with pytest.raises(DataError, match=r"split folders \['test'\] not found"):
         xca_dataloaders(tmp_path, XCAConfig(image_size=8), batch_size=1)
+    with pytest.raises(DataError, match="holds 1 video, so no validation video can be set aside.*add a val/"):
+        xca_dataloaders(tmp_path, XCAConfig(image_size=8), batch_size=1, splits=("train", "val"))
+
+
+def test_missing_val_is_carved_from_train_by_video(tmp_path: Path) -> None:
+    """Real MOSXAV has train/ and test/ only: validation videos come out of train/, whole, with a warning."""
+    names = [f"vid{index}" for index in range(5)]
+    for index, name in enumerate(names):
+        write_video(tmp_path / "train", name, 6, [0, 5], video_seed=index)
+    write_video(tmp_path / "test", "t", 3, [0, 1, 2])
+    config = XCAConfig(image_size=(HEIGHT, WIDTH), window_length=2, augment=False)
+    with pytest.warns(UserWarning, match="has no val/ folder: validation uses 1 of the 5 videos of train/"):
+        loaders = xca_dataloaders(tmp_path, config, batch_size=2, seed=3)
+    videos = {split: {video.name for video in loader.dataset.videos} for split, loader in loaders.items()}
+    assert len(videos["val"]) == 1 and not videos["val"] & videos["train"]
+    assert videos["val"] | videos["train"] == set(names) and videos["test"] == {"t"}
+    assert set(loaders["val"].dataset.samples["video"]) == videos["val"]  # every labelled frame of that video
+    assert len(loaders["val"].dataset) == 2
+    with pytest.warns(UserWarning, match="no val/ folder"):
+        again = xca_dataloaders(tmp_path, config, batch_size=2, seed=3)
+    assert {video.name for video in again["val"].dataset.videos} == videos["val"]  # deterministic

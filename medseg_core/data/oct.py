@@ -13,9 +13,9 @@ frame. The seed of the improved DeepLabV3+ keeps only the lipid-core channel and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-import shutil
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -28,7 +28,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..files import file_digest
-from .io import DataError, list_images, read_image, to_label_mask
+from .cache import DatasetWriter
+from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
+                 warn_aspect_change, write_image)
 from .preprocess import SampleTransform, preprocess_oct, resize_oct
 
 if TYPE_CHECKING:
@@ -42,6 +44,8 @@ __all__ = [
     "write_oct_mask",
     "find_oct_pairs",
     "patient_split",
+    "block_split",
+    "BLOCK_GAP",
     "OCTDataset",
     "prepare_lipid_dataset",
     "oct_dataloaders",
@@ -66,7 +70,8 @@ def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) -> np.ndarray:
+def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",),
+                  summary: MaskSummary | None = None) -> np.ndarray:
     """Read an OCT mask as an ``(H, W)`` uint8 label map: 0 background, ``i`` the ``i``-th of ``classes``.
 
     Two encodings are understood:
@@ -75,16 +80,18 @@ def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) ->
       Where requested classes overlap (the real annotations overlap along some borders), the class later in
       ``classes`` wins.
     * single-channel label maps (for example from :func:`prepare_lipid_dataset` or plain folders), holding
-      indices ``0..len(classes)``, or 0/255 for one class (converted with a warning, see :func:`io.to_label_mask`).
+      indices ``0..len(classes)``, or 0/255 for one class (converted with a warning, or counted in ``summary``
+      for one warning per data set, see :func:`io.to_label_mask`).
 
     Raises:
-        DataError: the file is missing, unreadable or holds other values; the message names the file.
+        DataError: the file is missing, unreadable, a JPEG or holds other values; the message names the file.
         ValueError: ``classes`` names an unknown class.
     """
     classes = _check_classes(classes)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"mask not found: {path}")
+    check_mask_format(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
             array = tifffile.imread(path)
@@ -98,10 +105,13 @@ def read_oct_mask(path: str | Path, classes: Sequence[str] = ("lipid_core",)) ->
     if array.ndim == 3 and array.shape[0] == len(OCT_CLASSES) and array.shape[-1] != len(OCT_CLASSES):
         array = np.moveaxis(array, 0, -1)  # planar (4, H, W) storage
     if array.ndim == 3 and array.shape[-1] == len(OCT_CLASSES):
-        return _channels_to_labels(array, classes, path)
+        labels = _channels_to_labels(array, classes, path)
+        if summary is not None:
+            summary.record(path, labels)
+        return labels
     if array.ndim == 2 or (array.ndim == 3 and array.shape[-1] in (1, 3)):
         return to_label_mask(np.squeeze(array, axis=-1) if array.ndim == 3 and array.shape[-1] == 1 else array,
-                             num_classes=len(classes) + 1, source=path)
+                             num_classes=len(classes) + 1, source=path, summary=summary)
     raise DataError(
         f"mask {path} has shape {array.shape}; expected (H, W, {len(OCT_CLASSES)}) with channels {OCT_CLASSES}, "
         "or a single-channel (H, W) label map"
@@ -255,20 +265,12 @@ def _parse_stem(stem: str, patient_from_stem: Callable[[str], str] | None) -> tu
     return (str(patient_from_stem(stem)) if patient_from_stem else stem), None, None
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DataError(f"cannot read {path}: {error} (is the file complete and an image?)") from error
-
-
 def _check_pair_sizes(pairs: pd.DataFrame) -> None:
     mismatched = []
     for row in pairs.drop_duplicates("id").itertuples():  # the fold layout holds copies of each frame: check one
-        image_size, mask_size = _image_size(row.image_path), _image_size(row.mask_path)
-        if image_size != mask_size:
-            mismatched.append(f"{row.id} (image {image_size[0]}x{image_size[1]}, mask {mask_size[0]}x{mask_size[1]})")
+        image_hw, mask_hw = image_size(row.image_path), image_size(row.mask_path)
+        if image_hw != mask_hw:
+            mismatched.append(f"{row.id} (image {image_hw[0]}x{image_hw[1]}, mask {mask_hw[0]}x{mask_hw[1]}, HxW)")
     if mismatched:
         raise DataError(
             f"{len(mismatched)} image/mask pairs differ in size, e.g. {mismatched[:5]}; "
@@ -311,15 +313,67 @@ def patient_split(
     return train, val
 
 
+BLOCK_GAP = 5
+"""Frames left out between a training block and a held-out block of one pullback (single-patient splits)."""
+
+
+def block_split(
+    pairs: pd.DataFrame, val_fraction: float = 0.2, gap: int = BLOCK_GAP
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split one patient's frames into a training block and a held-out block at the end of the pullback.
+
+    Frames are ordered by ``pullback, frame, id``; the last ``round(val_fraction * n)`` (at least one) are held
+    out, the ``gap`` frames before them are dropped (neighbouring frames are near duplicates), the rest train.
+    A score on the held-out block is not patient-independent: use this only when there is a single patient.
+
+    Raises:
+        ValueError: ``val_fraction`` outside (0, 1), or too few frames to leave a training frame after the gap.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    ordered = pairs.sort_values(["pullback", "frame", "id"], na_position="first").reset_index(drop=True)
+    held = max(1, int(round(val_fraction * len(ordered))))
+    if len(ordered) - held - gap < 1:
+        raise ValueError(
+            f"{len(ordered)} frames are too few for a block split ({held} held out, a gap of {gap}, at least one to "
+            "train on); add frames or patients"
+        )
+    return ordered.iloc[: len(ordered) - held - gap].reset_index(drop=True), ordered.iloc[-held:].reset_index(drop=True)
+
+
+def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path) -> tuple[pd.DataFrame, ...]:
+    """Patient-wise split, or a block split with a warning when the pairs hold a single patient."""
+    if pairs["patient"].nunique() >= 2:
+        return patient_split(pairs, fraction, seed=seed)
+    rest, held = block_split(pairs, fraction)
+    warnings.warn(
+        f"{root}: one patient ({pairs['patient'].iloc[0]}) for {len(pairs)} frames, so the {purpose} split is the "
+        f"last {len(held)} frames of the pullback (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with "
+        f"{BLOCK_GAP} frames left out before them. Neighbouring frames are near duplicates: the {purpose} score "
+        "is not patient-independent; say so wherever it is reported",
+        UserWarning,
+        stacklevel=3,
+    )
+    return rest, held
+
+
 def _load_pair(
-    image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...]
+    image_path: str | Path, mask_path: str | Path, classes: tuple[str, ...], summary: MaskSummary | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(3, H, W)`` uint8 image and ``(H, W)`` uint8 label map, checked to have the same size."""
-    image = read_image(image_path, mode="RGB")
-    mask = read_oct_mask(mask_path, classes)
+    """``(3, H, W)`` image and ``(H, W)`` uint8 label map, checked to have the same size.
+
+    The image is uint8 for 8-bit files and float32 in [0, 1] for any other bit depth (see :func:`io.read_image`).
+    """
+    image = read_image(image_path, mode="RGB", exact=True)
+    mask = read_oct_mask(mask_path, classes, summary)
     if image.shape[:2] != mask.shape:
         raise DataError(f"image {image_path} is {image.shape[:2]} but its mask {mask_path} is {mask.shape}")
-    return torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)  # writable copy
+    return torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """uint8 or float [0, 1] image -> uint8 (rounded), for writing 8-bit files."""
+    return image if image.dtype == torch.uint8 else (image * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
 class OCTDataset(Dataset):
@@ -330,11 +384,16 @@ class OCTDataset(Dataset):
     by ``transform`` (``{"image": tv_tensors.Image, "mask": tv_tensors.Mask}`` in and out), then normalised with
     the ImageNet mean and std.
 
+    Images of any bit depth are scaled by their type's range (see :func:`medseg_core.data.io.read_image`).
+    Building the dataset reads every mask once and warns once (naming ``name``) if no mask has any foreground,
+    if masks are stored as 0/255, or if frames that are not square get squashed to ``image_size``.
+
     Args:
         pairs: rows with ``id``, ``image_path``, ``mask_path`` (e.g. from :func:`find_oct_pairs`).
         classes: foreground classes in label order (mask value ``i`` = ``classes[i - 1]``).
         image_size: output side length, or None to keep the stored size.
         transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
+        name: what the warnings call this data, e.g. ``"OCT val split"``.
     """
 
     def __init__(
@@ -343,6 +402,7 @@ class OCTDataset(Dataset):
         classes: Sequence[str] = ("lipid_core",),
         image_size: int | None = 512,
         transform: SampleTransform | None = None,
+        name: str = "OCT data",
     ) -> None:
         missing = {"id", "image_path", "mask_path"} - set(pairs.columns)
         if missing:
@@ -355,13 +415,21 @@ class OCTDataset(Dataset):
         self.classes = _check_classes(classes)
         self.image_size = image_size
         self.transform = transform
+        self._summary = MaskSummary()
+        sizes = {row.id: read_oct_mask(row.mask_path, self.classes, self._summary).shape
+                 for row in self.pairs.itertuples()}
+        label = f"{name} ({len(self.pairs)} frames)"
+        self._summary.warn(label)
+        if image_size is not None:
+            warn_aspect_change(sizes, (image_size, image_size), label, "frames",
+                               "OCT frames are square (a circular field of view): crop or pad them to square first")
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         row = self.pairs.iloc[index]
-        image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes)
+        image, mask = _load_pair(row["image_path"], row["mask_path"], self.classes, self._summary)
         sample = preprocess_oct(image, mask, image_size=self.image_size, transform=self.transform)
         return {"image": sample["image"], "mask": sample["mask"], "id": str(row["id"])}
 
@@ -370,7 +438,8 @@ class OCTDataset(Dataset):
 # Prepared derivative and loaders
 # ----------------------------------------------------------------------------------------------------------------
 
-_PREPARE_FILE = "prepare.json"
+_PREPARE_WRITER = f"{__name__}.prepare_lipid_dataset"
+_PREPARE_VERSION = 2  # 2: stamped by data.cache (1 wrote prepare.json)
 
 
 def prepare_lipid_dataset(
@@ -378,6 +447,8 @@ def prepare_lipid_dataset(
     dst_root: str | Path,
     image_size: int = 512,
     classes: Sequence[str] = ("lipid_core",),
+    *,
+    overwrite: bool = False,
 ) -> pd.DataFrame:
     """Write the seed's processed derivative: resized RGB images and single-channel label masks, with a manifest.
 
@@ -386,53 +457,56 @@ def prepare_lipid_dataset(
     (the test fold in the fold layout), ``source_image, source_mask, image_path, mask_path`` (relative to
     ``dst_root``), ``image_sha256, mask_sha256`` and ``<class>_fraction``. ``find_oct_pairs(dst_root)`` reads it.
 
-    Idempotent: when ``prepare.json`` records the same source and settings and every output still has its
-    checksum, nothing is written and the manifest is returned.
+    Written through :class:`~medseg_core.data.cache.DatasetWriter` (stamp ``medseg_dataset.json`` last):
+    the same source (frame ids and file contents) and settings on a complete output whose files all keep their
+    checksums return the manifest without writing. A run that stopped part-way (e.g. on a bad source frame)
+    leaves a partial output that the next run deletes and redoes; files it did not write are never touched.
+
+    Args:
+        overwrite: replace a complete output made from another source or with other settings, or one whose
+            files changed (only the files its stamp lists are deleted).
 
     Raises:
-        DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, or the source is unusable.
+        DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, a complete output with
+            other settings (without ``overwrite``), or the source is unusable (the message names the file).
     """
     classes = _check_classes(classes)
     src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)
-    settings = {"source": str(src_root), "image_size": image_size, "classes": list(classes),
-                "ids": frames["id"].tolist()}
-    manifest_path, settings_path = dst_root / "manifest.csv", dst_root / _PREPARE_FILE
-    if settings_path.is_file():
-        if json.loads(settings_path.read_text()) == settings and manifest_path.is_file():
-            manifest = pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
+    listing = [(row.id, file_digest(row.image_path), file_digest(row.mask_path)) for row in frames.itertuples()]
+    settings = {"source": str(src_root), "image_size": int(image_size), "classes": list(classes),
+                "num_frames": len(frames),
+                "source_files": hashlib.sha256(json.dumps(listing).encode()).hexdigest()[:16]}  # ids and contents
+    manifest_path = dst_root / "manifest.csv"
+    with DatasetWriter(dst_root, writer=_PREPARE_WRITER, version=_PREPARE_VERSION, settings=settings,
+                       outputs=("img", "mask", "manifest.csv"), verify_digests=True) as output:
+        if output.reuse(overwrite):
+            return pd.read_csv(manifest_path, dtype={"id": str, "patient": str}).astype(
                 {"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
-            if all((dst_root / rel).is_file() and file_digest(dst_root / rel) == digest
-                   for column in ("image", "mask")
-                   for rel, digest in zip(manifest[f"{column}_path"], manifest[f"{column}_sha256"])):
-                return manifest
-        for folder in (dst_root / "img", dst_root / "mask"):
-            shutil.rmtree(folder, ignore_errors=True)
-        settings_path.unlink()
-    elif (dst_root / "img").exists() or (dst_root / "mask").exists():
-        raise DataError(f"{dst_root} holds img/ or mask/ not written by prepare_lipid_dataset; choose an empty folder")
-
-    rows = []
-    for frame in frames.itertuples():
-        image, mask = _load_pair(frame.image_path, frame.mask_path, classes)
-        image, mask = resize_oct(image, mask, image_size)
-        image_out = dst_root / "img" / f"{frame.id}.png"
-        mask_out = dst_root / "mask" / f"{frame.id}.png"
-        for path, array in ((image_out, image.permute(1, 2, 0).numpy()), (mask_out, mask.numpy())):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(np.ascontiguousarray(array)).save(path)
-        rows.append({
-            "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
-            "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
-            "image_path": image_out.relative_to(dst_root).as_posix(),
-            "mask_path": mask_out.relative_to(dst_root).as_posix(),
-            "image_sha256": file_digest(image_out), "mask_sha256": file_digest(mask_out),
-            **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
-        })
-    manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
-    manifest.to_csv(manifest_path, index=False)
-    settings_path.write_text(json.dumps(settings, indent=2))
+        summary = MaskSummary()
+        rows = []
+        for frame in frames.itertuples():
+            try:
+                image, mask = _load_pair(frame.image_path, frame.mask_path, classes, summary)
+            except DataError as error:
+                raise DataError(f"{error}. prepare_lipid_dataset stopped there; once the source is fixed, run it "
+                                f"again: it redoes its partial output in {dst_root}") from error
+            image, mask = resize_oct(image, mask, image_size)
+            image_rel, mask_rel = f"img/{frame.id}.png", f"mask/{frame.id}.png"
+            write_image(output.claim(image_rel), _to_uint8(image).permute(1, 2, 0).numpy())
+            write_image(output.claim(mask_rel), mask.numpy())
+            rows.append({
+                "id": frame.id, "patient": frame.patient, "pullback": frame.pullback, "frame": frame.frame,
+                "fold": frame.fold, "source_image": frame.image_path, "source_mask": frame.mask_path,
+                "image_path": image_rel, "mask_path": mask_rel,
+                "image_sha256": file_digest(dst_root / image_rel), "mask_sha256": file_digest(dst_root / mask_rel),
+                **{f"{name}_fraction": float((mask == i).float().mean()) for i, name in enumerate(classes, start=1)},
+            })
+        summary.warn(f"OCT source {src_root}")
+        manifest = pd.DataFrame(rows).astype({"pullback": "Int64", "frame": "Int64", "fold": "Int64"})
+        manifest.to_csv(output.claim("manifest.csv"), index=False)
+        output.finish()
     return manifest
 
 
@@ -461,8 +535,12 @@ def oct_dataloaders(
     Every split is by patient. In the fold layout, the test split of ``fold`` (default: the first fold) is the
     test set and its training split is divided into training and validation (``oct_config.val_fraction``). In
     the flat layout, ``oct_config.test_fraction`` of the patients are held out for testing first, then
-    ``val_fraction`` of the rest for validation. Also uses ``classes``, ``image_size`` and ``augment``; with
-    ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)`` augments the training set.
+    ``val_fraction`` of the rest for validation. Where a single patient is left to split (one pullback, as in
+    the real sample), the held-out set is a contiguous block at the end of its pullback with :data:`BLOCK_GAP`
+    frames dropped before it (:func:`block_split`), and a warning says that its score is not
+    patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
+    ``image_size`` and ``augment``; with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
+    augments the training set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
 
     Args:
@@ -480,19 +558,20 @@ def oct_dataloaders(
         test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
     else:
-        pairs, test_pairs = patient_split(pairs, oct_config.test_fraction, seed=seed)
-    train_pairs, val_pairs = patient_split(pairs, oct_config.val_fraction, seed=seed)
+        pairs, test_pairs = _split(pairs, oct_config.test_fraction, seed, "test", Path(root))
+    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, seed, "validation", Path(root))
     if train_transform is None and oct_config.augment:
         from .transforms import oct_train_transforms
 
         train_transform = oct_train_transforms(oct_config.image_size)
     common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
+    names = {split: f"OCT {split} split of {root}" for split in ("train", "val", "test")}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}
     return {
-        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, **common), shuffle=True,
-                            drop_last=len(train_pairs) > batch_size, generator=torch.Generator().manual_seed(seed),
-                            **loader_options),
-        "val": DataLoader(OCTDataset(val_pairs, **common), shuffle=False, **loader_options),
-        "test": DataLoader(OCTDataset(test_pairs, **common), shuffle=False, **loader_options),
+        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, name=names["train"], **common),
+                            shuffle=True, drop_last=len(train_pairs) > batch_size,
+                            generator=torch.Generator().manual_seed(seed), **loader_options),
+        "val": DataLoader(OCTDataset(val_pairs, name=names["val"], **common), shuffle=False, **loader_options),
+        "test": DataLoader(OCTDataset(test_pairs, name=names["test"], **common), shuffle=False, **loader_options),
     }

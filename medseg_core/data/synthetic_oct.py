@@ -26,7 +26,6 @@ Every patient's pullback has lipid in one contiguous run of frames and none in t
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -40,7 +39,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from ..config import OCTConfig
-from .io import DataError
+from .cache import DatasetWriter, settings_digest
 from .oct import OCT_CLASSES, write_oct_mask
 
 __all__ = [
@@ -65,6 +64,8 @@ __all__ = [
     "generate_oct_frame",
     "write_oct_dataset",
     "ensure_oct_dataset",
+    "generator_settings",
+    "dataset_digest",
 ]
 
 GENERATOR_VERSION = 1  # bump when frames change, so that cached datasets are regenerated
@@ -672,8 +673,27 @@ def generate_oct_frame(
 # Dataset writer
 # ----------------------------------------------------------------------------------------------------------------
 
-_GENERATOR_FILE = "generator.json"
 _MANIFEST_FILE = "manifest.csv"
+_WRITER = f"{__name__}.write_oct_dataset"
+
+
+def generator_settings(config: OCTConfig) -> dict[str, int | str]:
+    """The keyword arguments of :func:`write_oct_dataset` that ``config`` determines (what ``ensure`` passes)."""
+    return {"num_patients": int(config.num_patients), "frames_per_patient": int(config.frames_per_patient),
+            "seed": int(config.seed)}
+
+
+def dataset_digest(config: OCTConfig) -> str:
+    """8 hex digits naming the dataset ``config`` generates (its settings and :data:`GENERATOR_VERSION`)."""
+    return settings_digest(_WRITER, GENERATOR_VERSION, _settings(**generator_settings(config)))
+
+
+def _settings(*, num_patients: int, frames_per_patient: int, seed: int, size: int = 750,
+              layout: str = "flat", num_folds: int = 5, frame_step: int = 3) -> dict[str, int | str | None]:
+    """The recorded parameters of :func:`write_oct_dataset` (``num_folds`` only counts for the fold layout)."""
+    return {"num_patients": int(num_patients), "frames_per_patient": int(frames_per_patient), "seed": int(seed),
+            "size": int(size), "layout": layout, "num_folds": int(num_folds) if layout == "folds" else None,
+            "frame_step": int(frame_step)}
 
 
 def write_oct_dataset(
@@ -695,14 +715,19 @@ def write_oct_dataset(
     ``fold_k/{train,test}/{img,mask}`` for ``k = 1..num_folds``, each patient in exactly one test fold.
     Patient ``p`` uses random streams derived from ``(seed, p)`` only, so adding patients leaves the others unchanged.
 
+    The folder is written through :class:`~medseg_core.data.cache.DatasetWriter`: the stamp
+    ``medseg_dataset.json`` (parameters, :data:`GENERATOR_VERSION`, files with sizes and SHA-256) comes last; a
+    partial output of an interrupted run is redone, and files this function did not write are never touched.
+
     Args:
-        root: output folder; ``generator.json`` there records the parameters. A call with the same parameters
-            returns the existing manifest without writing.
+        root: output folder. A call with the same parameters on a complete, intact dataset returns its manifest
+            without writing.
         num_patients, frames_per_patient: dataset size.
         seed: base seed.
         size: frame size in pixels (750 like the real data; smaller sizes are faster for tests).
         layout: ``"flat"`` or ``"folds"``.
-        overwrite: replace a synthetic dataset written with other parameters.
+        overwrite: replace a complete dataset written with other parameters (or with missing or changed files);
+            only the files its stamp lists are deleted.
         num_folds: folds of the ``"folds"`` layout.
         frame_step: frame-number step between written frames.
 
@@ -713,8 +738,8 @@ def write_oct_dataset(
         :data:`OCT_CLASSES`.
 
     Raises:
-        DataError: ``root`` holds data this function did not write, or a dataset with other parameters and
-            ``overwrite`` is False.
+        DataError: ``root`` holds data this function did not write, or a dataset with other parameters (or a
+            damaged one) and ``overwrite`` is False.
     """
     if num_patients < 1 or num_patients > 999 or frames_per_patient < 1:
         raise ValueError(f"need 1..999 patients and >= 1 frame each, got {num_patients} x {frames_per_patient}")
@@ -725,83 +750,43 @@ def write_oct_dataset(
     if seed < 0 or frame_step < 1 or size < 32:
         raise ValueError(f"seed must be >= 0, frame_step >= 1 and size >= 32; got {seed}, {frame_step}, {size}")
     root = Path(root)
-    settings = {
-        "generator": __name__,
-        "version": GENERATOR_VERSION,
-        "num_patients": num_patients,
-        "frames_per_patient": frames_per_patient,
-        "seed": seed,
-        "size": size,
-        "layout": layout,
-        "num_folds": num_folds if layout == "folds" else None,
-        "frame_step": frame_step,
-    }
-    cached = _cached_manifest(root, settings, overwrite)
-    if cached is not None:
-        return cached
-    root.mkdir(parents=True, exist_ok=True)
-    (root / _GENERATOR_FILE).write_text(json.dumps({**settings, "complete": False}, indent=2))
-
-    test_fold = _assign_folds(num_patients, num_folds, seed) if layout == "folds" else {}
-    rows = []
-    for patient in range(1, num_patients + 1):
-        patient_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(patient,)))
-        pullback = sample_pullback_params(patient_rng, frames_per_patient)
-        for index, params in enumerate(pullback):
-            frame_number = 1 + index * frame_step
-            frame_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(patient, frame_number)))
-            frame = render_frame(params, frame_rng, size)
-            frame_id = f"{patient:03d}_1_{frame_number:03d}"
-            fold = test_fold.get(patient)
-            folders = [root] if fold is None else [root / f"fold_{fold}" / "test"] + [
-                root / f"fold_{k}" / "train" for k in range(1, num_folds + 1) if k != fold
-            ]
-            image_path, mask_path = _write_frame(frame, frame_id, folders)
-            fractions = {
-                f"{name}_fraction": float((frame.mask[..., c] > 0).mean()) for c, name in enumerate(OCT_CLASSES)
-            }
-            rows.append(
-                {
-                    "id": frame_id, "patient": f"{patient:03d}", "pullback": 1, "frame": frame_number, "fold": fold,
-                    "image_path": image_path.relative_to(root).as_posix(),
-                    "mask_path": mask_path.relative_to(root).as_posix(),
-                    "has_lipid": params.lipid is not None, "has_calcium": params.calcium is not None, **fractions,
+    settings = _settings(num_patients=num_patients, frames_per_patient=frames_per_patient, seed=seed, size=size,
+                         layout=layout, num_folds=num_folds, frame_step=frame_step)
+    outputs = ("img", "mask", _MANIFEST_FILE, *(f"fold_{k}" for k in range(1, num_folds + 1)))
+    with DatasetWriter(root, writer=_WRITER, version=GENERATOR_VERSION, settings=settings,
+                       outputs=outputs) as output:
+        if output.reuse(overwrite):
+            return pd.read_csv(root / _MANIFEST_FILE, dtype={"id": str, "patient": str}).astype({"fold": "Int64"})
+        test_fold = _assign_folds(num_patients, num_folds, seed) if layout == "folds" else {}
+        rows = []
+        for patient in range(1, num_patients + 1):
+            patient_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(patient,)))
+            pullback = sample_pullback_params(patient_rng, frames_per_patient)
+            for index, params in enumerate(pullback):
+                frame_number = 1 + index * frame_step
+                frame_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(patient, frame_number)))
+                frame = render_frame(params, frame_rng, size)
+                frame_id = f"{patient:03d}_1_{frame_number:03d}"
+                fold = test_fold.get(patient)
+                folders = [""] if fold is None else [f"fold_{fold}/test"] + [
+                    f"fold_{k}/train" for k in range(1, num_folds + 1) if k != fold
+                ]
+                image_path, mask_path = _write_frame(frame, frame_id, folders, output)
+                fractions = {
+                    f"{name}_fraction": float((frame.mask[..., c] > 0).mean()) for c, name in enumerate(OCT_CLASSES)
                 }
-            )
-    manifest = pd.DataFrame(rows).astype({"fold": "Int64"})
-    manifest.to_csv(root / _MANIFEST_FILE, index=False)
-    (root / _GENERATOR_FILE).write_text(json.dumps({**settings, "complete": True}, indent=2))
+                rows.append(
+                    {
+                        "id": frame_id, "patient": f"{patient:03d}", "pullback": 1, "frame": frame_number,
+                        "fold": fold, "image_path": image_path, "mask_path": mask_path,
+                        "has_lipid": params.lipid is not None, "has_calcium": params.calcium is not None,
+                        **fractions,
+                    }
+                )
+        manifest = pd.DataFrame(rows).astype({"fold": "Int64"})
+        manifest.to_csv(output.claim(_MANIFEST_FILE), index=False)
+        output.finish()
     return manifest
-
-
-def _cached_manifest(root: Path, settings: dict, overwrite: bool) -> pd.DataFrame | None:
-    """The existing manifest if ``root`` holds a complete dataset with ``settings``; clears a stale one we wrote."""
-    generator_file = root / _GENERATOR_FILE
-    if not generator_file.is_file():
-        foreign = [p.name for p in root.glob("*") if p.name in ("img", "mask") or p.name.startswith("fold_")]
-        if foreign:
-            raise DataError(
-                f"{root} already holds {', '.join(sorted(foreign))} not written by write_oct_dataset "
-                f"(no {_GENERATOR_FILE}); "
-                "choose an empty folder for synthetic data so that real data is never overwritten"
-            )
-        return None
-    recorded = json.loads(generator_file.read_text())
-    complete = recorded.pop("complete", False)
-    if recorded == settings and complete and (root / _MANIFEST_FILE).is_file():
-        return pd.read_csv(root / _MANIFEST_FILE, dtype={"id": str, "patient": str}).astype({"fold": "Int64"})
-    if recorded != settings and complete and not overwrite:
-        changed = {k: (recorded.get(k), v) for k, v in settings.items() if recorded.get(k) != v}
-        raise DataError(
-            f"{root} holds a synthetic OCT dataset written with other parameters {changed} (recorded, requested); "
-            "pass overwrite=True to regenerate it, or choose another folder"
-        )
-    for path in [root / "img", root / "mask", *root.glob("fold_*"), root / _MANIFEST_FILE]:
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    return None
 
 
 def _assign_folds(num_patients: int, num_folds: int, seed: int) -> dict[int, int]:
@@ -811,26 +796,30 @@ def _assign_folds(num_patients: int, num_folds: int, seed: int) -> dict[int, int
     return {int(p): k + 1 for k, group in enumerate(np.array_split(order, num_folds)) for p in group}
 
 
-def _write_frame(frame: SyntheticOCTFrame, frame_id: str, folders: list[Path]) -> tuple[Path, Path]:
-    """Write the PNG and TIFF into the first folder and copy them into the others; returns the first paths."""
-    image_path = folders[0] / "img" / f"{frame_id}.png"
-    mask_path = folders[0] / "mask" / f"{frame_id}.tiff"
-    image_path.parent.mkdir(parents=True, exist_ok=True)
+def _write_frame(frame: SyntheticOCTFrame, frame_id: str, folders: list[str],
+                 output: DatasetWriter) -> tuple[str, str]:
+    """Write the PNG and TIFF into the first folder and copy them into the others; returns the first paths.
+
+    ``folders`` are relative to the dataset root (``""`` for the root itself); paths are returned the same way.
+    """
+    prefix = f"{folders[0]}/" if folders[0] else ""
+    image_rel, mask_rel = f"{prefix}img/{frame_id}.png", f"{prefix}mask/{frame_id}.tiff"
+    image_path = output.claim(image_rel)
     Image.fromarray(frame.image).save(image_path, compress_level=1)
+    mask_path = output.claim(mask_rel)
     write_oct_mask(mask_path, frame.mask)
     for folder in folders[1:]:
         for source in (image_path, mask_path):
-            target = folder / source.parent.name / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-    return image_path, mask_path
+            shutil.copyfile(source, output.claim(f"{folder}/{source.parent.name}/{source.name}"))
+    return image_rel, mask_rel
 
 
 def ensure_oct_dataset(config: OCTConfig, root: str | Path, *, overwrite: bool = False) -> Path:
     """Write (or reuse) the synthetic OCT dataset a profile asks for, in the real flat layout; returns ``root``.
 
-    Frames are written at the real dataset's 750 x 750; loaders resize them to ``config.image_size``.
+    Frames are written at the real dataset's 750 x 750; loaders resize them to ``config.image_size``. ``root``
+    is normally ``profile.data_dir("oct")``, whose name carries :func:`dataset_digest`, so other generator
+    settings get another folder and never replace this one.
     """
-    write_oct_dataset(root, num_patients=config.num_patients, frames_per_patient=config.frames_per_patient,
-                      seed=config.seed, overwrite=overwrite)
+    write_oct_dataset(root, **generator_settings(config), overwrite=overwrite)
     return Path(root)

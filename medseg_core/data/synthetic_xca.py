@@ -40,9 +40,7 @@ these folders is left to :mod:`medseg_core.data.xca`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -53,7 +51,8 @@ import pandas as pd
 from scipy import ndimage
 
 from medseg_core.config import XCAConfig
-from medseg_core.data.io import DataError, write_image
+from medseg_core.data.cache import DatasetWriter, settings_digest
+from medseg_core.data.io import write_image
 
 __all__ = [
     "VesselSegment",
@@ -74,6 +73,8 @@ __all__ = [
     "simulate_sequence",
     "write_xca_dataset",
     "ensure_xca_dataset",
+    "generator_settings",
+    "dataset_digest",
     "video_seed",
     "GENERATOR_VERSION",
     "SPLITS",
@@ -924,8 +925,8 @@ def simulate_sequence(
 # --------------------------------------------------------------------------------------------------------------
 # Dataset on disk
 # --------------------------------------------------------------------------------------------------------------
-_OWNED_ENTRIES = (*SPLITS, "manifest.csv", "generator.json")
 _MANIFEST_COLUMNS = ("split", "video", "frame", "image_path", "mask_path", "has_mask", "vessel_fraction")
+_WRITER = f"{__name__}.write_xca_dataset"
 
 
 def video_seed(seed: int, video_index: int) -> np.random.SeedSequence:
@@ -944,17 +945,23 @@ def _read_manifest(path: Path) -> pd.DataFrame:
     return manifest
 
 
-def _cache_is_valid(root: Path, params: dict[str, Any]) -> bool:
-    """True when ``root`` holds a complete dataset written with ``params`` and every listed file exists."""
-    try:
-        stored = json.loads((root / "generator.json").read_text())
-        if stored != {**params, "complete": True} or not (root / "manifest.csv").is_file():
-            return False
-        manifest = _read_manifest(root / "manifest.csv")
-    except (OSError, ValueError, KeyError):
-        return False
-    files = list(manifest["image_path"]) + [p for p in manifest["mask_path"] if p]
-    return len(manifest) > 0 and all((root / p).is_file() for p in files)
+def generator_settings(config: XCAConfig) -> dict[str, Any]:
+    """The keyword arguments of :func:`write_xca_dataset` that ``config`` determines (its generator fields)."""
+    return {
+        "image_size": int(config.image_size),
+        "num_train_videos": int(config.num_train_videos),
+        "num_val_videos": int(config.num_val_videos),
+        "num_test_videos": int(config.num_test_videos),
+        "frames_per_video": int(config.frames_per_video),
+        "label_every": int(config.label_every),
+        "seed": int(config.seed),
+        "fps": 15.0,
+    }
+
+
+def dataset_digest(config: XCAConfig) -> str:
+    """8 hex digits naming the dataset ``config`` generates (its settings and :data:`GENERATOR_VERSION`)."""
+    return settings_digest(_WRITER, GENERATOR_VERSION, generator_settings(config))
 
 
 def write_xca_dataset(
@@ -978,13 +985,12 @@ def write_xca_dataset(
     2 * ``label_every``, ...; test videos for every frame. Videos are numbered ``syn0000``, ``syn0001``, ...
     over train, then val, then test; video ``k`` is simulated from ``SeedSequence(seed, spawn_key=(k,))``, so it
     does not depend on the others. ``root/manifest.csv`` lists every frame (split, video, frame, image_path,
-    mask_path, has_mask, vessel_fraction; the fraction is empty where no mask is written) and
-    ``root/generator.json`` the parameters.
+    mask_path, has_mask, vessel_fraction; the fraction is empty where no mask is written).
 
-    ``generator.json`` is written first with ``"complete": false`` and rewritten with ``true`` at the end. If it
-    matches the parameters, is complete and every listed file exists, nothing is written (cache); otherwise the
-    generator's own entries (the split folders, manifest and generator.json) are replaced and anything else in
-    ``root`` is left alone.
+    The folder is written through :class:`~medseg_core.data.cache.DatasetWriter`: the stamp
+    ``medseg_dataset.json`` (parameters, :data:`GENERATOR_VERSION`, every file with size and SHA-256) comes last.
+    The same parameters on a complete, intact dataset return its manifest without writing; a partial output of
+    an interrupted run is redone; files this function did not write are never deleted or overwritten.
 
     Args:
         root: dataset folder; created if missing.
@@ -994,14 +1000,15 @@ def write_xca_dataset(
         label_every: label period of train and validation videos (5 in MOSXAV).
         seed: dataset seed.
         fps: frame rate of the simulation.
-        overwrite: regenerate even when the cache is valid (and write into a non-empty folder without
-            ``generator.json``, replacing only the entries named above).
+        overwrite: replace a complete dataset written with other parameters (or with missing or changed files);
+            only the files its stamp lists are deleted.
 
     Returns:
         The manifest, one row per frame.
 
     Raises:
-        DataError: ``root`` is not empty but holds no ``generator.json`` and ``overwrite`` is False.
+        DataError: ``root`` holds a dataset with other parameters, or a damaged one, and ``overwrite`` is False;
+            or it holds split folders or a manifest this function did not write.
     """
     _check_image_size(image_size)
     counts = {"train": num_train_videos, "val": num_val_videos, "test": num_test_videos}
@@ -1011,9 +1018,7 @@ def write_xca_dataset(
         raise ValueError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
     _seed_sequence(seed)
     root = Path(root)
-    params = {
-        "generator": __name__,
-        "version": GENERATOR_VERSION,
+    settings = {
         "image_size": int(image_size),
         "num_train_videos": int(num_train_videos),
         "num_val_videos": int(num_val_videos),
@@ -1023,58 +1028,39 @@ def write_xca_dataset(
         "seed": int(seed),
         "fps": float(fps),
     }
-    if not overwrite and _cache_is_valid(root, params):
-        return _read_manifest(root / "manifest.csv")
-    if not overwrite and root.is_dir() and not (root / "generator.json").is_file() and any(root.iterdir()):
-        found = ", ".join(sorted(p.name for p in root.iterdir())[:5])
-        raise DataError(
-            f"{root} is not empty ({found}) and holds no generator.json, so write_xca_dataset did not write it; "
-            f"choose an empty folder, or pass overwrite=True to replace only {', '.join(_OWNED_ENTRIES)} there"
-        )
-    for name in _OWNED_ENTRIES:
-        path = root / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "generator.json").write_text(json.dumps({**params, "complete": False}, indent=2) + "\n")
-
-    rows: list[dict[str, Any]] = []
-    video_index = 0
-    for split in SPLITS:
-        for _ in range(counts[split]):
-            video = f"syn{video_index:04d}"
-            sequence = simulate_sequence(video_seed(seed, video_index), image_size, frames_per_video, fps)
-            period = label_every if split in ("train", "val") else 1
-            for frame in range(frames_per_video):
-                image_path = f"{split}/JPEGImages/{video}/{frame:05d}.png"
-                write_image(root / image_path, sequence.frames[frame])
-                has_mask = frame % period == 0
-                mask_path = f"{split}/Annotations_Semantic/{video}/{frame:05d}.png" if has_mask else ""
-                if has_mask:
-                    write_image(root / mask_path, sequence.masks[frame])
-                fraction = float(sequence.masks[frame].mean()) if has_mask else math.nan
-                values = (split, video, frame, image_path, mask_path, has_mask, fraction)
-                rows.append(dict(zip(_MANIFEST_COLUMNS, values)))
-            video_index += 1
-    manifest = pd.DataFrame(rows, columns=list(_MANIFEST_COLUMNS))
-    manifest.to_csv(root / "manifest.csv", index=False)
-    (root / "generator.json").write_text(json.dumps({**params, "complete": True}, indent=2) + "\n")
+    with DatasetWriter(root, writer=_WRITER, version=GENERATOR_VERSION, settings=settings,
+                       outputs=(*SPLITS, "manifest.csv")) as output:
+        if output.reuse(overwrite):
+            return _read_manifest(root / "manifest.csv")
+        rows: list[dict[str, Any]] = []
+        video_index = 0
+        for split in SPLITS:
+            for _ in range(counts[split]):
+                video = f"syn{video_index:04d}"
+                sequence = simulate_sequence(video_seed(seed, video_index), image_size, frames_per_video, fps)
+                period = label_every if split in ("train", "val") else 1
+                for frame in range(frames_per_video):
+                    image_path = f"{split}/JPEGImages/{video}/{frame:05d}.png"
+                    write_image(output.claim(image_path), sequence.frames[frame])
+                    has_mask = frame % period == 0
+                    mask_path = f"{split}/Annotations_Semantic/{video}/{frame:05d}.png" if has_mask else ""
+                    if has_mask:
+                        write_image(output.claim(mask_path), sequence.masks[frame])
+                    fraction = float(sequence.masks[frame].mean()) if has_mask else math.nan
+                    values = (split, video, frame, image_path, mask_path, has_mask, fraction)
+                    rows.append(dict(zip(_MANIFEST_COLUMNS, values)))
+                video_index += 1
+        manifest = pd.DataFrame(rows, columns=list(_MANIFEST_COLUMNS))
+        manifest.to_csv(output.claim("manifest.csv"), index=False)
+        output.finish()
     return _read_manifest(root / "manifest.csv")
 
 
 def ensure_xca_dataset(config: XCAConfig, root: str | Path, *, overwrite: bool = False) -> Path:
-    """Write (or reuse) the synthetic XCA dataset described by ``config`` in ``root`` and return ``root``."""
-    write_xca_dataset(
-        root,
-        image_size=config.image_size,
-        num_train_videos=config.num_train_videos,
-        num_val_videos=config.num_val_videos,
-        num_test_videos=config.num_test_videos,
-        frames_per_video=config.frames_per_video,
-        label_every=config.label_every,
-        seed=config.seed,
-        overwrite=overwrite,
-    )
+    """Write (or reuse) the synthetic XCA dataset described by ``config`` in ``root`` and return ``root``.
+
+    ``root`` is normally ``profile.data_dir("xca")``, whose name carries :func:`dataset_digest`, so other
+    generator settings get another folder and never replace this one (see :func:`write_xca_dataset`).
+    """
+    write_xca_dataset(root, **generator_settings(config), overwrite=overwrite)
     return Path(root)

@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from medseg_core.config import XCAConfig
-from medseg_core.data.io import DataError, list_images, read_image, read_label_mask
+from medseg_core.data.io import (DataError, MaskSummary, image_size, list_images, read_image, read_label_mask,
+                                 warn_aspect_change)
 from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
 from medseg_core.data.transforms import xca_train_transforms
 
@@ -119,16 +119,6 @@ def _frame_number(path: Path) -> int:
     return int(path.stem)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DataError(f"cannot read image {path}: {error} (is the file complete and an image?)") from error
-    return height, width
-
-
 def _numbered(paths: list[Path]) -> dict[int, Path]:
     """Map frame number -> path; raises DataError for two files with the same number."""
     numbered: dict[int, Path] = {}
@@ -152,16 +142,19 @@ class XCAVideo:
         require_masks: raise if the video has no mask folder or an empty one; ``False`` allows unlabelled videos
             (for inference).
         cache: keep decoded frames and masks in memory after the first read.
+        summary: where mask facts are counted (for one warning per data set); default: the video's own.
 
     Raises:
         DataError: a folder is missing or empty, a file name is not a frame number, sizes disagree, a mask has
             no frame; the message names the files.
     """
 
-    def __init__(self, root: str | Path, name: str, require_masks: bool = True, cache: bool = True) -> None:
+    def __init__(self, root: str | Path, name: str, require_masks: bool = True, cache: bool = True,
+                 summary: MaskSummary | None = None) -> None:
         self.root = Path(root)
         self.name = name
         self.cache = cache
+        self.summary = MaskSummary() if summary is None else summary
         frames_dir = self.root / FRAMES_DIR / name
         masks_dir = self.root / MASKS_DIR / name
         if not frames_dir.is_dir():
@@ -184,9 +177,9 @@ class XCAVideo:
 
     def _check_frame_sizes(self) -> tuple[int, int]:
         first = self.frame_paths[0]
-        size = _image_size(first)
+        size = image_size(first)
         for path in self.frame_paths[1:]:
-            other = _image_size(path)
+            other = image_size(path)
             if other != size:
                 raise DataError(
                     f"video {self.name}: frame {path} is {other[0]}x{other[1]} (HxW) but {first} is "
@@ -216,7 +209,7 @@ class XCAVideo:
                     f"mask {path} has no matching frame {number:05d} in {self.root / FRAMES_DIR / self.name}"
                 )
             position = position_of[number]
-            mask_size = _image_size(path)
+            mask_size = image_size(path)
             if mask_size != self.size:
                 raise DataError(
                     f"mask {path} is {mask_size[0]}x{mask_size[1]} (HxW) but its frame {self.frame_paths[position]} "
@@ -243,10 +236,13 @@ class XCAVideo:
         return f"{self.name}/{self.frame_numbers[position]:05d}"
 
     def read_frame(self, position: int) -> np.ndarray:
-        """Frame at ``position`` as ``(H, W)`` uint8 (RGB files converted to gray)."""
+        """Frame at ``position`` as ``(H, W)``: uint8 for 8-bit files, float32 in [0, 1] for other bit depths.
+
+        RGB files are converted to gray; see :func:`medseg_core.data.io.read_image` (``exact=True``).
+        """
         if position in self._frame_cache:
             return self._frame_cache[position]
-        frame = read_image(self.frame_paths[position], "L")
+        frame = read_image(self.frame_paths[position], "L", exact=True)
         if self.cache:
             self._frame_cache[position] = frame
         return frame
@@ -257,13 +253,13 @@ class XCAVideo:
             raise KeyError(f"frame {self.frame_id(position)} has no mask; labelled positions: {self.labelled_frames}")
         if position in self._mask_cache:
             return self._mask_cache[position]
-        mask = read_label_mask(self.mask_paths[position], num_classes=2)
+        mask = read_label_mask(self.mask_paths[position], num_classes=2, summary=self.summary)
         if self.cache:
             self._mask_cache[position] = mask
         return mask
 
     def read_window(self, position: int, window_length: int, policy: str = "centre") -> np.ndarray:
-        """Frames of the window around ``position`` (see :func:`window_indices`) as ``(T, H, W)`` uint8."""
+        """Frames of the window around ``position`` (see :func:`window_indices`) as ``(T, H, W)`` (see read_frame)."""
         indices = window_indices(position, self.num_frames, window_length, policy)
         return np.stack([self.read_frame(index) for index in indices])
 
@@ -318,6 +314,10 @@ class XCAWindowDataset(Dataset):
         videos: names of the videos to use (default: all in ``root``).
         cache: keep decoded frames in memory (each DataLoader worker holds its own copy).
 
+    Building the dataset reads every mask once and warns once if none has a vessel pixel, if masks are stored as
+    0/255, or if ``image_size`` changes the videos' aspect ratio. Frames of any bit depth are read faithfully
+    (:meth:`XCAVideo.read_frame`) and then divided by their maximum.
+
     Attributes:
         videos: the :class:`XCAVideo` objects.
         samples: pandas DataFrame with one row per item: ``video``, ``frame`` (frame number), ``id``.
@@ -358,7 +358,9 @@ class XCAWindowDataset(Dataset):
             if unknown:
                 raise DataError(f"videos {unknown} not found in {self.root / FRAMES_DIR}; available: {available}")
             names = list(videos)
-        self.videos = [XCAVideo(self.root, name, require_masks=True, cache=cache) for name in names]
+        self.summary = MaskSummary()
+        self.videos = [XCAVideo(self.root, name, require_masks=True, cache=cache, summary=self.summary)
+                       for name in names]
         for video in self.videos:
             if video.num_frames < window_length:
                 warnings.warn(
@@ -368,6 +370,13 @@ class XCAWindowDataset(Dataset):
                     stacklevel=2,
                 )
         self._index = [(v, position) for v, video in enumerate(self.videos) for position in video.labelled_frames]
+        for video_index, position in self._index:  # every mask once: one warning per data set, not per file
+            self.videos[video_index].read_mask(position)
+        label = f"XCA split {self.root} ({len(self.videos)} videos, {len(self._index)} labelled frames)"
+        self.summary.warn(label)
+        if self.image_size is not None:
+            warn_aspect_change({video.name: video.size for video in self.videos}, self.image_size, label, "videos",
+                               "pass image_size=(H, W) with their aspect ratio, or crop them")
         self.samples = pd.DataFrame(
             {
                 "video": [self.videos[v].name for v, _ in self._index],
@@ -407,6 +416,7 @@ def xca_dataloaders(
     splits: Sequence[str] = SPLITS,
     time_axis: bool = True,
     augment_strength: str = "paper",
+    val_fraction: float = 0.2,
 ) -> dict[str, DataLoader]:
     """DataLoaders for the split folders ``root/<split>``: "train" shuffled and augmented, the others neither.
 
@@ -415,29 +425,39 @@ def xca_dataloaders(
     repeats in worker processes. With ``num_workers=0`` augmentation draws from torch's global generator: seed it
     with :func:`medseg_core.runtime.seed_everything`.
 
+    Real MOSXAV has ``train/`` and ``test/`` only: when "val" is asked for and ``root/val`` is absent,
+    ``val_fraction`` of the videos of ``train/`` (at least one, and at least one left) become the validation set,
+    by video (frames of one video are near duplicates), chosen by a permutation seeded with ``seed``; a warning
+    names them. Add a ``val/`` folder to choose them yourself.
+
     Args:
         root: folder holding one split folder per name in ``splits`` (as written by ``write_xca_dataset``).
         xca_config: the profile's :class:`~medseg_core.config.XCAConfig`.
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
-        seed: seed of the shuffling generator.
-        splits: split folders to load; each must exist (real MOSXAV has "train" and "test" only).
+        seed: seed of the shuffling generator and of the validation videos carved from ``train/``.
+        splits: split folders to load; each must exist, except "val" (see above).
         time_axis: image batches ``(B, 1, T, H, W)`` (True, SVSnet) or ``(B, T, H, W)`` (False, 2D networks).
         augment_strength: "paper" or "light", see :func:`~medseg_core.data.transforms.xca_train_transforms`.
+        val_fraction: share of the training videos used for validation when ``root/val`` is absent.
 
     Returns:
         ``{split: DataLoader}`` in the order of ``splits``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     root = Path(root)
-    missing = [split for split in splits if not (root / split).is_dir()]
+    carve = "val" in splits and not (root / "val").is_dir() and (root / "train").is_dir()
+    missing = [split for split in splits if not (root / split).is_dir() and not (split == "val" and carve)]
     if missing:
         present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise DataError(
-            f"split folders {missing} not found in {root} (present: {present}); pass splits=... to choose others. "
-            f"Each split: {_LAYOUT_HELP}"
+            f"split folders {missing} not found in {root} (present: {present}); a missing val/ is carved from "
+            f"train/, every other split needs its folder. Each split: {_LAYOUT_HELP}"
         )
+    chosen = dict(zip(("train", "val"), _carve_validation(root, val_fraction, seed))) if carve else {}
     loaders: dict[str, DataLoader] = {}
     for split in splits:
         is_train = split == "train"
@@ -445,12 +465,13 @@ def xca_dataloaders(
             xca_train_transforms(xca_config.image_size, augment_strength) if is_train and xca_config.augment else None
         )
         dataset = XCAWindowDataset(
-            root / split,
+            root / ("train" if split in chosen else split),
             window_length=xca_config.window_length,
             window_policy=xca_config.window_policy,
             transform=transform,
             time_axis=time_axis,
             image_size=xca_config.image_size,
+            videos=chosen.get(split),
         )
         loaders[split] = DataLoader(
             dataset,
@@ -462,3 +483,24 @@ def xca_dataloaders(
             persistent_workers=num_workers > 0,
         )
     return loaders
+
+
+def _carve_validation(root: Path, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(training videos, validation videos) of ``root/train``, split by video, with a warning naming them."""
+    names = list_videos(root / "train")
+    if len(names) < 2:
+        raise DataError(
+            f"{root} has no val/ folder and {root / 'train'} holds {len(names)} video, so no validation video can "
+            "be set aside (splits are by video); add a val/ split folder"
+        )
+    count = min(len(names) - 1, max(1, int(round(val_fraction * len(names)))))
+    picked = set(np.random.default_rng(seed).permutation(len(names))[:count].tolist())
+    val = [name for index, name in enumerate(names) if index in picked]
+    warnings.warn(
+        f"{root} has no val/ folder: validation uses {count} of the {len(names)} videos of train/ "
+        f"({', '.join(val)}), chosen by video with seed {seed}, and training the other {len(names) - count}; "
+        "add a val/ folder to choose them yourself",
+        UserWarning,
+        stacklevel=3,
+    )
+    return [name for name in names if name not in val], val
