@@ -87,7 +87,8 @@ REFERENCE_SIZE = 512
 """All geometry is sampled on a 512 x 512 reference frame and scaled to the requested frame size."""
 
 _STEP = 1.0  # centreline sampling step while growing the tree, reference pixels
-_MIN_RADIUS = 1.0  # vessels end when thinner than 2 px on the reference frame
+_MIN_RADIUS = 1.5  # vessels end when thinner than 3 px on the reference frame
+_MIN_BRANCH_RADIUS = 2.2  # side branches start at least this thick (4.4 px wide) on the reference frame
 _MAX_GENERATION = 3
 _RENDER_SPACING = 0.5  # centreline points are resampled to at most this spacing (frame pixels) before rendering
 _TREE_CANVAS = (-20.0, REFERENCE_SIZE + 20.0)  # vessels end once they leave this reference-pixel box
@@ -115,8 +116,12 @@ class VesselSegment:
             pixel apart.
         radii: ``(N,)`` lumen radius in pixels at each point.
         path_length: ``(N,)`` distance from the ostium along the tree in pixels (drives the contrast arrival).
-        generation: 0 for the main vessel, 1 for its side branches, and so on.
-        parent: index of the parent segment in :attr:`VesselTree.segments`, -1 for the main vessel.
+        generation: 0 for the trunk (left main), 1 for the major vessels it splits into, 2 for their side
+            branches, and so on.
+        parent: index of the parent segment in :attr:`VesselTree.segments`, -1 for the trunk.
+        layer: depth layer (0 for the trunk and the first major vessel, 1, 2 for the others and all their side
+            branches): where vessels of different layers cross in projection their chords add, within a layer
+            overlapping vessels merge.
     """
 
     centreline: np.ndarray
@@ -124,6 +129,7 @@ class VesselSegment:
     path_length: np.ndarray
     generation: int
     parent: int
+    layer: int = 0
 
     @property
     def length(self) -> float:
@@ -170,7 +176,12 @@ class VesselTree:
         factor = image_size / self.image_size
         segments = tuple(
             VesselSegment(
-                _rescale_points(s.centreline, factor), s.radii * factor, s.path_length * factor, s.generation, s.parent
+                _rescale_points(s.centreline, factor),
+                s.radii * factor,
+                s.path_length * factor,
+                s.generation,
+                s.parent,
+                s.layer,
             )
             for s in self.segments
         )
@@ -193,6 +204,7 @@ class _GrowingVessel:
     start_path_length: float
     generation: int
     parent: int
+    layer: int
 
 
 def _angle_towards(heading: float, target: float) -> float:
@@ -200,40 +212,49 @@ def _angle_towards(heading: float, target: float) -> float:
     return (target - heading + math.pi) % (2.0 * math.pi) - math.pi
 
 
+def _side_branch_length(rng: np.random.Generator, radius: float) -> float:
+    """Length of a side branch of ``radius`` px: log-normal, median 45 radii (most are short, a few long)."""
+    return float(np.clip(radius * 45.0 * math.exp(rng.normal(0.0, 0.7)), 20.0, 350.0))
+
+
 def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[VesselSegment, list[_GrowingVessel]]:
     """Random-walk one vessel on the reference frame and schedule its side branches.
 
-    The heading follows a smooth curvature (an Ornstein-Uhlenbeck process: radius of curvature of about
-    200-400 px, correlated over about 60 px), bends gently inwards when the vessel nears the frame border, and
-    the radius tapers linearly and thins out over the distal fifth; at each side branch the continuing radius drops
-    by Murray's law.
+    The heading meanders: its curvature is an Ornstein-Uhlenbeck process (standard deviation 1/36-1/28 per px,
+    correlated over 8-15 px, which gives the tortuosity of real coronaries) added to a slow constant bend, and it
+    is pulled back towards the vessel's initial direction over about 100 px, so vessels wiggle but do not curl up.
+    A vessel that leaves the frame ends there (as in a real, collimated view). The radius tapers by 10-25 % along the vessel, thins out over the
+    distal fifth and drops at each side branch by Murray's law. The trunk (generation 0) only tapers: it neither
+    thins out nor branches before its end, where :func:`_main_branches` split it. Side branches leave every 12-28 px (farther apart
+    on thinner vessels), alternating sides, 25-75 degrees off the parent, with a radius drawn uniformly between 2.2 px and 65 % of a major vessel's (75 % of a side branch's), so most are
+    thin and Murray's law barely thins the major vessels, and log-normal lengths (:func:`_side_branch_length`).
     """
-    curvature_sd = rng.uniform(1 / 400, 1 / 200)
-    correlation = math.exp(-_STEP / 60.0)
-    taper = vessel.radius * rng.uniform(0.05, 0.15) / vessel.max_length  # radius lost per pixel
-    branch_spacing = rng.uniform(22.0, 40.0) * (1.0 + 0.35 * vessel.generation)
-    next_branch = rng.uniform(0.5, 1.4) * branch_spacing
+    curvature_sd = 1.0 / rng.uniform(28.0, 36.0)
+    correlation = math.exp(-_STEP / rng.uniform(8.0, 15.0))
+    bend = rng.uniform(-1.0, 1.0) / 500.0  # slow constant curvature, radians per px
+    pull = 1.0 / 100.0  # heading relaxes towards its initial direction (plus the bend) at this rate per px
+    trunk = vessel.generation == 0
+    taper = vessel.radius * rng.uniform(0.1, 0.25) / vessel.max_length * (0.3 if trunk else 1.0)  # per pixel
+    branch_spacing = rng.uniform(12.0, 28.0) * (1.0 + 0.5 * max(vessel.generation - 1, 0))
+    next_branch = rng.uniform(0.5, 1.5) * branch_spacing
     side = float(rng.choice((-1.0, 1.0)))
     steps = int(vessel.max_length / _STEP)
-    tail, end_radius = max(20.0, 0.2 * vessel.max_length), _MIN_RADIUS * rng.uniform(1.0, 1.4)
+    tail, end_radius = max(15.0, 0.2 * vessel.max_length), _MIN_RADIUS * rng.uniform(1.0, 1.3)
     innovations = rng.normal(0.0, curvature_sd * math.sqrt(1 - correlation**2), size=steps)
-    low, high = 40.0, REFERENCE_SIZE - 40.0  # inside this box the walk is free; outside it bends inwards gently
-    target_row, target_col = 0.55 * REFERENCE_SIZE, 0.5 * REFERENCE_SIZE
 
     row, col = float(vessel.start[0]), float(vessel.start[1])
-    heading, curvature, radius = vessel.heading, float(rng.normal(0.0, curvature_sd)), vessel.radius
+    heading, preferred = vessel.heading, vessel.heading
+    curvature, radius = float(rng.normal(0.0, curvature_sd)), vessel.radius
     points, radii = [(row, col)], [radius]
     children: list[_GrowingVessel] = []
     for step in range(1, steps + 1):
         curvature = correlation * curvature + innovations[step - 1]
-        heading += curvature * _STEP
-        if not (low < row < high and low < col < high):
-            turn = _angle_towards(heading, math.atan2(target_row - row, target_col - col))
-            heading += min(max(turn, -0.012), 0.012)
+        preferred += bend * _STEP
+        heading += (curvature + pull * _angle_towards(heading, preferred)) * _STEP
         row, col = row + _STEP * math.sin(heading), col + _STEP * math.cos(heading)
         radius -= taper * _STEP
         remaining = vessel.max_length - step * _STEP
-        if remaining < tail:  # the distal end thins out instead of stopping bluntly
+        if remaining < tail and not trunk:  # the distal end thins out instead of stopping bluntly
             radius -= (radius - end_radius) * _STEP / max(remaining, _STEP)
         if radius < _MIN_RADIUS or not (
             _TREE_CANVAS[0] < row < _TREE_CANVAS[1] and _TREE_CANVAS[0] < col < _TREE_CANVAS[1]
@@ -242,46 +263,79 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
         points.append((row, col))
         radii.append(radius)
         distance = step * _STEP
-        if distance >= next_branch and vessel.generation < _MAX_GENERATION:
-            next_branch = distance + rng.uniform(0.6, 1.4) * branch_spacing
-            ratio = rng.uniform(0.75, 0.85) if (vessel.generation == 0 and not children) else rng.uniform(0.4, 0.7)
-            branch_radius = radius * ratio
-            if branch_radius < 1.8 * _MIN_RADIUS:
+        if distance >= next_branch and 0 < vessel.generation < _MAX_GENERATION and remaining > tail:
+            next_branch = distance + rng.uniform(0.5, 1.5) * branch_spacing
+            largest = radius * (0.65 if vessel.generation == 1 else 0.75)
+            if largest < _MIN_BRANCH_RADIUS:
                 continue
+            branch_radius = rng.uniform(_MIN_BRANCH_RADIUS, largest)
             side = -side if rng.random() < 0.7 else side
-            angle = math.radians(rng.uniform(35.0, 80.0))
-            if math.sin(heading + side * angle) < -0.3:  # branches run towards the apex, not back up the heart
+            angle = math.radians(rng.uniform(25.0, 75.0))
+            if math.sin(heading + side * angle) < -0.5:  # branches run towards the apex, not back up the heart
                 side = -side
             children.append(
                 _GrowingVessel(
                     start=np.array([row, col]),
                     heading=heading + side * angle,
                     radius=branch_radius,
-                    max_length=branch_radius * rng.uniform(90.0, 140.0),
+                    max_length=_side_branch_length(rng, branch_radius),
                     start_path_length=vessel.start_path_length + distance,
                     generation=vessel.generation + 1,
                     parent=-1,  # filled in by the caller, which knows this vessel's index
+                    layer=vessel.layer,
                 )
             )
             radius = (radius**3 - branch_radius**3) ** (1.0 / 3.0)  # Murray's law
             radii[-1] = radius
     centreline = np.asarray(points)
     path_length = vessel.start_path_length + _STEP * np.arange(len(points), dtype=np.float64)
-    segment = VesselSegment(centreline, np.asarray(radii), path_length, vessel.generation, vessel.parent)
+    segment = VesselSegment(
+        centreline, np.asarray(radii), path_length, vessel.generation, vessel.parent, vessel.layer
+    )
     return segment, children
 
 
-def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
-    """Grow one tree on the reference frame, breadth first from a main vessel at a random ostium."""
-    ostium = np.array([rng.uniform(0.1, 0.25), rng.uniform(0.3, 0.5)]) * REFERENCE_SIZE
-    heading = math.radians(rng.uniform(45.0, 95.0))
-    if rng.random() < 0.5:  # mirror left/right so trees run either way
-        ostium[1] = REFERENCE_SIZE - ostium[1]
-        heading = math.pi - heading
-    queue = [
-        _GrowingVessel(ostium, heading, rng.uniform(5.5, 6.0), rng.uniform(480.0, 620.0), 0.0, 0, -1)
+def _main_branches(rng: np.random.Generator, trunk: VesselSegment, heading: float) -> list[_GrowingVessel]:
+    """The two (or, with a ramus, three) major vessels at the end of the trunk, split by Murray's law.
+
+    They fan out 50-110 degrees from each other around a direction 20-50 degrees below the trunk's heading (the
+    ramus in the middle); each lies in its own depth layer, so where they cross in projection their chords add.
+    """
+    count = 3 if rng.random() < 0.3 else 2
+    shares = rng.dirichlet(np.full(count, 6.0))  # share of the trunk's r**3 each one takes (Murray's law)
+    spread = math.radians(rng.uniform(50.0, 110.0))
+    centre = heading + math.radians(rng.uniform(20.0, 50.0))
+    headings = (centre - spread / 2, centre + spread / 2, centre)
+    lengths = (rng.uniform(330.0, 470.0), rng.uniform(250.0, 380.0), rng.uniform(150.0, 260.0))
+    start, radius = trunk.centreline[-1], float(trunk.radii[-1])
+    return [
+        _GrowingVessel(
+            start=start.copy(),
+            heading=headings[index],
+            radius=radius * float(shares[index]) ** (1.0 / 3.0),
+            max_length=lengths[index],
+            start_path_length=float(trunk.path_length[-1]),
+            generation=1,
+            parent=0,
+            layer=index,
+        )
+        for index in range(count)
     ]
-    segments: list[VesselSegment] = []
+
+
+def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
+    """Grow one left-coronary-like tree on the reference frame, breadth first from a short thick trunk.
+
+    The trunk (the left main, 13-17 px wide, 30-90 px long) leaves an ostium in the upper left of the frame and
+    splits into two or three major vessels that fan out down and to the right; their side branches fill a compact
+    territory instead of spanning the frame. Half the trees are then mirrored left/right.
+    """
+    ostium = np.array([rng.uniform(0.08, 0.3), rng.uniform(0.1, 0.35)]) * REFERENCE_SIZE
+    heading = math.radians(rng.uniform(-15.0, 35.0))
+    trunk, _ = _grow_vessel(rng, _GrowingVessel(ostium, heading, rng.uniform(7.0, 9.0), rng.uniform(30.0, 90.0),
+                                                0.0, 0, -1, 0))
+    segments: list[VesselSegment] = [trunk]
+    queue = _main_branches(rng, trunk, heading)
     while queue:
         vessel = queue.pop(0)
         segment, children = _grow_vessel(rng, vessel)
@@ -290,6 +344,10 @@ def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
         for child in children:
             child.parent = index
         queue.extend(children)
+    if rng.random() < 0.5:  # mirror left/right so trees run either way
+        segments = [
+            dataclasses.replace(s, centreline=s.centreline * [1.0, -1.0] + [0.0, REFERENCE_SIZE - 1.0]) for s in segments
+        ]
     return segments
 
 
@@ -305,7 +363,7 @@ def sample_vessel_tree(
     rng: np.random.Generator,
     image_size: int,
     *,
-    coverage_range: tuple[float, float] = (0.065, 0.11),
+    coverage_range: tuple[float, float] = (0.055, 0.1),
     max_attempts: int = 40,
 ) -> VesselTree:
     """Sample a coronary-like vessel tree for an ``image_size`` x ``image_size`` frame.
@@ -447,7 +505,27 @@ def render_vessel_thickness(
         np.ones(len(s.radii)) if concentration is None else np.asarray(concentration(s.path_length), dtype=np.float64)
         for s in tree.segments
     ]
-    return _render_tubes(centrelines, [s.radii for s in tree.segments], weights, image_size)
+    for segment, weight in zip(tree.segments, weights):
+        if segment.parent >= 0 and tree.segments[segment.parent].layer != segment.layer:
+            weight[_inside_parent(tree, segment)] = 0.0  # the parent's tube already holds the junction
+    layers = sorted({s.layer for s in tree.segments})
+    return sum(
+        _render_tubes(
+            [c for c, s in zip(centrelines, tree.segments) if s.layer == layer],
+            [s.radii for s in tree.segments if s.layer == layer],
+            [w for w, s in zip(weights, tree.segments) if s.layer == layer],
+            image_size,
+        )
+        for layer in layers
+    )
+
+
+def _inside_parent(tree: VesselTree, segment: VesselSegment) -> np.ndarray:
+    """``(N,)`` True for the first points of ``segment`` that lie within its parent's lumen at the branch point."""
+    parent = tree.segments[segment.parent]
+    junction = int(np.argmin(np.linalg.norm(parent.centreline - segment.centreline[0], axis=1)))
+    from_start = segment.path_length - segment.path_length[0]
+    return from_start < parent.radii[junction]
 
 
 # --------------------------------------------------------------------------------------------------------------
