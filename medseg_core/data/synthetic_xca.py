@@ -4,33 +4,51 @@ This module owns the generator that stands in for the (private or licence-restri
 trained on (Hao et al., "Sequential vessel segmentation via deep channel attention network", Neural Networks
 2020). It builds every frame from a small physical model, one stage per function, so notebook 01 can show each:
 
-1. :func:`sample_vessel_tree` - a coronary-like tree: a main vessel from an ostium with recursive side branches,
-   smooth centrelines from a random walk on the curvature, radii that taper and drop at every side branch by
-   Murray's law (``r_parent**3 = r_continuing**3 + r_branch**3``); widths 2-12 px on a 512 x 512 frame and
-   proportionally smaller on smaller frames.
+1. :func:`sample_vessel_tree` - a left-coronary-like tree: a short thick trunk (the left main, 14-18 px wide on a
+   512 x 512 frame) from an ostium in the upper part of the frame splits into two or three major vessels that fan
+   out over a compact territory (about a third of the frame, not all of it); each carries many short side
+   branches (log-normal lengths, most 40-150 px), which carry a few of their own. Centrelines meander (a random
+   walk on the curvature, correlated over 8-15 px, pulled back towards the vessel's course), so vessels are
+   tortuous without curling up. Radii taper and drop at every side branch by Murray's law
+   (``r_parent**3 = r_continuing**3 + r_branch**3``); vessels end when thinner than 3 px.
 2. :func:`render_vessel_thickness` - the projected lumen thickness: the chord ``2 * sqrt(r**2 - d**2)`` of each
-   cylinder, averaged exactly over the pixel across the vessel, which gives sub-pixel soft edges.
+   cylinder, averaged exactly over the pixel across the vessel, which gives sub-pixel soft edges. The major vessels
+   and their branches lie at different depths (``VesselSegment.layer``): where they cross in projection their
+   chords add (a darker crossing), while vessels of one layer merge at their branch points.
 3. :func:`render_background` - soft tissue: low-frequency texture, a few oblique rib bands, the heart shadow,
    the diaphragm and the image intensifier's darker corners, as an attenuation (optical depth) map.
-4. :func:`sample_catheter` / :func:`render_catheter` - an unlabelled contrast-filled catheter of constant width
+4. :func:`render_collimator` - the collimator's shutter blades: dark (or, for wedge filters, grey) regions beyond
+   straight edges near the frame border, often with a bright rim; fixed to the detector, kept clear of the
+   vessels and never labelled - straight dark edges a model must learn are not vessels.
+5. :func:`sample_catheter` / :func:`render_catheter` - an unlabelled contrast-filled catheter of constant width
    that enters from the image border and ends at the ostium: dark, but never in the mask.
-5. :func:`sample_motion` / :func:`cardiac_displacement` / :func:`respiratory_shift` - periodic non-rigid cardiac
+6. :func:`sample_motion` / :func:`cardiac_displacement` / :func:`respiratory_shift` - periodic non-rigid cardiac
    deformation (a smooth field scaled by a heartbeat waveform, 60-90 beats per minute) and a slow respiratory
    translation of the whole scene.
-6. :class:`ContrastBolus` - contrast wash-in that travels along the tree from the ostium.
-7. :func:`simulate_sequence` - Beer-Lambert image formation, ``counts ~ Poisson(N0 * exp(-(background + mu * c *
-   chord)))``, with independent quantum noise in every frame, so temporal context genuinely helps.
+7. :class:`ContrastBolus` - contrast wash-in that travels along the tree from the ostium, and wash-out from
+   0.5-2.5 s on, when the concentration decays (time constant 0.3-0.6 s) towards 15-35 % of its peak.
+8. :func:`simulate_sequence` - Beer-Lambert image formation, ``counts ~ Poisson(N0 * exp(-(background +
+   collimator + mu * c * chord)))``, with independent quantum noise in every frame, so temporal context
+   genuinely helps.
 
 Mask rule (one rule, every frame): a pixel is vessel when the contrast agent alone darkens it by at least
 ``mask_min_contrast`` (5 % by default) in the noise-free frame, i.e. ``1 - exp(-mu * c * chord) >=
 mask_min_contrast``. A fully opacified vessel is therefore labelled up to its edge, while vessel parts the bolus
 has not reached yet are not labelled. The bolus reaches the ostium 0.03-0.1 s before frame 0 and fills the whole
 tree within the first 0.3 s (by frame 4 at 15 fps), so frame 0 (and at most the next few) show a partly filled,
-smaller mask and every later frame the whole tree; MOSXAV-style labels on frames 0, 5, 10, ... are therefore all
-post-wash-in but the first. At frame 0 the proximal main vessel already darkens its pixels by more than 15 %, so a
-mask can only be empty if ``mask_min_contrast`` is set above that. Post-wash-in masks cover about 6.5-8 % of a
-512 x 512 frame (real expert annotations: 5-12 %, median about 8 %) and 8-11 % of a 128 x 128 frame, where
-partial-volume averaging makes thin vessels visible over more pixels than their width.
+smaller mask; MOSXAV-style labels on frames 0, 5, 10, ... are therefore all post-wash-in but the first. The same
+rule holds during wash-out: as ``c`` falls, a pixel leaves the mask once its darkening drops below the threshold,
+the thinnest vessels (shortest chords) first; with the residual 15-35 % most vessels stay labelled while their
+image contrast fades to a fraction, as an annotator would still trace them. The blades and the catheter never
+enter the rule (it depends on the contrast agent alone). At frame 0 the proximal trunk already darkens its
+pixels by more than 15 %, so a mask can only be empty if ``mask_min_contrast`` is set above that.
+
+Morphology against real annotations (:mod:`medseg_core.data.morphology`, ``tests/test_morphology.py``): on
+512 x 512 frames the labelled fully opacified masks fall inside the 5-95 % range of 30 real expert masks (vessel
+fraction, median and 90th-percentile width, centreline length, branch points, tortuosity, convex-hull extent,
+components) for nearly every frame; their vessel fraction (median about 6.5 %, real 7.7 %) and widths sit in the
+lower half of the real ranges. On smaller frames the geometry scales down and partial-volume averaging makes thin
+vessels cover more pixels than their width.
 
 :func:`write_xca_dataset` writes ``root/{train,val,test}/JPEGImages/<video>/00000.png`` (8-bit grayscale
 frames) and ``root/{train,val,test}/Annotations_Semantic/<video>/00000.png`` (vessel = 1), with train and
@@ -44,7 +62,7 @@ import json
 import math
 import shutil
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -65,6 +83,7 @@ __all__ = [
     "sample_vessel_tree",
     "render_vessel_thickness",
     "render_background",
+    "render_collimator",
     "sample_catheter",
     "render_catheter",
     "sample_motion",
@@ -79,7 +98,7 @@ __all__ = [
     "SPLITS",
 ]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bumped whenever a change alters the generated pixels, so cached datasets are regenerated."""
 
 SPLITS = ("train", "val", "test")
@@ -170,6 +189,23 @@ class VesselTree:
     def total_length(self) -> float:
         """Summed centreline length of all segments in pixels."""
         return sum(segment.length for segment in self.segments)
+
+    @cached_property
+    def render_samples(self) -> dict[str, np.ndarray]:
+        """The centrelines at rest, resampled for rendering, concatenated: ``points`` ``(N, 2)``, ``radius``,
+        ``path_length``, ``layer`` and ``weight`` ``(N,)`` (weight 0 where a vessel starts inside a parent of
+        another layer, whose tube already holds the junction, so the junction is not doubly dark)."""
+        parts: dict[str, list[np.ndarray]] = {"points": [], "radius": [], "path_length": [], "layer": [], "weight": []}
+        for segment in self.segments:
+            points, (radius, path_length) = _resample_polyline(
+                segment.centreline, [segment.radii, segment.path_length], _RENDER_SPACING
+            )
+            weight = np.ones(len(points))
+            if segment.parent >= 0 and self.segments[segment.parent].layer != segment.layer:
+                weight[_inside_parent(self, segment, path_length)] = 0.0
+            for name, value in zip(parts, (points, radius, path_length, np.full(len(points), segment.layer), weight)):
+                parts[name].append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
 
     def scaled(self, image_size: int) -> "VesselTree":
         """The same tree for a frame of ``image_size`` pixels (coordinates, radii and path lengths scaled)."""
@@ -428,9 +464,7 @@ def _render_tubes(
 ) -> np.ndarray:
     """Projected thickness of tubes, each pixel averaged across the tube: ``(H, W)`` float64, pixels.
 
-    Every centreline point stamps ``weight * mean over the pixel of 2 sqrt(r^2 - x^2)`` (exact 1D pixel-box
-    integral across the vessel) onto the pixels around it; overlapping tubes (bifurcations, crossings) are merged
-    by their maximum, so a branch point is not doubly dark.
+    The centrelines are resampled to :data:`_RENDER_SPACING` and stamped by :func:`_stamp_tubes`.
     """
     resampled = [
         _resample_polyline(points, [radius, weight], _RENDER_SPACING)
@@ -442,6 +476,18 @@ def _render_tubes(
     points = np.concatenate([p for p, _ in resampled])
     radius = np.concatenate([v[0] for _, v in resampled])
     weight = np.concatenate([v[1] for _, v in resampled])
+    return _stamp_tubes(points, radius, weight, image_size)
+
+
+def _stamp_tubes(points: np.ndarray, radius: np.ndarray, weight: np.ndarray, image_size: int) -> np.ndarray:
+    """Projected thickness ``(H, W)`` of tubes sampled at points ``(N, 2)`` with radii and weights ``(N,)``.
+
+    Every point stamps ``weight * mean over the pixel of 2 sqrt(r^2 - x^2)`` (exact 1D pixel-box integral across
+    the vessel) onto the pixels around it; overlapping tubes (bifurcations, crossings) are merged by their
+    maximum, so a branch point is not doubly dark. Points must lie at most :data:`_RENDER_SPACING` apart.
+    """
+    if len(points) == 0:
+        return np.zeros((image_size, image_size))
     reach = np.ceil(radius + 1.0).astype(np.int64)  # pixels a point can touch: |d| <= r + 0.5 around it
     pad = 2 * int(reach.max(initial=1)) + 1  # points farther outside than this cannot touch the frame
     keep = np.all((points > -pad + reach[:, None]) & (points < image_size + pad - 1 - reach[:, None]), axis=1)
@@ -500,32 +546,22 @@ def render_vessel_thickness(
     _check_image_size(image_size)
     if tree.image_size != image_size:
         tree = tree.scaled(image_size)
-    centrelines = [_displaced(s.centreline, displacement) for s in tree.segments]
-    weights = [
-        np.ones(len(s.radii)) if concentration is None else np.asarray(concentration(s.path_length), dtype=np.float64)
-        for s in tree.segments
-    ]
-    for segment, weight in zip(tree.segments, weights):
-        if segment.parent >= 0 and tree.segments[segment.parent].layer != segment.layer:
-            weight[_inside_parent(tree, segment)] = 0.0  # the parent's tube already holds the junction
-    layers = sorted({s.layer for s in tree.segments})
+    samples = tree.render_samples
+    points = _displaced(samples["points"], displacement)
+    weight = samples["weight"]
+    if concentration is not None:
+        weight = weight * np.asarray(concentration(samples["path_length"]), dtype=np.float64)
     return sum(
-        _render_tubes(
-            [c for c, s in zip(centrelines, tree.segments) if s.layer == layer],
-            [s.radii for s in tree.segments if s.layer == layer],
-            [w for w, s in zip(weights, tree.segments) if s.layer == layer],
-            image_size,
-        )
-        for layer in layers
+        _stamp_tubes(points[in_layer], samples["radius"][in_layer], weight[in_layer], image_size)
+        for in_layer in (samples["layer"] == layer for layer in np.unique(samples["layer"]))
     )
 
 
-def _inside_parent(tree: VesselTree, segment: VesselSegment) -> np.ndarray:
-    """``(N,)`` True for the first points of ``segment`` that lie within its parent's lumen at the branch point."""
+def _inside_parent(tree: VesselTree, segment: VesselSegment, path_length: np.ndarray) -> np.ndarray:
+    """True where ``path_length`` (of points on ``segment``) lies within its parent's radius of the branch point."""
     parent = tree.segments[segment.parent]
     junction = int(np.argmin(np.linalg.norm(parent.centreline - segment.centreline[0], axis=1)))
-    from_start = segment.path_length - segment.path_length[0]
-    return from_start < parent.radii[junction]
+    return path_length - segment.path_length[0] < parent.radii[junction]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -660,6 +696,54 @@ def render_background(rng: np.random.Generator, image_size: int, *, margin: int 
     return attenuation
 
 
+def render_collimator(rng: np.random.Generator, tree: VesselTree, *, clearance: float = 0.06) -> np.ndarray:
+    """Attenuation (optical depth) of the collimator's shutter blades, ``(H, W)`` float64, fixed to the detector.
+
+    Each side of the frame carries a blade with probability 0.4: it covers the frame beyond a straight edge tilted
+    by up to 8 degrees, 2-18 % of the frame in from the border but never closer than ``clearance`` (a fraction of
+    the frame, more than cardiac and respiratory motion) to a vessel centreline, so no labelled vessel hides
+    behind it. Lead blades are nearly opaque (optical depth 1.5-3), a semi-transparent wedge filter (one blade in
+    four) 0.3-0.7. The edge has a 1-2 px penumbra (512 frame) and, in half the views, a bright 2-4 px rim inside
+    it, the overshoot of the imaging chain's edge enhancement. Blades are not vessels: never in the mask.
+
+    Args:
+        rng: random generator.
+        tree: the vessel tree the blades keep clear of; its frame size is the result's.
+        clearance: smallest distance from a blade to a vessel centreline, fraction of the frame size.
+    """
+    size = tree.image_size
+    scale = size / REFERENCE_SIZE
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    points = tree.points
+    attenuation = np.zeros((size, size))
+    rim = rng.uniform(0.08, 0.2) if rng.random() < 0.5 else 0.0
+    for flip, axis in ((False, 0), (True, 0), (False, 1), (True, 1)):
+        if rng.random() >= 0.4:
+            continue
+        slope = math.tan(math.radians(rng.uniform(-8.0, 8.0)))
+        depth = rng.uniform(1.5, 3.0) if rng.random() < 0.75 else rng.uniform(0.3, 0.7)
+        wanted = rng.uniform(0.02, 0.18) * size
+
+        def inward(coordinates: np.ndarray, other: np.ndarray) -> np.ndarray:
+            """Distance in from this side of the frame along the tilted edge normal, pixels."""
+            base = (size - 1 - coordinates) if flip else coordinates
+            return base + slope * (other - size / 2)
+
+        if axis == 0:
+            distance, tree_distance = inward(rows, cols), inward(points[:, 0], points[:, 1])
+        else:
+            distance, tree_distance = inward(cols, rows), inward(points[:, 1], points[:, 0])
+        edge = min(wanted, float(tree_distance.min()) - clearance * size)
+        if edge < 0.02 * size:
+            continue
+        penumbra = max(rng.uniform(1.0, 2.0) * scale, 0.3)
+        attenuation += depth / (1.0 + np.exp(np.clip((distance - edge) / penumbra, -50.0, 50.0)))
+        if rim:
+            rim_width = max(rng.uniform(2.0, 4.0) * scale, 0.5)
+            attenuation -= rim * np.exp(-(((distance - edge - rim_width) / rim_width) ** 2))
+    return attenuation
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Motion
 # --------------------------------------------------------------------------------------------------------------
@@ -787,10 +871,12 @@ def respiratory_shift(motion: MotionModel, t: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ContrastBolus:
-    """Contrast wash-in: a front that travels from the ostium to the most distal vessel, then stays.
+    """Contrast wash-in and wash-out: fronts that travel from the ostium to the most distal vessel.
 
-    At path length ``s`` from the ostium the concentration rises smoothly (smoothstep) from 0 to 1 over
-    ``rise_time_s`` seconds, starting at ``arrival_s + (s / longest_path) * fill_time_s``.
+    At path length ``s`` from the ostium, with delay ``d = (s / longest_path) * fill_time_s``, the concentration
+    rises smoothly (smoothstep) from 0 to 1 over ``rise_time_s`` seconds from ``arrival_s + d``, and from
+    ``washout_s + d`` it decays exponentially (time constant ``washout_time_s``) towards ``residual`` as
+    unopacified blood washes the contrast out.
 
     Attributes:
         arrival_s: time the contrast reaches the ostium, seconds relative to frame 0 (negative: before it).
@@ -799,6 +885,9 @@ class ContrastBolus:
         longest_path: path length of the most distal vessel point, pixels of the tree's frame.
         attenuation: attenuation of fully opacified lumen per pixel of chord on the 512 reference frame.
         catheter_attenuation: attenuation per reference pixel of the contrast-filled catheter.
+        washout_s: time the wash-out starts at the ostium, seconds relative to frame 0.
+        washout_time_s: time constant of the wash-out, seconds.
+        residual: concentration the wash-out decays towards, in [0, 1).
     """
 
     arrival_s: float
@@ -807,6 +896,9 @@ class ContrastBolus:
     longest_path: float
     attenuation: float
     catheter_attenuation: float
+    washout_s: float = math.inf
+    washout_time_s: float = 0.5
+    residual: float = 0.0
 
     @property
     def opacified_s(self) -> float:
@@ -817,11 +909,13 @@ class ContrastBolus:
         """Concentration in [0, 1] at distances ``path_length`` (pixels, any shape) from the ostium at time ``t``."""
         delay = np.asarray(path_length, dtype=np.float64) / self.longest_path * self.fill_time_s
         progress = np.clip((t - self.arrival_s - delay) / self.rise_time_s, 0.0, 1.0)
-        return progress**2 * (3.0 - 2.0 * progress)
+        washed = np.maximum(t - self.washout_s - delay, 0.0) / self.washout_time_s
+        return progress**2 * (3.0 - 2.0 * progress) * (self.residual + (1.0 - self.residual) * np.exp(-washed))
 
 
 def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> ContrastBolus:
-    """Sample a wash-in of ``tree`` that reaches the ostium just before frame 0 and fills it within 0.3 s."""
+    """Sample a bolus of ``tree``: it reaches the ostium just before frame 0, fills the tree within 0.3 s and
+    washes out from 0.5-2.5 s on (time constant 0.3-0.6 s, towards 15-35 % of the full concentration)."""
     attenuation = rng.uniform(0.08, 0.11)
     return ContrastBolus(
         arrival_s=float(rng.uniform(-0.1, -0.03)),
@@ -830,6 +924,9 @@ def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> Contras
         longest_path=max(float(tree.path_length.max()), 1e-9),
         attenuation=float(attenuation),
         catheter_attenuation=float(attenuation * rng.uniform(0.8, 1.1)),
+        washout_s=float(rng.uniform(0.5, 2.5)),
+        washout_time_s=float(rng.uniform(0.3, 0.6)),
+        residual=float(rng.uniform(0.15, 0.35)),
     )
 
 
@@ -848,6 +945,7 @@ class XCASequence:
         times: ``(T,)`` acquisition time of each frame in seconds.
         contrast_curve: ``(T,)`` mean contrast concentration over the tree's centreline in [0, 1].
         background: ``(H, W)`` soft-tissue attenuation at rest (see :func:`render_background`).
+        collimator: ``(H, W)`` attenuation of the shutter blades, static (see :func:`render_collimator`).
         vessel_thickness: ``(H, W)`` chord length through the vessels at rest, pixels.
         catheter_thickness: ``(H, W)`` chord length through the catheter at rest, pixels.
         tree, catheter, motion, bolus: the sampled scene.
@@ -862,6 +960,7 @@ class XCASequence:
     times: np.ndarray
     contrast_curve: np.ndarray
     background: np.ndarray
+    collimator: np.ndarray
     vessel_thickness: np.ndarray
     catheter_thickness: np.ndarray
     tree: VesselTree
@@ -879,8 +978,8 @@ class XCASequence:
 
     @property
     def opacified(self) -> np.ndarray:
-        """``(T,)`` True for frames taken after the whole tree is fully opacified (post wash-in)."""
-        return self.times >= self.bolus.opacified_s
+        """``(T,)`` True for frames in which the whole tree is fully opacified (after wash-in, before wash-out)."""
+        return (self.times >= self.bolus.opacified_s) & (self.times < self.bolus.washout_s)
 
 
 def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
@@ -908,11 +1007,11 @@ def simulate_sequence(
 ) -> XCASequence:
     """Simulate one XCA run: a moving, contrast-filling vessel tree over a breathing chest, with quantum noise.
 
-    Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + mu_c * catheter +
-    mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
+    Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + collimator + mu_c *
+    catheter + mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
     transmission / reference)``, displayed linearly so that bright lung reads about 210 of 255. Vessels and catheter
     move with cardiac + respiratory motion (their centrelines are displaced and re-rendered every frame, so the
-    mask matches the vessels exactly); the background moves with respiration only.
+    mask matches the vessels exactly); the background moves with respiration only and the collimator not at all.
 
     Geometry, motion and contrast come from one random stream and noise from another, so the first frames do
     not depend on ``num_frames``.
@@ -954,6 +1053,7 @@ def simulate_sequence(
     bolus = sample_contrast_bolus(rng, tree)
     margin = int(math.ceil(float(np.abs(motion.respiratory_amplitude).max()))) + 2
     background_canvas = render_background(rng, image_size, margin=margin)
+    collimator = render_collimator(rng, tree)
     photons = float(photons_per_pixel if photons_per_pixel is not None else rng.uniform(300.0, 1200.0))
 
     crop = (slice(margin, margin + image_size), slice(margin, margin + image_size))
@@ -973,7 +1073,7 @@ def simulate_sequence(
         iodine_depth = bolus.attenuation * to_reference * render_vessel_thickness(tree, image_size, move, fill)
         catheter_depth = bolus.catheter_attenuation * to_reference * render_catheter(catheter, image_size, move)
         tissue_depth = ndimage.shift(background_canvas, respiratory_shift(motion, t), order=1, mode="nearest")[crop]
-        transmission = np.exp(-(tissue_depth + catheter_depth + iodine_depth)) / reference_transmission
+        transmission = np.exp(-(tissue_depth + collimator + catheter_depth + iodine_depth)) / reference_transmission
         counts = noise_rng.poisson(photons * transmission)
         clean_frames[index] = np.clip(display_white * transmission, 0.0, 1.0)
         frames[index] = np.clip(np.rint(255.0 * display_white * counts / photons), 0, 255)
@@ -987,6 +1087,7 @@ def simulate_sequence(
         times=times,
         contrast_curve=contrast_curve,
         background=background.copy(),
+        collimator=collimator,
         vessel_thickness=render_vessel_thickness(tree, image_size),
         catheter_thickness=render_catheter(catheter, image_size),
         tree=tree,
