@@ -259,11 +259,13 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
     The heading meanders: its curvature is an Ornstein-Uhlenbeck process (standard deviation 1/36-1/28 per px,
     correlated over 8-15 px, which gives the tortuosity of real coronaries) added to a slow constant bend, and it
     is pulled back towards the vessel's initial direction over about 100 px, so vessels wiggle but do not curl up.
-    A vessel that leaves the frame ends there (as in a real, collimated view). The radius tapers by 10-25 % along the vessel, thins out over the
-    distal fifth and drops at each side branch by Murray's law. The trunk (generation 0) only tapers: it neither
-    thins out nor branches before its end, where :func:`_main_branches` split it. Side branches leave every 12-28 px (farther apart
-    on thinner vessels), alternating sides, 25-75 degrees off the parent, with a radius drawn uniformly between 2.2 px and 65 % of a major vessel's (75 % of a side branch's), so most are
-    thin and Murray's law barely thins the major vessels, and log-normal lengths (:func:`_side_branch_length`).
+    A vessel that leaves the frame ends just outside it (as in a real, collimated view). The radius tapers by
+    10-25 % along the vessel, thins out over the distal fifth and drops at each side branch by Murray's law. The
+    trunk (generation 0) only tapers: it neither thins out nor branches before its end, where
+    :func:`_main_branches` splits it. Side branches leave every 12-28 px (1.5 times farther apart on side branches),
+    alternating sides, 25-75 degrees off the parent, with a radius drawn uniformly between 2.2 px and 65 % of a
+    major vessel's (75 % of a side branch's), so most are thin and Murray's law barely thins the major vessels, and
+    log-normal lengths (:func:`_side_branch_length`).
     """
     curvature_sd = 1.0 / rng.uniform(28.0, 36.0)
     correlation = math.exp(-_STEP / rng.uniform(8.0, 15.0))
@@ -381,9 +383,8 @@ def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
             child.parent = index
         queue.extend(children)
     if rng.random() < 0.5:  # mirror left/right so trees run either way
-        segments = [
-            dataclasses.replace(s, centreline=s.centreline * [1.0, -1.0] + [0.0, REFERENCE_SIZE - 1.0]) for s in segments
-        ]
+        mirror = np.array([1.0, -1.0]), np.array([0.0, REFERENCE_SIZE - 1.0])
+        segments = [dataclasses.replace(s, centreline=s.centreline * mirror[0] + mirror[1]) for s in segments]
     return segments
 
 
