@@ -102,8 +102,13 @@ def test_vessel_tree_is_a_tapering_tree_with_realistic_widths() -> None:
     assert root.parent == -1 and root.generation == 0
     np.testing.assert_allclose(root.centreline[0], tree.ostium)
     widths = 2 * tree.radii
-    assert widths.min() >= 2.0 - 1e-9 and widths.max() <= 12.0 + 1e-9
-    assert len(tree.segments) >= 5
+    assert widths.min() >= 3.0 - 1e-9 and widths.max() <= 18.0 + 1e-9
+    assert widths.max() == pytest.approx(2 * root.radii.max())  # the trunk is the thickest vessel
+    assert len(tree.segments) >= 15
+    # The trunk splits into two or three major vessels, by Murray's law, each in its own depth layer.
+    major = [s for s in tree.segments if s.generation == 1]
+    assert 2 <= len(major) <= 3 and len({s.layer for s in major}) == len(major)
+    assert sum(s.radii[0] ** 3 for s in major) == pytest.approx(root.radii[-1] ** 3)
     for segment in tree.segments[1:]:
         parent = tree.segments[segment.parent]
         assert segment.generation == parent.generation + 1
@@ -166,7 +171,8 @@ def test_labelled_post_wash_in_masks_cover_realistic_fraction(
 ) -> None:
     for sequence in [*sequences_128, sequence_256]:
         labelled = np.arange(0, len(sequence.frames), LABEL_EVERY)
-        assert sequence.opacified[labelled].sum() >= len(labelled) - 1  # at most frame 0 is still filling
+        filled = sequence.times[labelled] >= sequence.bolus.opacified_s
+        assert filled.sum() >= len(labelled) - 1  # at most frame 0 is still filling
         fractions = sequence.vessel_fraction[labelled[sequence.opacified[labelled]]]
         assert np.all((fractions >= 0.04) & (fractions <= 0.14)), fractions
 
@@ -186,12 +192,46 @@ def test_wash_in_grows_the_mask_and_empty_masks_need_a_threshold_above_the_contr
     sequences_128: list[sx.XCASequence],
 ) -> None:
     for sequence in sequences_128:
-        assert np.all(np.diff(sequence.contrast_curve) >= 0)
-        assert sequence.contrast_curve[0] < 1.0 and sequence.contrast_curve[-1] == pytest.approx(1.0)
-        assert 0 < sequence.vessel_fraction[0] < sequence.vessel_fraction[-1]
+        before_washout = sequence.times < sequence.bolus.washout_s
+        assert np.all(np.diff(sequence.contrast_curve[before_washout]) >= 0)
+        assert sequence.contrast_curve[0] < 1.0 and sequence.contrast_curve[sequence.opacified] == pytest.approx(1.0)
+        assert 0 < sequence.vessel_fraction[0] < sequence.vessel_fraction[sequence.opacified].min()
     # Only a threshold above the darkest vessel's contrast (documented rule) empties the masks.
     blind = sx.simulate_sequence(0, image_size=64, num_frames=6, mask_min_contrast=0.9)
     assert blind.masks.sum() == 0
+
+
+def test_wash_out_fades_the_contrast_and_shrinks_but_never_empties_the_mask(
+    sequences_128: list[sx.XCASequence],
+) -> None:
+    washing_out = [s for s in sequences_128 if s.bolus.washout_s + s.bolus.fill_time_s < s.times[-1]]
+    assert washing_out, "none of the fixture's sequences washes out; pick other seeds"
+    for sequence in washing_out:
+        after = sequence.times >= sequence.bolus.washout_s + sequence.bolus.fill_time_s  # the whole tree washes out
+        assert np.all(np.diff(sequence.contrast_curve[after]) < 0)
+        assert sequence.contrast_curve[-1] > sequence.bolus.residual
+        last, full = len(sequence.times) - 1, int(np.flatnonzero(sequence.opacified)[-1])
+        assert 0 < sequence.vessel_fraction[last] <= sequence.vessel_fraction[full]
+        # The image contrast of the vessels fades: their darkening falls with the concentration.
+        vessel = sequence.masks[last].astype(bool) & sequence.masks[full].astype(bool)
+        fade = [1 - sequence.clean_frames[i][vessel].mean() / np.median(sequence.clean_frames[i]) for i in (full, last)]
+        assert fade[1] < fade[0]
+
+
+def test_collimator_blades_are_dark_straight_unlabelled_and_static() -> None:
+    sequences = [sx.simulate_sequence(seed, image_size=96, num_frames=3) for seed in range(6)]
+    with_blades = [s for s in sequences if s.collimator.max() > 0.25]
+    assert len(with_blades) >= 3
+    for sequence in with_blades:
+        blade = sequence.collimator > 0.25
+        assert sequence.masks[:, blade].sum() == 0  # never labelled ...
+        near_vessels = ndimage.binary_dilation(sequence.vessel_thickness > 0, iterations=2)
+        assert not np.any(near_vessels & blade)  # ... nor hiding a vessel
+        open_field = (np.abs(sequence.collimator) < 0.01) & (sequence.catheter_thickness == 0)
+        assert sequence.clean_frames[0][blade].mean() < 0.8 * sequence.clean_frames[0][open_field].mean()
+        # Fixed to the detector: the blade's pixels stay equally dark while the chest moves.
+        opaque = sequence.collimator > 1.5
+        np.testing.assert_allclose(sequence.clean_frames[0][opaque], sequence.clean_frames[2][opaque], atol=0.01)
 
 
 def test_vessels_are_darker_than_their_surroundings(sequences_128: list[sx.XCASequence]) -> None:

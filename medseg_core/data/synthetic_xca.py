@@ -4,33 +4,51 @@ This module owns the generator that stands in for the (private or licence-restri
 trained on (Hao et al., "Sequential vessel segmentation via deep channel attention network", Neural Networks
 2020). It builds every frame from a small physical model, one stage per function, so notebook 01 can show each:
 
-1. :func:`sample_vessel_tree` - a coronary-like tree: a main vessel from an ostium with recursive side branches,
-   smooth centrelines from a random walk on the curvature, radii that taper and drop at every side branch by
-   Murray's law (``r_parent**3 = r_continuing**3 + r_branch**3``); widths 2-12 px on a 512 x 512 frame and
-   proportionally smaller on smaller frames.
+1. :func:`sample_vessel_tree` - a left-coronary-like tree: a short thick trunk (the left main, 14-18 px wide on a
+   512 x 512 frame) from an ostium in the upper part of the frame splits into two or three major vessels that fan
+   out over a compact territory (about a third of the frame, not all of it); each carries many short side
+   branches (log-normal lengths, most 40-150 px), which carry a few of their own. Centrelines meander (a random
+   walk on the curvature, correlated over 8-15 px, pulled back towards the vessel's course), so vessels are
+   tortuous without curling up. Radii taper and drop at every side branch by Murray's law
+   (``r_parent**3 = r_continuing**3 + r_branch**3``); vessels end when thinner than 3 px.
 2. :func:`render_vessel_thickness` - the projected lumen thickness: the chord ``2 * sqrt(r**2 - d**2)`` of each
-   cylinder, averaged exactly over the pixel across the vessel, which gives sub-pixel soft edges.
+   cylinder, averaged exactly over the pixel across the vessel, which gives sub-pixel soft edges. The major vessels
+   and their branches lie at different depths (``VesselSegment.layer``): where they cross in projection their
+   chords add (a darker crossing), while vessels of one layer merge at their branch points.
 3. :func:`render_background` - soft tissue: low-frequency texture, a few oblique rib bands, the heart shadow,
    the diaphragm and the image intensifier's darker corners, as an attenuation (optical depth) map.
-4. :func:`sample_catheter` / :func:`render_catheter` - an unlabelled contrast-filled catheter of constant width
+4. :func:`render_collimator` - the collimator's shutter blades: dark (or, for wedge filters, grey) regions beyond
+   straight edges near the frame border, often with a bright rim; fixed to the detector, kept clear of the
+   vessels and never labelled - straight dark edges a model must learn are not vessels.
+5. :func:`sample_catheter` / :func:`render_catheter` - an unlabelled contrast-filled catheter of constant width
    that enters from the image border and ends at the ostium: dark, but never in the mask.
-5. :func:`sample_motion` / :func:`cardiac_displacement` / :func:`respiratory_shift` - periodic non-rigid cardiac
+6. :func:`sample_motion` / :func:`cardiac_displacement` / :func:`respiratory_shift` - periodic non-rigid cardiac
    deformation (a smooth field scaled by a heartbeat waveform, 60-90 beats per minute) and a slow respiratory
    translation of the whole scene.
-6. :class:`ContrastBolus` - contrast wash-in that travels along the tree from the ostium.
-7. :func:`simulate_sequence` - Beer-Lambert image formation, ``counts ~ Poisson(N0 * exp(-(background + mu * c *
-   chord)))``, with independent quantum noise in every frame, so temporal context genuinely helps.
+7. :class:`ContrastBolus` - contrast wash-in that travels along the tree from the ostium, and wash-out from
+   0.5-2.5 s on, when the concentration decays (time constant 0.3-0.6 s) towards 15-35 % of its peak.
+8. :func:`simulate_sequence` - Beer-Lambert image formation, ``counts ~ Poisson(N0 * exp(-(background +
+   collimator + mu * c * chord)))``, with independent quantum noise in every frame, so temporal context
+   genuinely helps.
 
 Mask rule (one rule, every frame): a pixel is vessel when the contrast agent alone darkens it by at least
 ``mask_min_contrast`` (5 % by default) in the noise-free frame, i.e. ``1 - exp(-mu * c * chord) >=
 mask_min_contrast``. A fully opacified vessel is therefore labelled up to its edge, while vessel parts the bolus
 has not reached yet are not labelled. The bolus reaches the ostium 0.03-0.1 s before frame 0 and fills the whole
 tree within the first 0.3 s (by frame 4 at 15 fps), so frame 0 (and at most the next few) show a partly filled,
-smaller mask and every later frame the whole tree; MOSXAV-style labels on frames 0, 5, 10, ... are therefore all
-post-wash-in but the first. At frame 0 the proximal main vessel already darkens its pixels by more than 15 %, so a
-mask can only be empty if ``mask_min_contrast`` is set above that. Post-wash-in masks cover about 6.5-8 % of a
-512 x 512 frame (real expert annotations: 5-12 %, median about 8 %) and 8-11 % of a 128 x 128 frame, where
-partial-volume averaging makes thin vessels visible over more pixels than their width.
+smaller mask; MOSXAV-style labels on frames 0, 5, 10, ... are therefore all post-wash-in but the first. The same
+rule holds during wash-out: as ``c`` falls, a pixel leaves the mask once its darkening drops below the threshold,
+the thinnest vessels (shortest chords) first; with the residual 15-35 % most vessels stay labelled while their
+image contrast fades to a fraction, as an annotator would still trace them. The blades and the catheter never
+enter the rule (it depends on the contrast agent alone). At frame 0 the proximal trunk already darkens its
+pixels by more than 15 %, so a mask can only be empty if ``mask_min_contrast`` is set above that.
+
+Morphology against real annotations (:mod:`medseg_core.data.morphology`, ``tests/test_morphology.py``): on
+512 x 512 frames the labelled fully opacified masks fall inside the 5-95 % range of 30 real expert masks (vessel
+fraction, median and 90th-percentile width, centreline length, branch points, tortuosity, convex-hull extent,
+components) for nearly every frame; their vessel fraction (median about 6.5 %, real 7.7 %) and widths sit in the
+lower half of the real ranges. On smaller frames the geometry scales down and partial-volume averaging makes thin
+vessels cover more pixels than their width.
 
 :func:`write_xca_dataset` writes ``root/{train,val,test}/JPEGImages/<video>/00000.png`` (8-bit grayscale
 frames) and ``root/{train,val,test}/Annotations_Semantic/<video>/00000.png`` (vessel = 1), with train and
@@ -42,7 +60,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -64,6 +82,7 @@ __all__ = [
     "sample_vessel_tree",
     "render_vessel_thickness",
     "render_background",
+    "render_collimator",
     "sample_catheter",
     "render_catheter",
     "sample_motion",
@@ -80,7 +99,7 @@ __all__ = [
     "SPLITS",
 ]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bumped whenever a change alters the generated pixels, so cached datasets are regenerated."""
 
 SPLITS = ("train", "val", "test")
@@ -88,7 +107,8 @@ REFERENCE_SIZE = 512
 """All geometry is sampled on a 512 x 512 reference frame and scaled to the requested frame size."""
 
 _STEP = 1.0  # centreline sampling step while growing the tree, reference pixels
-_MIN_RADIUS = 1.0  # vessels end when thinner than 2 px on the reference frame
+_MIN_RADIUS = 1.5  # vessels end when thinner than 3 px on the reference frame
+_MIN_BRANCH_RADIUS = 2.2  # side branches start at least this thick (4.4 px wide) on the reference frame
 _MAX_GENERATION = 3
 _RENDER_SPACING = 0.5  # centreline points are resampled to at most this spacing (frame pixels) before rendering
 _TREE_CANVAS = (-20.0, REFERENCE_SIZE + 20.0)  # vessels end once they leave this reference-pixel box
@@ -116,8 +136,12 @@ class VesselSegment:
             pixel apart.
         radii: ``(N,)`` lumen radius in pixels at each point.
         path_length: ``(N,)`` distance from the ostium along the tree in pixels (drives the contrast arrival).
-        generation: 0 for the main vessel, 1 for its side branches, and so on.
-        parent: index of the parent segment in :attr:`VesselTree.segments`, -1 for the main vessel.
+        generation: 0 for the trunk (left main), 1 for the major vessels it splits into, 2 for their side
+            branches, and so on.
+        parent: index of the parent segment in :attr:`VesselTree.segments`, -1 for the trunk.
+        layer: depth layer (0 for the trunk and the first major vessel, 1, 2 for the others and all their side
+            branches): where vessels of different layers cross in projection their chords add, within a layer
+            overlapping vessels merge.
     """
 
     centreline: np.ndarray
@@ -125,6 +149,7 @@ class VesselSegment:
     path_length: np.ndarray
     generation: int
     parent: int
+    layer: int = 0
 
     @property
     def length(self) -> float:
@@ -166,12 +191,34 @@ class VesselTree:
         """Summed centreline length of all segments in pixels."""
         return sum(segment.length for segment in self.segments)
 
+    @cached_property
+    def render_samples(self) -> dict[str, np.ndarray]:
+        """The centrelines at rest, resampled for rendering, concatenated: ``points`` ``(N, 2)``, ``radius``,
+        ``path_length``, ``layer`` and ``weight`` ``(N,)`` (weight 0 where a vessel starts inside a parent of
+        another layer, whose tube already holds the junction, so the junction is not doubly dark)."""
+        parts: dict[str, list[np.ndarray]] = {"points": [], "radius": [], "path_length": [], "layer": [], "weight": []}
+        for segment in self.segments:
+            points, (radius, path_length) = _resample_polyline(
+                segment.centreline, [segment.radii, segment.path_length], _RENDER_SPACING
+            )
+            weight = np.ones(len(points))
+            if segment.parent >= 0 and self.segments[segment.parent].layer != segment.layer:
+                weight[_inside_parent(self, segment, path_length)] = 0.0
+            for name, value in zip(parts, (points, radius, path_length, np.full(len(points), segment.layer), weight)):
+                parts[name].append(value)
+        return {name: np.concatenate(values) for name, values in parts.items()}
+
     def scaled(self, image_size: int) -> "VesselTree":
         """The same tree for a frame of ``image_size`` pixels (coordinates, radii and path lengths scaled)."""
         factor = image_size / self.image_size
         segments = tuple(
             VesselSegment(
-                _rescale_points(s.centreline, factor), s.radii * factor, s.path_length * factor, s.generation, s.parent
+                _rescale_points(s.centreline, factor),
+                s.radii * factor,
+                s.path_length * factor,
+                s.generation,
+                s.parent,
+                s.layer,
             )
             for s in self.segments
         )
@@ -194,6 +241,7 @@ class _GrowingVessel:
     start_path_length: float
     generation: int
     parent: int
+    layer: int
 
 
 def _angle_towards(heading: float, target: float) -> float:
@@ -201,40 +249,51 @@ def _angle_towards(heading: float, target: float) -> float:
     return (target - heading + math.pi) % (2.0 * math.pi) - math.pi
 
 
+def _side_branch_length(rng: np.random.Generator, radius: float) -> float:
+    """Length of a side branch of ``radius`` px: log-normal, median 45 radii (most are short, a few long)."""
+    return float(np.clip(radius * 45.0 * math.exp(rng.normal(0.0, 0.7)), 20.0, 350.0))
+
+
 def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[VesselSegment, list[_GrowingVessel]]:
     """Random-walk one vessel on the reference frame and schedule its side branches.
 
-    The heading follows a smooth curvature (an Ornstein-Uhlenbeck process: radius of curvature of about
-    200-400 px, correlated over about 60 px), bends gently inwards when the vessel nears the frame border, and
-    the radius tapers linearly and thins out over the distal fifth; at each side branch the continuing radius drops
-    by Murray's law.
+    The heading meanders: its curvature is an Ornstein-Uhlenbeck process (standard deviation 1/36-1/28 per px,
+    correlated over 8-15 px, which gives the tortuosity of real coronaries) added to a slow constant bend, and it
+    is pulled back towards the vessel's initial direction over about 100 px, so vessels wiggle but do not curl up.
+    A vessel that leaves the frame ends just outside it (as in a real, collimated view). The radius tapers by
+    10-25 % along the vessel, thins out over the distal fifth and drops at each side branch by Murray's law. The
+    trunk (generation 0) only tapers: it neither thins out nor branches before its end, where
+    :func:`_main_branches` splits it. Side branches leave every 12-28 px (1.5 times farther apart on side branches),
+    alternating sides, 25-75 degrees off the parent, with a radius drawn uniformly between 2.2 px and 65 % of a
+    major vessel's (75 % of a side branch's), so most are thin and Murray's law barely thins the major vessels, and
+    log-normal lengths (:func:`_side_branch_length`).
     """
-    curvature_sd = rng.uniform(1 / 400, 1 / 200)
-    correlation = math.exp(-_STEP / 60.0)
-    taper = vessel.radius * rng.uniform(0.05, 0.15) / vessel.max_length  # radius lost per pixel
-    branch_spacing = rng.uniform(22.0, 40.0) * (1.0 + 0.35 * vessel.generation)
-    next_branch = rng.uniform(0.5, 1.4) * branch_spacing
+    curvature_sd = 1.0 / rng.uniform(28.0, 36.0)
+    correlation = math.exp(-_STEP / rng.uniform(8.0, 15.0))
+    bend = rng.uniform(-1.0, 1.0) / 500.0  # slow constant curvature, radians per px
+    pull = 1.0 / 100.0  # heading relaxes towards its initial direction (plus the bend) at this rate per px
+    trunk = vessel.generation == 0
+    taper = vessel.radius * rng.uniform(0.1, 0.25) / vessel.max_length * (0.3 if trunk else 1.0)  # per pixel
+    branch_spacing = rng.uniform(12.0, 28.0) * (1.0 + 0.5 * max(vessel.generation - 1, 0))
+    next_branch = rng.uniform(0.5, 1.5) * branch_spacing
     side = float(rng.choice((-1.0, 1.0)))
     steps = int(vessel.max_length / _STEP)
-    tail, end_radius = max(20.0, 0.2 * vessel.max_length), _MIN_RADIUS * rng.uniform(1.0, 1.4)
+    tail, end_radius = max(15.0, 0.2 * vessel.max_length), _MIN_RADIUS * rng.uniform(1.0, 1.3)
     innovations = rng.normal(0.0, curvature_sd * math.sqrt(1 - correlation**2), size=steps)
-    low, high = 40.0, REFERENCE_SIZE - 40.0  # inside this box the walk is free; outside it bends inwards gently
-    target_row, target_col = 0.55 * REFERENCE_SIZE, 0.5 * REFERENCE_SIZE
 
     row, col = float(vessel.start[0]), float(vessel.start[1])
-    heading, curvature, radius = vessel.heading, float(rng.normal(0.0, curvature_sd)), vessel.radius
+    heading, preferred = vessel.heading, vessel.heading
+    curvature, radius = float(rng.normal(0.0, curvature_sd)), vessel.radius
     points, radii = [(row, col)], [radius]
     children: list[_GrowingVessel] = []
     for step in range(1, steps + 1):
         curvature = correlation * curvature + innovations[step - 1]
-        heading += curvature * _STEP
-        if not (low < row < high and low < col < high):
-            turn = _angle_towards(heading, math.atan2(target_row - row, target_col - col))
-            heading += min(max(turn, -0.012), 0.012)
+        preferred += bend * _STEP
+        heading += (curvature + pull * _angle_towards(heading, preferred)) * _STEP
         row, col = row + _STEP * math.sin(heading), col + _STEP * math.cos(heading)
         radius -= taper * _STEP
         remaining = vessel.max_length - step * _STEP
-        if remaining < tail:  # the distal end thins out instead of stopping bluntly
+        if remaining < tail and not trunk:  # the distal end thins out instead of stopping bluntly
             radius -= (radius - end_radius) * _STEP / max(remaining, _STEP)
         if radius < _MIN_RADIUS or not (
             _TREE_CANVAS[0] < row < _TREE_CANVAS[1] and _TREE_CANVAS[0] < col < _TREE_CANVAS[1]
@@ -243,46 +302,79 @@ def _grow_vessel(rng: np.random.Generator, vessel: _GrowingVessel) -> tuple[Vess
         points.append((row, col))
         radii.append(radius)
         distance = step * _STEP
-        if distance >= next_branch and vessel.generation < _MAX_GENERATION:
-            next_branch = distance + rng.uniform(0.6, 1.4) * branch_spacing
-            ratio = rng.uniform(0.75, 0.85) if (vessel.generation == 0 and not children) else rng.uniform(0.4, 0.7)
-            branch_radius = radius * ratio
-            if branch_radius < 1.8 * _MIN_RADIUS:
+        if distance >= next_branch and 0 < vessel.generation < _MAX_GENERATION and remaining > tail:
+            next_branch = distance + rng.uniform(0.5, 1.5) * branch_spacing
+            largest = radius * (0.65 if vessel.generation == 1 else 0.75)
+            if largest < _MIN_BRANCH_RADIUS:
                 continue
+            branch_radius = rng.uniform(_MIN_BRANCH_RADIUS, largest)
             side = -side if rng.random() < 0.7 else side
-            angle = math.radians(rng.uniform(35.0, 80.0))
-            if math.sin(heading + side * angle) < -0.3:  # branches run towards the apex, not back up the heart
+            angle = math.radians(rng.uniform(25.0, 75.0))
+            if math.sin(heading + side * angle) < -0.5:  # branches run towards the apex, not back up the heart
                 side = -side
             children.append(
                 _GrowingVessel(
                     start=np.array([row, col]),
                     heading=heading + side * angle,
                     radius=branch_radius,
-                    max_length=branch_radius * rng.uniform(90.0, 140.0),
+                    max_length=_side_branch_length(rng, branch_radius),
                     start_path_length=vessel.start_path_length + distance,
                     generation=vessel.generation + 1,
                     parent=-1,  # filled in by the caller, which knows this vessel's index
+                    layer=vessel.layer,
                 )
             )
             radius = (radius**3 - branch_radius**3) ** (1.0 / 3.0)  # Murray's law
             radii[-1] = radius
     centreline = np.asarray(points)
     path_length = vessel.start_path_length + _STEP * np.arange(len(points), dtype=np.float64)
-    segment = VesselSegment(centreline, np.asarray(radii), path_length, vessel.generation, vessel.parent)
+    segment = VesselSegment(
+        centreline, np.asarray(radii), path_length, vessel.generation, vessel.parent, vessel.layer
+    )
     return segment, children
 
 
-def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
-    """Grow one tree on the reference frame, breadth first from a main vessel at a random ostium."""
-    ostium = np.array([rng.uniform(0.1, 0.25), rng.uniform(0.3, 0.5)]) * REFERENCE_SIZE
-    heading = math.radians(rng.uniform(45.0, 95.0))
-    if rng.random() < 0.5:  # mirror left/right so trees run either way
-        ostium[1] = REFERENCE_SIZE - ostium[1]
-        heading = math.pi - heading
-    queue = [
-        _GrowingVessel(ostium, heading, rng.uniform(5.5, 6.0), rng.uniform(480.0, 620.0), 0.0, 0, -1)
+def _main_branches(rng: np.random.Generator, trunk: VesselSegment, heading: float) -> list[_GrowingVessel]:
+    """The two (or, with a ramus, three) major vessels at the end of the trunk, split by Murray's law.
+
+    They fan out 50-110 degrees from each other around a direction 20-50 degrees below the trunk's heading (the
+    ramus in the middle); each lies in its own depth layer, so where they cross in projection their chords add.
+    """
+    count = 3 if rng.random() < 0.3 else 2
+    shares = rng.dirichlet(np.full(count, 6.0))  # share of the trunk's r**3 each one takes (Murray's law)
+    spread = math.radians(rng.uniform(50.0, 110.0))
+    centre = heading + math.radians(rng.uniform(20.0, 50.0))
+    headings = (centre - spread / 2, centre + spread / 2, centre)
+    lengths = (rng.uniform(330.0, 470.0), rng.uniform(250.0, 380.0), rng.uniform(150.0, 260.0))
+    start, radius = trunk.centreline[-1], float(trunk.radii[-1])
+    return [
+        _GrowingVessel(
+            start=start.copy(),
+            heading=headings[index],
+            radius=radius * float(shares[index]) ** (1.0 / 3.0),
+            max_length=lengths[index],
+            start_path_length=float(trunk.path_length[-1]),
+            generation=1,
+            parent=0,
+            layer=index,
+        )
+        for index in range(count)
     ]
-    segments: list[VesselSegment] = []
+
+
+def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
+    """Grow one left-coronary-like tree on the reference frame, breadth first from a short thick trunk.
+
+    The trunk (the left main, 13-17 px wide, 30-90 px long) leaves an ostium in the upper left of the frame and
+    splits into two or three major vessels that fan out down and to the right; their side branches fill a compact
+    territory instead of spanning the frame. Half the trees are then mirrored left/right.
+    """
+    ostium = np.array([rng.uniform(0.08, 0.3), rng.uniform(0.1, 0.35)]) * REFERENCE_SIZE
+    heading = math.radians(rng.uniform(-15.0, 35.0))
+    trunk, _ = _grow_vessel(rng, _GrowingVessel(ostium, heading, rng.uniform(7.0, 9.0), rng.uniform(30.0, 90.0),
+                                                0.0, 0, -1, 0))
+    segments: list[VesselSegment] = [trunk]
+    queue = _main_branches(rng, trunk, heading)
     while queue:
         vessel = queue.pop(0)
         segment, children = _grow_vessel(rng, vessel)
@@ -291,6 +383,9 @@ def _grow_tree(rng: np.random.Generator) -> list[VesselSegment]:
         for child in children:
             child.parent = index
         queue.extend(children)
+    if rng.random() < 0.5:  # mirror left/right so trees run either way
+        mirror = np.array([1.0, -1.0]), np.array([0.0, REFERENCE_SIZE - 1.0])
+        segments = [dataclasses.replace(s, centreline=s.centreline * mirror[0] + mirror[1]) for s in segments]
     return segments
 
 
@@ -306,7 +401,7 @@ def sample_vessel_tree(
     rng: np.random.Generator,
     image_size: int,
     *,
-    coverage_range: tuple[float, float] = (0.065, 0.11),
+    coverage_range: tuple[float, float] = (0.055, 0.1),
     max_attempts: int = 40,
 ) -> VesselTree:
     """Sample a coronary-like vessel tree for an ``image_size`` x ``image_size`` frame.
@@ -371,9 +466,7 @@ def _render_tubes(
 ) -> np.ndarray:
     """Projected thickness of tubes, each pixel averaged across the tube: ``(H, W)`` float64, pixels.
 
-    Every centreline point stamps ``weight * mean over the pixel of 2 sqrt(r^2 - x^2)`` (exact 1D pixel-box
-    integral across the vessel) onto the pixels around it; overlapping tubes (bifurcations, crossings) are merged
-    by their maximum, so a branch point is not doubly dark.
+    The centrelines are resampled to :data:`_RENDER_SPACING` and stamped by :func:`_stamp_tubes`.
     """
     resampled = [
         _resample_polyline(points, [radius, weight], _RENDER_SPACING)
@@ -385,6 +478,18 @@ def _render_tubes(
     points = np.concatenate([p for p, _ in resampled])
     radius = np.concatenate([v[0] for _, v in resampled])
     weight = np.concatenate([v[1] for _, v in resampled])
+    return _stamp_tubes(points, radius, weight, image_size)
+
+
+def _stamp_tubes(points: np.ndarray, radius: np.ndarray, weight: np.ndarray, image_size: int) -> np.ndarray:
+    """Projected thickness ``(H, W)`` of tubes sampled at points ``(N, 2)`` with radii and weights ``(N,)``.
+
+    Every point stamps ``weight * mean over the pixel of 2 sqrt(r^2 - x^2)`` (exact 1D pixel-box integral across
+    the vessel) onto the pixels around it; overlapping tubes (bifurcations, crossings) are merged by their
+    maximum, so a branch point is not doubly dark. Points must lie at most :data:`_RENDER_SPACING` apart.
+    """
+    if len(points) == 0:
+        return np.zeros((image_size, image_size))
     reach = np.ceil(radius + 1.0).astype(np.int64)  # pixels a point can touch: |d| <= r + 0.5 around it
     pad = 2 * int(reach.max(initial=1)) + 1  # points farther outside than this cannot touch the frame
     keep = np.all((points > -pad + reach[:, None]) & (points < image_size + pad - 1 - reach[:, None]), axis=1)
@@ -443,12 +548,22 @@ def render_vessel_thickness(
     _check_image_size(image_size)
     if tree.image_size != image_size:
         tree = tree.scaled(image_size)
-    centrelines = [_displaced(s.centreline, displacement) for s in tree.segments]
-    weights = [
-        np.ones(len(s.radii)) if concentration is None else np.asarray(concentration(s.path_length), dtype=np.float64)
-        for s in tree.segments
-    ]
-    return _render_tubes(centrelines, [s.radii for s in tree.segments], weights, image_size)
+    samples = tree.render_samples
+    points = _displaced(samples["points"], displacement)
+    weight = samples["weight"]
+    if concentration is not None:
+        weight = weight * np.asarray(concentration(samples["path_length"]), dtype=np.float64)
+    return sum(
+        _stamp_tubes(points[in_layer], samples["radius"][in_layer], weight[in_layer], image_size)
+        for in_layer in (samples["layer"] == layer for layer in np.unique(samples["layer"]))
+    )
+
+
+def _inside_parent(tree: VesselTree, segment: VesselSegment, path_length: np.ndarray) -> np.ndarray:
+    """True where ``path_length`` (of points on ``segment``) lies within its parent's radius of the branch point."""
+    parent = tree.segments[segment.parent]
+    junction = int(np.argmin(np.linalg.norm(parent.centreline - segment.centreline[0], axis=1)))
+    return path_length - segment.path_length[0] < parent.radii[junction]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -583,6 +698,54 @@ def render_background(rng: np.random.Generator, image_size: int, *, margin: int 
     return attenuation
 
 
+def render_collimator(rng: np.random.Generator, tree: VesselTree, *, clearance: float = 0.06) -> np.ndarray:
+    """Attenuation (optical depth) of the collimator's shutter blades, ``(H, W)`` float64, fixed to the detector.
+
+    Each side of the frame carries a blade with probability 0.4: it covers the frame beyond a straight edge tilted
+    by up to 8 degrees, 2-18 % of the frame in from the border but never closer than ``clearance`` (a fraction of
+    the frame, more than cardiac and respiratory motion) to a vessel centreline, so no labelled vessel hides
+    behind it. Lead blades are nearly opaque (optical depth 1.5-3), a semi-transparent wedge filter (one blade in
+    four) 0.3-0.7. The edge has a 1-2 px penumbra (512 frame) and, in half the views, a bright 2-4 px rim inside
+    it, the overshoot of the imaging chain's edge enhancement. Blades are not vessels: never in the mask.
+
+    Args:
+        rng: random generator.
+        tree: the vessel tree the blades keep clear of; its frame size is the result's.
+        clearance: smallest distance from a blade to a vessel centreline, fraction of the frame size.
+    """
+    size = tree.image_size
+    scale = size / REFERENCE_SIZE
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    points = tree.points
+    attenuation = np.zeros((size, size))
+    rim = rng.uniform(0.08, 0.2) if rng.random() < 0.5 else 0.0
+    for flip, axis in ((False, 0), (True, 0), (False, 1), (True, 1)):
+        if rng.random() >= 0.4:
+            continue
+        slope = math.tan(math.radians(rng.uniform(-8.0, 8.0)))
+        depth = rng.uniform(1.5, 3.0) if rng.random() < 0.75 else rng.uniform(0.3, 0.7)
+        wanted = rng.uniform(0.02, 0.18) * size
+
+        def inward(coordinates: np.ndarray, other: np.ndarray) -> np.ndarray:
+            """Distance in from this side of the frame along the tilted edge normal, pixels."""
+            base = (size - 1 - coordinates) if flip else coordinates
+            return base + slope * (other - size / 2)
+
+        if axis == 0:
+            distance, tree_distance = inward(rows, cols), inward(points[:, 0], points[:, 1])
+        else:
+            distance, tree_distance = inward(cols, rows), inward(points[:, 1], points[:, 0])
+        edge = min(wanted, float(tree_distance.min()) - clearance * size)
+        if edge < 0.02 * size:
+            continue
+        penumbra = max(rng.uniform(1.0, 2.0) * scale, 0.3)
+        attenuation += depth / (1.0 + np.exp(np.clip((distance - edge) / penumbra, -50.0, 50.0)))
+        if rim:
+            rim_width = max(rng.uniform(2.0, 4.0) * scale, 0.5)
+            attenuation -= rim * np.exp(-(((distance - edge - rim_width) / rim_width) ** 2))
+    return attenuation
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Motion
 # --------------------------------------------------------------------------------------------------------------
@@ -710,10 +873,12 @@ def respiratory_shift(motion: MotionModel, t: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ContrastBolus:
-    """Contrast wash-in: a front that travels from the ostium to the most distal vessel, then stays.
+    """Contrast wash-in and wash-out: fronts that travel from the ostium to the most distal vessel.
 
-    At path length ``s`` from the ostium the concentration rises smoothly (smoothstep) from 0 to 1 over
-    ``rise_time_s`` seconds, starting at ``arrival_s + (s / longest_path) * fill_time_s``.
+    At path length ``s`` from the ostium, with delay ``d = (s / longest_path) * fill_time_s``, the concentration
+    rises smoothly (smoothstep) from 0 to 1 over ``rise_time_s`` seconds from ``arrival_s + d``, and from
+    ``washout_s + d`` it decays exponentially (time constant ``washout_time_s``) towards ``residual`` as
+    unopacified blood washes the contrast out.
 
     Attributes:
         arrival_s: time the contrast reaches the ostium, seconds relative to frame 0 (negative: before it).
@@ -722,6 +887,9 @@ class ContrastBolus:
         longest_path: path length of the most distal vessel point, pixels of the tree's frame.
         attenuation: attenuation of fully opacified lumen per pixel of chord on the 512 reference frame.
         catheter_attenuation: attenuation per reference pixel of the contrast-filled catheter.
+        washout_s: time the wash-out starts at the ostium, seconds relative to frame 0.
+        washout_time_s: time constant of the wash-out, seconds.
+        residual: concentration the wash-out decays towards, in [0, 1).
     """
 
     arrival_s: float
@@ -730,6 +898,9 @@ class ContrastBolus:
     longest_path: float
     attenuation: float
     catheter_attenuation: float
+    washout_s: float = math.inf
+    washout_time_s: float = 0.5
+    residual: float = 0.0
 
     @property
     def opacified_s(self) -> float:
@@ -740,11 +911,13 @@ class ContrastBolus:
         """Concentration in [0, 1] at distances ``path_length`` (pixels, any shape) from the ostium at time ``t``."""
         delay = np.asarray(path_length, dtype=np.float64) / self.longest_path * self.fill_time_s
         progress = np.clip((t - self.arrival_s - delay) / self.rise_time_s, 0.0, 1.0)
-        return progress**2 * (3.0 - 2.0 * progress)
+        washed = np.maximum(t - self.washout_s - delay, 0.0) / self.washout_time_s
+        return progress**2 * (3.0 - 2.0 * progress) * (self.residual + (1.0 - self.residual) * np.exp(-washed))
 
 
 def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> ContrastBolus:
-    """Sample a wash-in of ``tree`` that reaches the ostium just before frame 0 and fills it within 0.3 s."""
+    """Sample a bolus of ``tree``: it reaches the ostium just before frame 0, fills the tree within 0.3 s and
+    washes out from 0.5-2.5 s on (time constant 0.3-0.6 s, towards 15-35 % of the full concentration)."""
     attenuation = rng.uniform(0.08, 0.11)
     return ContrastBolus(
         arrival_s=float(rng.uniform(-0.1, -0.03)),
@@ -753,6 +926,9 @@ def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> Contras
         longest_path=max(float(tree.path_length.max()), 1e-9),
         attenuation=float(attenuation),
         catheter_attenuation=float(attenuation * rng.uniform(0.8, 1.1)),
+        washout_s=float(rng.uniform(0.5, 2.5)),
+        washout_time_s=float(rng.uniform(0.3, 0.6)),
+        residual=float(rng.uniform(0.15, 0.35)),
     )
 
 
@@ -771,6 +947,7 @@ class XCASequence:
         times: ``(T,)`` acquisition time of each frame in seconds.
         contrast_curve: ``(T,)`` mean contrast concentration over the tree's centreline in [0, 1].
         background: ``(H, W)`` soft-tissue attenuation at rest (see :func:`render_background`).
+        collimator: ``(H, W)`` attenuation of the shutter blades, static (see :func:`render_collimator`).
         vessel_thickness: ``(H, W)`` chord length through the vessels at rest, pixels.
         catheter_thickness: ``(H, W)`` chord length through the catheter at rest, pixels.
         tree, catheter, motion, bolus: the sampled scene.
@@ -785,6 +962,7 @@ class XCASequence:
     times: np.ndarray
     contrast_curve: np.ndarray
     background: np.ndarray
+    collimator: np.ndarray
     vessel_thickness: np.ndarray
     catheter_thickness: np.ndarray
     tree: VesselTree
@@ -802,8 +980,8 @@ class XCASequence:
 
     @property
     def opacified(self) -> np.ndarray:
-        """``(T,)`` True for frames taken after the whole tree is fully opacified (post wash-in)."""
-        return self.times >= self.bolus.opacified_s
+        """``(T,)`` True for frames in which the whole tree is fully opacified (after wash-in, before wash-out)."""
+        return (self.times >= self.bolus.opacified_s) & (self.times < self.bolus.washout_s)
 
 
 def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence:
@@ -831,11 +1009,11 @@ def simulate_sequence(
 ) -> XCASequence:
     """Simulate one XCA run: a moving, contrast-filling vessel tree over a breathing chest, with quantum noise.
 
-    Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + mu_c * catheter +
-    mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
+    Image formation per frame ``t`` (Beer-Lambert): ``transmission = exp(-(background + collimator + mu_c *
+    catheter + mu * c(s, t) * chord))`` with the chords in reference (512-frame) pixels, ``counts ~ Poisson(photons *
     transmission / reference)``, displayed linearly so that bright lung reads about 210 of 255. Vessels and catheter
     move with cardiac + respiratory motion (their centrelines are displaced and re-rendered every frame, so the
-    mask matches the vessels exactly); the background moves with respiration only.
+    mask matches the vessels exactly); the background moves with respiration only and the collimator not at all.
 
     Geometry, motion and contrast come from one random stream and noise from another, so the first frames do
     not depend on ``num_frames``.
@@ -877,6 +1055,7 @@ def simulate_sequence(
     bolus = sample_contrast_bolus(rng, tree)
     margin = int(math.ceil(float(np.abs(motion.respiratory_amplitude).max()))) + 2
     background_canvas = render_background(rng, image_size, margin=margin)
+    collimator = render_collimator(rng, tree)
     photons = float(photons_per_pixel if photons_per_pixel is not None else rng.uniform(300.0, 1200.0))
 
     crop = (slice(margin, margin + image_size), slice(margin, margin + image_size))
@@ -896,7 +1075,7 @@ def simulate_sequence(
         iodine_depth = bolus.attenuation * to_reference * render_vessel_thickness(tree, image_size, move, fill)
         catheter_depth = bolus.catheter_attenuation * to_reference * render_catheter(catheter, image_size, move)
         tissue_depth = ndimage.shift(background_canvas, respiratory_shift(motion, t), order=1, mode="nearest")[crop]
-        transmission = np.exp(-(tissue_depth + catheter_depth + iodine_depth)) / reference_transmission
+        transmission = np.exp(-(tissue_depth + collimator + catheter_depth + iodine_depth)) / reference_transmission
         counts = noise_rng.poisson(photons * transmission)
         clean_frames[index] = np.clip(display_white * transmission, 0.0, 1.0)
         frames[index] = np.clip(np.rint(255.0 * display_white * counts / photons), 0, 255)
@@ -910,6 +1089,7 @@ def simulate_sequence(
         times=times,
         contrast_curve=contrast_curve,
         background=background.copy(),
+        collimator=collimator,
         vessel_thickness=render_vessel_thickness(tree, image_size),
         catheter_thickness=render_catheter(catheter, image_size),
         tree=tree,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..data.synthetic_oct import PolarFrame
 
 __all__ = [
+    "plot_mask_comparison",
     "TRUTH_COLOUR",
     "PREDICTION_COLOUR",
     "OCT_CLASS_COLOURS",
@@ -410,4 +411,16 @@ def plot_mask_grid(
         fig.tight_layout(rect=(0, 0.05, 1, 1))
     else:
         fig.tight_layout()
+    return fig
+def plot_mask_comparison(groups: Mapping[str, np.ndarray], per_group: int = 4, size: float = 2.6) -> plt.Figure:
+    """Binary masks side by side, one row per group (e.g. ``{"real": (N, H, W), "synthetic": (M, H, W)}``),
+    the first ``per_group`` of each, titled by group and index."""
+    fig, axes = plt.subplots(len(groups), per_group, figsize=(size * per_group, size * len(groups)), squeeze=False)
+    for row, (name, masks) in zip(axes, groups.items()):
+        for index, ax in enumerate(row):
+            ax.axis("off")
+            if index < len(masks):
+                ax.imshow(np.asarray(masks[index]), cmap="gray", vmin=0, vmax=1)
+                ax.set_title(f"{name} {index}", fontsize=9)
+    fig.tight_layout()
     return fig
