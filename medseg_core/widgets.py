@@ -72,6 +72,19 @@ def front_end_attached() -> bool:
     return bool(os.environ.get("JPY_SESSION_NAME")) or "google.colab" in sys.modules
 
 
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80)
+    return buffer.getvalue()
+
+
+class _StaticFigure(Figure):
+    """A figure that shows itself as PNG when it ends a notebook cell, whatever the matplotlib backend."""
+
+    def _repr_png_(self) -> bytes:
+        return _png(self)
+
+
 class Explorer(widgets.VBox):
     """Controls, a readout line and a picture that is redrawn whenever a control's value changes.
 
@@ -100,9 +113,7 @@ class Explorer(widgets.VBox):
         """Redraw the picture and the readout for the current control values."""
         fig = Figure(figsize=self._figsize, layout="constrained")
         text = self._draw(fig, **self.values)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        self.image.value = buffer.getvalue()
+        self.image.value = _png(fig)
         self.readout.value = f"<code>{html.escape(text)}</code>"
 
 
@@ -111,7 +122,7 @@ def _explore(controls: Mapping[str, widgets.ValueWidget], draw: Draw, figsize: t
     """An :class:`Explorer`, or (not interactive) one static figure of the controls' first values."""
     if front_end_attached() if interactive is None else interactive:
         return Explorer(controls, draw, figsize)
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = _StaticFigure(figsize=figsize, layout="constrained")
     fig.suptitle(draw(fig, **{name: control.value for name, control in controls.items()}), fontsize=9)
     return fig
 

@@ -143,3 +143,8 @@ def test_front_end_detection(monkeypatch):
     assert front_end_attached() is False  # no kernel in a test run
     monkeypatch.setenv("MEDSEG_WIDGETS", "interactive")
     assert front_end_attached() is True
+
+
+def test_static_fallback_shows_itself_as_png_in_a_notebook(xca_data):
+    fig = xca_explorer(_svsnet(), xca_data, interactive=False)
+    assert fig._repr_png_().startswith(b"\x89PNG")  # what IPython displays when the figure ends a cell
