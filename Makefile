@@ -1,5 +1,6 @@
 # medseg-kit: `make reproduce` runs every notebook (cpu profile); `make test` runs the tests (smoke profile).
-# Both create .venv and install everything on a fresh machine. Override the torch wheels for your platform with
+# `make docs` builds a static site (outputs/site/<profile>/index.html) from the executed notebooks of `make reproduce`.
+# All of them create .venv and install everything on a fresh machine. Override the torch wheels for your platform with
 #   make TORCH_SPEC="torch==2.9.1 torchvision==0.24.1" test
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 
-.PHONY: install test reproduce notebooks bench strip clean
+.PHONY: install chromium test reproduce notebooks docs bench strip clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,13 +20,25 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The browser test (tests/test_browser.py) drives Debian's chromium with Playwright; as root (CI containers) it is
+# installed here when missing, otherwise the test skips and says how to install it.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
+		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium); \
+	else echo "chromium not found: tests/test_browser.py will skip (sudo apt-get install chromium)"; fi
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 --durations=15
 
 reproduce: $(STAMP)
 	$(VENV)/bin/medseg notebooks --profile $(PROFILE) --figures-dir figures
 
 notebooks: reproduce
+
+docs: $(STAMP)
+	$(PY) -m medseg_core.site --profile $(PROFILE)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_svsnet.py

@@ -1,0 +1,522 @@
+"""Checked exercises for the notebooks: write a function (or give a value), get one line of feedback at once.
+
+Each exercise has an id, the notebook it belongs to, a task, a check and a solution. In a notebook::
+
+    from medseg_core.exercises import check
+
+    def my_kernel_size(channels: int) -> int:
+        ...
+
+    check("eca_kernel", my_kernel_size)   # "✓ ..." or "✗ for C=64 you returned 5, expected 3 (...)"
+
+:func:`check` calls the learner's function on several inputs and compares with the kit's own code (the
+losses, metrics, blocks and data functions the notebooks use), so the exercises follow the library when it
+changes. :func:`solution` returns the worked answer, which the tests run through every check.
+:func:`list_exercises` says which exercises belong to which notebook.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data.io import to_label_mask
+from .data.oct import patient_split
+from .data.xca import window_indices
+from .losses import CEDiceLoss, DiceLoss
+from .metrics import dice, hd95
+from .models import count_parameters, create_model
+from .models.blocks import ECA, eca_kernel_size
+from .models.deeplabv3plus import mobilenet_v2_backbone
+
+__all__ = ["Feedback", "Exercise", "EXERCISES", "check", "solution", "list_exercises"]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The result of a check: ``passed`` and a one-line ``message`` (shown as the cell's output)."""
+
+    passed: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+def _right(message: str) -> Feedback:
+    return Feedback(True, f"✓ {message}")
+
+
+def _wrong(message: str) -> Feedback:
+    return Feedback(False, f"✗ {message}")
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: ``check(answer) -> Feedback``; ``solution`` is an answer that passes."""
+
+    id: str
+    notebook: str
+    task: str
+    check: Callable[[Any], Feedback]
+    solution: Any
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def _exercise(exercise_id: str, notebook: str, task: str, solution: Any) -> Callable:
+    def register(check_fn: Callable[[Any], Feedback]) -> Callable[[Any], Feedback]:
+        EXERCISES[exercise_id] = Exercise(exercise_id, notebook, task, check_fn, solution)
+        return check_fn
+
+    return register
+
+
+def _get(exercise_id: str) -> Exercise:
+    try:
+        return EXERCISES[exercise_id]
+    except KeyError:
+        raise KeyError(f"unknown exercise {exercise_id!r}; valid ids: {', '.join(EXERCISES)}") from None
+
+
+def check(exercise_id: str, answer: Any) -> Feedback:
+    """Check ``answer`` (a function or a value, as the task says) for an exercise; never raises for a wrong or
+    crashing answer: the feedback says what went wrong."""
+    exercise = _get(exercise_id)
+    try:
+        return exercise.check(answer)
+    except Exception as error:  # the learner's code may raise anything; report it as feedback
+        return _wrong(f"your answer raised {type(error).__name__}: {error}")
+
+
+def solution(exercise_id: str) -> Any:
+    """The worked answer of an exercise (a function or a value); ``check(id, solution(id))`` passes."""
+    return _get(exercise_id).solution
+
+
+def list_exercises(notebook: str | None = None) -> pd.DataFrame:
+    """``id``, ``notebook`` and ``task`` of every exercise (of one notebook: ``"04"`` or its full name)."""
+    rows = [{"id": e.id, "notebook": e.notebook, "task": e.task} for e in EXERCISES.values()]
+    table = pd.DataFrame(rows)
+    return table if notebook is None else table[table["notebook"].str.startswith(str(notebook)[:2])]
+
+
+def _close(a: Any, b: Any, tolerance: float = 1e-5) -> bool:
+    a, b = float(a), float(b)
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tolerance
+
+
+# ---------------------------------------------------------------------------------------------- 00 quickstart
+def _hard_dice(pred: np.ndarray, target: np.ndarray) -> float:
+    pred, target = np.asarray(pred, bool), np.asarray(target, bool)
+    total = pred.sum() + target.sum()
+    return 1.0 if total == 0 else float(2.0 * (pred & target).sum() / total)
+
+
+def _mask_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    empty, blob = np.zeros((16, 16), bool), np.zeros((16, 16), bool)
+    blob[4:10, 5:12] = True
+    return {"two random masks": (rng.random((16, 16)) > 0.6, rng.random((16, 16)) > 0.5),
+            "a perfect prediction": (blob, blob), "both masks empty": (empty, empty),
+            "a false alarm on an empty frame": (blob, empty), "a missed object": (empty, blob)}
+
+
+@_exercise("hard_dice", "00_quickstart", "Write dice(pred, target) -> float for boolean masks (H, W), with the "
+           "kit's empty-mask rule.", _hard_dice)
+def _check_hard_dice(fn: Callable[[np.ndarray, np.ndarray], float]) -> Feedback:
+    for name, (pred, target) in _mask_cases().items():
+        got, expected = fn(pred.copy(), target.copy()), dice(pred, target)
+        if not _close(got, expected):
+            hint = (" Both empty is a correct 'nothing there': the kit scores it 1 (2TP / (2TP + FP + FN) alone is "
+                    "0 / 0)." if name == "both masks empty" else " Dice = 2TP / (2TP + FP + FN).")
+            return _wrong(f"for {name} you returned {got}, expected {expected}.{hint}")
+    return _right("Dice matches medseg_core.metrics.dice, empty masks included.")
+
+
+_EMPTY_RULE = {"dice_both_empty": 1.0, "dice_false_alarm": 0.0, "hd95_both_empty": 0.0,
+               "hd95_false_alarm": float("nan")}
+_EMPTY_RULE_WHY = {
+    "dice_both_empty": "a frame with nothing to find, and nothing predicted, is a perfect answer",
+    "dice_false_alarm": "every predicted pixel is a false positive and there is no true positive",
+    "hd95_both_empty": "two empty boundaries are at distance 0 from each other",
+    "hd95_false_alarm": "there is no boundary to measure a distance to, so it is undefined (NaN; summarize leaves "
+                        "it out of the mean and counts it in n_missing)",
+}
+
+
+@_exercise("empty_mask_rule", "00_quickstart", "Give a dict with the kit's dice and hd95 for both masks empty and "
+           f"for a false alarm on an empty frame; keys {list(_EMPTY_RULE)}.", _EMPTY_RULE)
+def _check_empty_mask_rule(answer: dict[str, float]) -> Feedback:
+    cases = _mask_cases()
+    measured = {
+        "dice_both_empty": dice(*cases["both masks empty"]), "dice_false_alarm": dice(*cases["a false alarm on an "
+                                                                                             "empty frame"]),
+        "hd95_both_empty": hd95(*cases["both masks empty"]), "hd95_false_alarm": hd95(*cases["a false alarm on an "
+                                                                                             "empty frame"]),
+    }
+    missing = [key for key in measured if key not in answer]
+    if missing:
+        return _wrong(f"your dict lacks {missing}; give all of {list(measured)}")
+    for key, expected in measured.items():
+        if not _close(answer[key], expected):
+            return _wrong(f"{key}: you said {answer[key]}, the kit gives {expected}: {_EMPTY_RULE_WHY[key]}.")
+    return _right("that is the empty-mask rule of medseg_core.metrics (see the glossary: empty-mask rule).")
+
+
+# ---------------------------------------------------------------------------------------------- 01 XCA sequences
+def _window_indices(center: int, num_frames: int, window_length: int, policy: str = "centre") -> list[int]:
+    before = window_length // 2 if policy == "centre" else window_length - 1
+    return [min(max(center + offset - before, 0), num_frames - 1) for offset in range(window_length)]
+
+
+@_exercise("window_indices", "01_xca_sequences", "Write window_indices(center, num_frames, window_length, policy) "
+           "-> list of frame indices for the 'centre' and 'past' policies, repeating the first/last frame at the "
+           "ends.", _window_indices)
+def _check_window_indices(fn: Callable[[int, int, int, str], Sequence[int]]) -> Feedback:
+    for policy in ("centre", "past"):
+        for num_frames in (1, 3, 10):
+            for window_length in (1, 2, 3, 4, 5):
+                for center in sorted({0, num_frames // 2, num_frames - 1}):
+                    expected = window_indices(center, num_frames, window_length, policy)
+                    got = [int(i) for i in fn(center, num_frames, window_length, policy)]
+                    if got != expected:
+                        before = window_length // 2 if policy == "centre" else window_length - 1
+                        return _wrong(
+                            f"window_indices({center}, {num_frames}, {window_length}, {policy!r}) returned {got}, "
+                            f"expected {expected} ({policy}: {before} frame(s) before the current one, "
+                            f"{window_length - 1 - before} after; indices outside the video repeat the first/last "
+                            "frame).")
+    return _right("both policies match medseg_core.data.xca.window_indices, ends of the video included.")
+
+
+_FUSION_INPUT = (2, 8, 4, 32, 32)  # (B, C, T, H, W)
+
+
+@_exercise("temporal_fusion_shape", "01_xca_sequences", f"What shape does nn.Conv3d(8, 8, kernel_size=(4, 1, 1)) "
+           f"(no padding) return for an input of shape {_FUSION_INPUT}? Give a tuple.", (2, 8, 1, 32, 32))
+def _check_temporal_fusion_shape(answer: Sequence[int]) -> Feedback:
+    expected = tuple(nn.Conv3d(8, 8, (4, 1, 1))(torch.zeros(_FUSION_INPUT)).shape)
+    answer = tuple(int(v) for v in answer)
+    if answer == expected:
+        return _right(f"{expected}: the (T, 1, 1) kernel fits once along the T = 4 frames, so time collapses to 1; "
+                      "SVSnet then squeezes that axis to get a 2D skip (B, C, H, W).")
+    if answer == expected[:2] + expected[3:]:
+        return _wrong(f"{answer} is the skip after .squeeze(2); the convolution itself keeps a time axis of "
+                      f"length 1: {expected}.")
+    if len(answer) == 5 and answer[2] == _FUSION_INPUT[2]:
+        return _wrong(f"you kept T = {answer[2]}: without padding a kernel of length T along time fits only once, "
+                      "so the time axis becomes 1.")
+    return _wrong(f"you said {answer}; B, C, H and W are kept (8 -> 8 channels, 1x1 in space); only T changes.")
+
+
+# ---------------------------------------------------------------------------------------------- 02 train SVSnet
+def _soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    probabilities = torch.sigmoid(logits)
+    intersection = (probabilities * target).sum()
+    return 1.0 - (2.0 * intersection + smooth) / (probabilities.sum() + target.sum() + smooth)
+
+
+def _loss_cases(num_classes: int) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    cases = []
+    for name, shape in (("a batch of 2", (2, 8, 8)), ("a batch of 3", (3, 16, 12))):
+        logits = torch.randn(shape[0], max(num_classes, 1), *shape[1:], generator=generator) * 2
+        labels = torch.randint(0, max(num_classes, 2), shape, generator=generator)
+        cases.append((name, logits, labels))
+    cases.append(("an empty target", torch.randn(2, max(num_classes, 1), 8, 8, generator=generator),
+                  torch.zeros(2, 8, 8, dtype=torch.long)))
+    return cases
+
+
+@_exercise("soft_dice", "02_train_svsnet", "Write soft_dice_loss(logits, target) -> scalar tensor for binary "
+           "logits and targets (B, 1, H, W): 1 - (2 sum(p y) + eps) / (sum(p) + sum(y) + eps) over the whole "
+           "batch, p = sigmoid(logits), eps = 1e-5 (SVSnet's loss).", _soft_dice_loss)
+def _check_soft_dice(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
+    reference = DiceLoss(mode="binary", smooth=1e-5, batch_dice=True)
+    for name, logits, labels in _loss_cases(1):
+        target = labels.unsqueeze(1).float()
+        logits = logits.clone().requires_grad_(True)
+        got = fn(logits, target)
+        expected = reference(logits.detach(), target)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            return _wrong(f"return one scalar tensor; for {name} you returned {type(got).__name__} "
+                          f"{getattr(got, 'shape', '')}")
+        if not _close(got.item(), expected.item(), 1e-4):
+            return _wrong(f"for {name} your loss is {got.item():.5f}, expected {expected.item():.5f} "
+                          "(sum over the whole batch before dividing; use probabilities, not thresholded masks)")
+        if not got.requires_grad:
+            return _wrong("your loss has no gradient: thresholding or .item()/.numpy() cut the graph; keep the "
+                          "soft probabilities")
+    return _right("matches medseg_core.losses.DiceLoss(mode='binary', batch_dice=True), and it is differentiable.")
+
+
+def _threshold_from_validation(val_sweep: pd.DataFrame, test_sweep: pd.DataFrame) -> float:
+    return float(val_sweep.loc[val_sweep["dice"].idxmax(), "threshold"])
+
+
+def _sweep(best: float) -> pd.DataFrame:
+    thresholds = np.round(np.linspace(0.05, 0.95, 19), 2)
+    return pd.DataFrame({"threshold": thresholds, "dice": 0.8 - (thresholds - best) ** 2})
+
+
+@_exercise("threshold_on_validation", "02_train_svsnet", "Write choose_threshold(val_sweep, test_sweep) -> float "
+           "(sweeps as returned by medseg_core.threshold_sweep) that picks the threshold to report test scores at.",
+           _threshold_from_validation)
+def _check_threshold_on_validation(fn: Callable[[pd.DataFrame, pd.DataFrame], float]) -> Feedback:
+    for val_best, test_best in ((0.35, 0.6), (0.7, 0.25)):
+        got = float(fn(_sweep(val_best), _sweep(test_best)))
+        if _close(got, test_best, 1e-6):
+            return _wrong(f"you returned {got}, the best threshold on the test split: tuning on test makes the test "
+                          f"score optimistic (the test set must stay unseen); take the best validation Dice "
+                          f"({val_best}).")
+        if not _close(got, val_best, 1e-6):
+            return _wrong(f"you returned {got}; the threshold with the highest validation Dice is {val_best}.")
+    return _right("the threshold is chosen on validation, so the test score stays an honest estimate.")
+
+
+# ---------------------------------------------------------------------------------------------- 03 OCT data
+def _patient_split(pairs: pd.DataFrame, val_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return patient_split(pairs, val_fraction, seed=0)
+
+
+@_exercise("patient_split", "03_oct_data", "Write split(pairs, val_fraction) -> (train, val) for a table with one "
+           "row per frame (columns id, patient) so that no patient is in both parts.", _patient_split)
+def _check_patient_split(fn: Callable[[pd.DataFrame, float], tuple[pd.DataFrame, pd.DataFrame]]) -> Feedback:
+    pairs = pd.DataFrame({"id": [f"P{p:02d}_{f:03d}" for p in range(6) for f in range(5)],
+                          "patient": [f"P{p:02d}" for p in range(6) for _ in range(5)]})
+    train, val = fn(pairs.copy(), 1 / 3)
+    leaked = sorted(set(train["patient"]) & set(val["patient"]))
+    if leaked:
+        return _wrong(f"patients {leaked} are in both training and validation: frames of one pullback are near "
+                      "duplicates, so validation would reward remembering a patient. Split the patient ids first, "
+                      "then take all their frames.")
+    ids = list(train["id"]) + list(val["id"])
+    if sorted(ids) != sorted(pairs["id"]) or len(val) == 0 or len(train) == 0:
+        return _wrong(f"every frame must land in exactly one non-empty part; you kept {len(ids)} of {len(pairs)} "
+                      f"frames ({len(train)} train, {len(val)} val).")
+    return _right(f"{val['patient'].nunique()} of 6 patients in validation, none shared with training.")
+
+
+def _label_mask(mask: np.ndarray) -> np.ndarray:
+    return (np.asarray(mask) > 0).astype(np.uint8)
+
+
+@_exercise("label_mask", "03_oct_data", "Write to_labels(mask) -> (H, W) integer class indices for a binary mask "
+           "stored as 0/255 (or already 0/1), the most common mask mistake.", _label_mask)
+def _check_label_mask(fn: Callable[[np.ndarray], np.ndarray]) -> Feedback:
+    rng = np.random.default_rng(0)
+    binary = (rng.random((8, 8)) > 0.5).astype(np.uint8)
+    for name, mask in (("a 0/255 mask", binary * 255), ("a 0/1 mask", binary)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = to_label_mask(mask.copy(), num_classes=2)
+        got = np.asarray(fn(mask.copy()))
+        if not np.issubdtype(got.dtype, np.integer):
+            return _wrong(f"for {name} you returned dtype {got.dtype}; class indices must be integers (losses "
+                          "index classes with them)")
+        if got.shape != expected.shape or not np.array_equal(got, expected):
+            return _wrong(f"for {name} you returned values {np.unique(got).tolist()}, expected "
+                          f"{np.unique(expected).tolist()} (0 = background, 1 = the class)")
+    return _right("0/255 and 0/1 masks both become class indices 0/1, as medseg_core.data.io.to_label_mask does.")
+
+
+# ---------------------------------------------------------------------------------------------- 04 DeepLabV3+ / ECA
+def _eca_kernel(channels: int, gamma: int = 2, b: int = 1) -> int:
+    t = int(abs((math.log2(channels) + b) / gamma))
+    return t if t % 2 else t + 1
+
+
+@_exercise("eca_kernel", "04_train_deeplabv3plus_eca", "Write kernel_size(C) -> int, ECA's adaptive kernel size "
+           "with gamma = 2, b = 1.", _eca_kernel)
+def _check_eca_kernel(fn: Callable[[int], int]) -> Feedback:
+    for channels in (16, 24, 32, 64, 96, 128, 256, 320, 512, 1280, 2048):
+        got, expected = fn(channels), eca_kernel_size(channels)
+        if got != expected:
+            return _wrong(f"for C={channels} you returned {got}, expected {expected} (t = int(|(log2(C) + b) / "
+                          "gamma|), k = t if t is odd else t + 1)")
+    return _right("matches medseg_core.models.blocks.eca_kernel_size: k = 3 for the 24-channel skip, 5 for ASPP's "
+                  "1280 channels.")
+
+
+def _ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
+    ce = F.cross_entropy(logits, target)
+    probabilities = logits.softmax(dim=1)[:, 1:]
+    one_hot = F.one_hot(target, logits.shape[1]).movedim(-1, 1)[:, 1:].float()
+    axes = (0, 2, 3)
+    dice_per_class = (2 * (probabilities * one_hot).sum(axes) + smooth) / (
+        probabilities.sum(axes) + one_hot.sum(axes) + smooth)
+    return ce + 1.0 - dice_per_class.mean()
+
+
+@_exercise("ce_dice", "04_train_deeplabv3plus_eca", "Write ce_dice_loss(logits, target) -> scalar for logits "
+           "(B, K, H, W) and int64 labels (B, H, W): cross-entropy + (1 - soft Dice), the Dice averaged over the "
+           "foreground classes 1..K-1, each summed over the whole batch, eps = 1e-5 (the OCT seed's loss).",
+           _ce_dice_loss)
+def _check_ce_dice(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
+    reference = CEDiceLoss()
+    for num_classes in (2, 3):
+        for name, logits, labels in _loss_cases(num_classes):
+            labels = labels.clamp_max(num_classes - 1)
+            got, expected = fn(logits.clone(), labels.clone()), reference(logits, labels)
+            if not _close(float(got), expected.item(), 1e-4):
+                ce = F.cross_entropy(logits, labels).item()
+                return _wrong(f"K={num_classes}, {name}: you returned {float(got):.5f}, expected {expected.item():.5f} "
+                              f"(cross-entropy alone is {ce:.5f}; the Dice term leaves the background class out)")
+    return _right("matches medseg_core.losses.CEDiceLoss() for 2 and 3 classes.")
+
+
+_EMPTY_FRAME_SIDE, _EMPTY_FRAME_PROBABILITY = 64, 0.01
+
+
+def _empty_frame_loss() -> float:
+    logits = torch.full((1, 1, _EMPTY_FRAME_SIDE, _EMPTY_FRAME_SIDE), math.log(_EMPTY_FRAME_PROBABILITY / 0.99))
+    return DiceLoss(mode="binary", batch_dice=False)(logits, torch.zeros_like(logits)).item()
+
+
+@_exercise("soft_dice_empty", "04_train_deeplabv3plus_eca", f"A healthy {_EMPTY_FRAME_SIDE}x{_EMPTY_FRAME_SIDE} "
+           f"frame has no lipid; the model gives lipid probability {_EMPTY_FRAME_PROBABILITY} at every pixel. What "
+           "is the per-image soft Dice loss (1 - Dice, eps = 1e-5) of the lipid class? Give a number.",
+           round(1.0 - 1e-5 / (_EMPTY_FRAME_PROBABILITY * _EMPTY_FRAME_SIDE**2 + 1e-5), 6))
+def _check_soft_dice_empty(answer: float) -> Feedback:
+    expected = _empty_frame_loss()
+    if _close(answer, expected, 1e-3):
+        return _right(f"{expected:.6f}: soft Dice calls an almost perfect answer on an empty frame a near-total "
+                      "failure (0 + eps over 41 + eps). Cross-entropy carries the healthy frames, and the metrics "
+                      "score them with the empty-mask rule.")
+    if _close(answer, 0.0, 1e-3):
+        return _wrong("not 0: there is no true positive, so the numerator is only eps while the denominator holds "
+                      "the summed probabilities (0.01 x 4096 = 41): Dice is near 0 and the loss near 1.")
+    return _wrong(f"you said {answer}; compute 1 - (2 * 0 + eps) / (sum(p) + sum(y) + eps) with sum(p) = 0.01 x "
+                  f"{_EMPTY_FRAME_SIDE**2} and sum(y) = 0.")
+
+
+# ---------------------------------------------------------------------------------------------- 05 ECA ablation
+def _eca_forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    pooled = x.mean(dim=(2, 3)).unsqueeze(1)  # (B, 1, C)
+    weights = torch.sigmoid(F.conv1d(pooled, kernel.view(1, 1, -1), padding=kernel.numel() // 2)).squeeze(1)
+    return x * weights[:, :, None, None]
+
+
+@_exercise("eca_block", "05_ablation_eca", "Write eca(x, kernel) -> tensor: ECA channel attention from scratch for "
+           "x (B, C, H, W) and a 1D kernel (k,): global average pool, 1D convolution across channels (zero padding "
+           "k // 2, no bias), sigmoid, multiply each channel by its weight.", _eca_forward)
+def _check_eca_block(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
+    generator = torch.Generator().manual_seed(0)
+    for channels in (24, 64, 1280):
+        block = ECA(channels)
+        with torch.no_grad():
+            block.conv.weight.copy_(torch.randn(block.conv.weight.shape, generator=generator))
+        x = torch.randn(2, channels, 5, 4, generator=generator)
+        with torch.no_grad():
+            got, expected = fn(x.clone(), block.conv.weight.detach().flatten().clone()), block(x)
+        if tuple(got.shape) != tuple(expected.shape):
+            return _wrong(f"for C={channels} your output has shape {tuple(got.shape)}, expected {tuple(x.shape)} "
+                          "(ECA re-weights channels; it keeps the shape)")
+        error = (got - expected).abs().max().item()
+        if error > 1e-5:
+            return _wrong(f"for C={channels} (k = {block.kernel_size}) your output differs from "
+                          f"medseg_core.models.blocks.ECA by up to {error:.3g} with the same kernel (check the pooling "
+                          "axes, the padding k // 2 across channels and the sigmoid)")
+    return _right("same output as the kit's ECA block with the same weights, for C = 24, 64 and 1280.")
+
+
+def _aspp_spans(rates: Sequence[int], output_stride: int) -> list[int]:
+    return [(2 * rate + 1) * output_stride for rate in rates]
+
+
+def _measured_span(rate: int) -> int:
+    """Feature pixels a 3x3 convolution with dilation ``rate`` reads, from its response to an impulse."""
+    conv = nn.Conv2d(1, 1, 3, padding=rate, dilation=rate, bias=False)
+    nn.init.ones_(conv.weight)
+    impulse = torch.zeros(1, 1, 4 * rate + 3, 4 * rate + 3)
+    impulse[..., 2 * rate + 1, 2 * rate + 1] = 1.0
+    with torch.no_grad():
+        columns = torch.nonzero(conv(impulse)[0, 0].sum(0)).flatten()
+    return int(columns.max() - columns.min() + 1)
+
+
+@_exercise("aspp_field", "05_ablation_eca", "Write spans(rates, output_stride) -> list: how many input pixels "
+           "across does each dilated 3x3 ASPP branch read (its kernel's span in feature pixels times the output "
+           "stride)?", _aspp_spans)
+def _check_aspp_field(fn: Callable[[Sequence[int], int], Sequence[int]]) -> Feedback:
+    for rates, output_stride in (((6, 12, 18), 16), ((12, 24, 36), 8), ((1, 2, 3), 4)):
+        expected = [_measured_span(rate) * output_stride for rate in rates]
+        got = [int(v) for v in fn(rates, output_stride)]
+        if got != expected:
+            return _wrong(f"for rates {rates} at output stride {output_stride} you returned {got}, expected "
+                          f"{expected}: a 3x3 kernel with dilation r spans 2r + 1 feature pixels, and each feature "
+                          "pixel stands for output_stride input pixels.")
+    return _right("at output stride 16 the branches read 208, 400 and 592 pixels across: more than a 256-pixel "
+                  "frame, so the widest branch mostly sees padding on small inputs.")
+
+
+def _feature_sizes(image_size: int, output_stride: int) -> tuple[int, int]:
+    return image_size // 4, image_size // output_stride
+
+
+@_exercise("output_stride", "05_ablation_eca", "Write sizes(image_size, output_stride) -> (low_level, deep): the "
+           "side length of DeepLabV3+'s low-level skip feature and of the ASPP input for a square input.",
+           _feature_sizes)
+def _check_output_stride(fn: Callable[[int, int], tuple[int, int]]) -> Feedback:
+    for output_stride in (16, 8):
+        backbone = mobilenet_v2_backbone(output_stride).eval()
+        for image_size in (64, 128):
+            with torch.no_grad():
+                low = backbone[:4](torch.zeros(1, 3, image_size, image_size))
+                deep = backbone[4:](low)
+            expected = (low.shape[-1], deep.shape[-1])
+            got = tuple(int(v) for v in fn(image_size, output_stride))
+            if got != expected:
+                return _wrong(f"for a {image_size}x{image_size} input at output stride {output_stride} you returned "
+                              f"{got}, the backbone gives {expected} (the skip is at stride 4, the ASPP input at the "
+                              "output stride)")
+    return _right("matches the MobileNetV2 backbone: output stride 8 keeps 4x as many ASPP positions as 16.")
+
+
+# ---------------------------------------------------------------------------------------------- 06 window length
+def _fusion_parameters(channels: int, window_length: int) -> int:
+    return channels * channels * window_length + channels
+
+
+@_exercise("fusion_parameters", "06_ablation_window_length", "Write fusion_parameters(C, T) -> int: the trainable "
+           "parameters of SVSnet's skip fusion nn.Conv3d(C, C, kernel_size=(T, 1, 1)) with a bias.",
+           _fusion_parameters)
+def _check_fusion_parameters(fn: Callable[[int, int], int]) -> Feedback:
+    for channels, window_length in ((8, 4), (64, 1), (256, 2), (512, 8)):
+        expected = count_parameters(nn.Conv3d(channels, channels, (window_length, 1, 1)))
+        got = int(fn(channels, window_length))
+        if got != expected:
+            hint = " (you left out the C biases)" if got == expected - channels else ""
+            return _wrong(f"for C={channels}, T={window_length} you returned {got}, expected {expected}: "
+                          f"C x C x T weights + C biases{hint}")
+    return _right("C^2 T + C: the window length enters the weights only here, so each extra frame adds C^2 per "
+                  "level.")
+
+
+_WINDOWS = (1, 4)
+
+
+@_exercise("svsnet_window_parameters", "06_ablation_window_length", "How many more trainable parameters does "
+           f"SVSnet have at T = {_WINDOWS[1]} than at T = {_WINDOWS[0]}? (Six skip fusions at 8 ... 256 channels and "
+           "the 512-channel bottleneck fusion.) Give an integer.",
+           sum(c * c for c in (8, 16, 32, 64, 128, 256, 512)) * (_WINDOWS[1] - _WINDOWS[0]))
+def _check_svsnet_window_parameters(answer: int) -> Feedback:
+    short, long = (count_parameters(create_model("svsnet", window_length=t)) for t in _WINDOWS)
+    expected = long - short
+    if int(answer) == expected:
+        return _right(f"{expected:,} ({short:,} at T = 1, {long:,} at T = 4): about 10 % more weights, all in the "
+                      "(T, 1, 1) fusions; the encoder and decoder are the same.")
+    return _wrong(f"you said {int(answer):,}; the models have {short:,} and {long:,} parameters. Each fusion has "
+                  "C^2 T + C parameters: the biases cancel, the weights differ by C^2 per extra frame.")

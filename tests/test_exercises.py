@@ -1,0 +1,79 @@
+"""Every exercise's solution passes its check, and a typical wrong answer is reported wrong, with a reason."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medseg_core.exercises import EXERCISES, Feedback, check, list_exercises, solution
+from medseg_core.notebooks import list_notebooks
+
+
+def _sigmoid_then_threshold(logits, target):
+    return 1 - (2 * ((logits > 0).float() * target).sum() + 1e-5) / ((logits > 0).float().sum() + target.sum() + 1e-5)
+
+
+WRONG_ANSWERS = {  # id: (a typical mistake, a phrase the feedback must contain)
+    "hard_dice": (lambda p, t: 2 * (p & t).sum() / max(p.sum() + t.sum(), 1), "both masks empty"),
+    "empty_mask_rule": ({"dice_both_empty": 0.0, "dice_false_alarm": 0.0, "hd95_both_empty": 0.0,
+                         "hd95_false_alarm": float("nan")}, "dice_both_empty"),
+    "window_indices": (lambda c, n, t, p: [min(max(c + o - (t - 1), 0), n - 1) for o in range(t)], "'centre'"),
+    "temporal_fusion_shape": ((2, 8, 4, 32, 32), "you kept T = 4"),
+    "soft_dice": (_sigmoid_then_threshold, "expected"),
+    "threshold_on_validation": (lambda val, test: float(test.loc[test["dice"].idxmax(), "threshold"]),
+                                "best threshold on the test split"),
+    "patient_split": (lambda pairs, f: (pairs.iloc[::3 + 0].pipe(lambda v: pairs.drop(v.index)), pairs.iloc[::3]),
+                      "in both training and validation"),
+    "label_mask": (lambda mask: mask / 255.0, "must be integers"),
+    "eca_kernel": (lambda c: int(round(np.log2(c) / 2 + 0.5)), "for C="),
+    "ce_dice": (lambda logits, target: torch.nn.functional.cross_entropy(logits, target), "cross-entropy alone"),
+    "soft_dice_empty": (0.0, "not 0"),
+    "eca_block": (lambda x, k: x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True)), "differs"),
+    "aspp_field": (lambda rates, os: [3 * os for _ in rates], "2r + 1"),
+    "output_stride": (lambda size, os: (size // 4, size // 32), "output stride"),
+    "fusion_parameters": (lambda c, t: c * c * t, "left out the C biases"),
+    "svsnet_window_parameters": (3 * 256 * 256, "parameters"),
+}
+
+
+def test_every_exercise_has_a_wrong_answer_here():
+    assert set(WRONG_ANSWERS) == set(EXERCISES)
+
+
+@pytest.mark.parametrize("exercise_id", list(EXERCISES))
+def test_solution_passes(exercise_id):
+    feedback = check(exercise_id, solution(exercise_id))
+    assert isinstance(feedback, Feedback) and feedback.passed, feedback.message
+    assert feedback.message.startswith("✓ ") and repr(feedback) == feedback.message
+
+
+@pytest.mark.parametrize("exercise_id", list(EXERCISES))
+def test_wrong_answer_is_reported_wrong_with_a_reason(exercise_id):
+    answer, phrase = WRONG_ANSWERS[exercise_id]
+    feedback = check(exercise_id, answer)
+    assert not feedback and feedback.message.startswith("✗ ")
+    assert phrase in feedback.message
+
+
+def test_feedback_names_the_input_and_the_expected_value():
+    feedback = check("eca_kernel", lambda channels: 5)
+    assert feedback.message.startswith("✗ for C=16 you returned 5, expected 3 (t = int(|(log2(C) + b) / gamma|)")
+
+
+def test_a_crashing_answer_is_feedback_not_an_exception():
+    feedback = check("window_indices", lambda *args: 1 / 0)
+    assert not feedback and "ZeroDivisionError" in feedback.message
+
+
+def test_unknown_exercise_lists_the_valid_ids():
+    with pytest.raises(KeyError, match="valid ids: hard_dice"):
+        check("no_such_exercise", None)
+
+
+def test_exercises_belong_to_existing_notebooks():
+    stems = {path.stem for path in list_notebooks()}
+    table = list_exercises()
+    assert set(table["notebook"]) <= stems
+    per_notebook = table["notebook"].value_counts()
+    assert (per_notebook >= 2).all(), per_notebook
+    assert set(list_exercises("04")["id"]) == {"eca_kernel", "ce_dice", "soft_dice_empty"}
