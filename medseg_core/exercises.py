@@ -32,7 +32,8 @@ from .data.oct import patient_split
 from .data.xca import window_indices
 from .losses import CEDiceLoss, DiceLoss
 from .metrics import dice, hd95
-from .models import count_parameters, create_model
+from .models import create_model
+from .models.summary import count_parameters
 from .models.blocks import ECA, eca_kernel_size
 from .models.deeplabv3plus import mobilenet_v2_backbone
 
