@@ -191,7 +191,7 @@ class Profile:
         """The profile every ablation run uses: this one with ``ablation.overrides`` applied.
 
         With overrides it is named ``<name>_ablation``, so its synthetic data and runs get their own folders
-        (``data/synthetic/xca_cpu_ablation``, ``runs/cpu_ablation/...``) and never replace the training
+        (``data/synthetic/xca_cpu_ablation-<digest>``, ``runs/cpu_ablation/...``) and never replace the training
         notebooks' data; without overrides (``paper``) it is this profile.
         """
         if not self.ablation.overrides:

@@ -1,0 +1,29 @@
+"""A normal (non-editable) install writes data, runs and figures under the working directory, not site-packages."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_non_editable_install_writes_under_the_working_directory(tmp_path):
+    target, work = tmp_path / "site", tmp_path / "work"
+    work.mkdir()
+    build = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--target", str(target), str(REPO)], capture_output=True, text=True)
+    if build.returncode != 0:
+        pytest.skip(f"cannot build the package here: {build.stderr.strip().splitlines()[-1:]}")
+    code = ("import medseg_core, medseg_core.config as c; p = c.get_profile('smoke');"
+            "print(medseg_core.__file__); print(p.paths.data); print(p.paths.runs); print(p.run_dir('x'))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSEG_")}
+    env["PYTHONPATH"] = str(target)
+    out = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True, check=True)
+    module, data, runs, run_dir = out.stdout.split()
+    assert Path(module).is_relative_to(target), "the installed copy, not the checkout, was imported"
+    assert Path(data) == work / "data" and Path(runs) == work / "runs" and Path(run_dir) == work / "runs" / "smoke" / "x"
