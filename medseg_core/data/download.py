@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 from http.client import HTTPException
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
@@ -61,6 +62,20 @@ def _manual_hint(url: str, dest: Path) -> str:
     return f"download {url} by hand (e.g. in a browser) and save it as {dest.resolve()}"
 
 
+@contextmanager
+def _open_url(url: str, timeout: float, action: str, remedy: str, accept: str | None = None) -> Iterator[Any]:
+    """``urlopen`` whose network failures become one :class:`DownloadError` saying what failed and what to do."""
+    headers = {"User-Agent": _USER_AGENT, **({"Accept": accept} if accept else {})}
+    try:
+        with urlopen(Request(url, headers=headers), timeout=timeout) as response:
+            yield response
+    except HTTPError as error:
+        raise DownloadError(f"{action} failed: HTTP {error.code} {error.reason}. {remedy}") from error
+    except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
+        reason = getattr(error, "reason", error)
+        raise DownloadError(f"{action} failed: {reason} (offline, or the host is unreachable?). {remedy}") from error
+
+
 def download_file(
     url: str,
     dest: str | Path,
@@ -87,18 +102,10 @@ def download_file(
         return dest
     digest = hashlib.new(algorithm or "sha256")
     with atomic_output(dest) as temp_path, open(temp_path, "wb") as output:
-        try:
-            with urlopen(Request(url, headers={"User-Agent": _USER_AGENT}), timeout=timeout) as response:
-                for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
-                    output.write(block)
-                    digest.update(block)
-        except HTTPError as error:
-            raise DownloadError(f"download of {url} failed: HTTP {error.code} {error.reason}. "
-                                f"To continue, {_manual_hint(url, dest)}.") from error
-        except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
-            reason = getattr(error, "reason", error)
-            raise DownloadError(f"download of {url} failed: {reason} (offline, or the host is unreachable?). "
-                                f"To continue, {_manual_hint(url, dest)}.") from error
+        with _open_url(url, timeout, f"download of {url}", f"To continue, {_manual_hint(url, dest)}.") as response:
+            for block in iter(lambda: response.read(_CHUNK_BYTES), b""):
+                output.write(block)
+                digest.update(block)
         output.flush()
         if algorithm and digest.hexdigest() != expected:
             raise ChecksumError(
@@ -117,16 +124,9 @@ def zenodo_record_files(record_id: str = ZENODO_OCT_RECORD, *, timeout: float = 
     url = ZENODO_API.format(record_id=record_id)
     page = f"https://zenodo.org/records/{record_id}"
     try:
-        with urlopen(Request(url, headers={"User-Agent": _USER_AGENT, "Accept": "application/json"}),
-                     timeout=timeout) as response:
+        with _open_url(url, timeout, f"reading the Zenodo record {url}", f"Open {page} and download the files by hand.",
+                       accept="application/json") as response:
             record = json.loads(response.read().decode("utf-8"))
-    except HTTPError as error:
-        raise DownloadError(f"reading the Zenodo record {url} failed: HTTP {error.code} {error.reason}. "
-                            f"Open {page} and download the files by hand.") from error
-    except (URLError, TimeoutError, ConnectionError, HTTPException) as error:
-        reason = getattr(error, "reason", error)
-        raise DownloadError(f"reading the Zenodo record {url} failed: {reason} (offline?). "
-                            f"Open {page} and download the files by hand.") from error
     except ValueError as error:
         raise DownloadError(
             f"{url} did not return JSON ({error}); open {page} and download the files by hand"
