@@ -108,7 +108,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from .data.oct import prepare_lipid_dataset
 
-    manifest = prepare_lipid_dataset(args.source, args.output, image_size=args.image_size, classes=tuple(args.classes))
+    manifest = prepare_lipid_dataset(args.source, args.output, image_size=args.image_size, classes=tuple(args.classes),
+                                     overwrite=args.overwrite)
     print(f"{len(manifest)} frames written to {args.output} (manifest.csv)")
     return 0
 
@@ -118,7 +119,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .tasks import get_task
 
     profile = get_profile(args.profile, _parse_overrides(args.set), none_keeps=False)
-    print(get_task(args.task).make_data(profile))
+    print(get_task(args.task).make_data(profile, overwrite=args.overwrite))
     return 0
 
 
@@ -165,12 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--output", type=Path, required=True)
     prepare.add_argument("--image-size", type=int, default=512)
     prepare.add_argument("--classes", nargs="+", default=["lipid_core"])
+    prepare.add_argument("--overwrite", action="store_true",
+                         help="replace an earlier derivative with other settings (only its own files)")
     prepare.set_defaults(func=_cmd_prepare)
 
     generate = commands.add_parser("generate", help="write a profile's synthetic dataset and print its folder")
     generate.add_argument("task", help="xca or oct")
     generate.add_argument("--profile", default="cpu")
     generate.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    generate.add_argument("--overwrite", action="store_true",
+                          help="rewrite a damaged dataset (only the files the generator wrote)")
     generate.set_defaults(func=_cmd_generate)
 
     models = commands.add_parser("models", help="list registered models")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from .checkpoints import RunMetadata, load_checkpoint, load_model
 from .config import Profile
 from .evaluation import evaluate
-from .files import write_csv_atomic
+from .files import ensure_writable, folder_fingerprint, write_csv_atomic
 from .models import create_model
 from .models.summary import count_parameters
 from .runtime import seed_everything
@@ -84,19 +84,21 @@ def train(
         seed: seeds model initialisation, data order and augmentation.
         run_dir: checkpoints and history (default :meth:`Task.run_dir`, e.g. ``runs/cpu/xca_svsnet_T4-centre_seed0``).
         data_root: real or previously generated data in the task's layout (default: generate synthetic data).
-        resume: continue from ``run_dir/last.pt`` if it exists (refused if it was trained with other settings).
+        resume: continue from ``run_dir/last.pt`` if it exists (refused if it was trained with other settings or
+            other data). ``run_dir`` is checked to be writable before any data is generated.
     """
     task = get_task(task)
     model_name = model_name or task.default_model
     kwargs = task.model_kwargs(profile, model_name, model_kwargs)  # checks the model before any work
-    run_dir = Path(run_dir) if run_dir is not None else task.run_dir(profile, model_name, model_kwargs, seed)
+    run_dir = ensure_writable(run_dir if run_dir is not None else task.run_dir(profile, model_name, model_kwargs, seed))
     root = Path(data_root) if data_root is not None else task.make_data(profile)
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
     model = create_model(model_name, **kwargs)
     config = replace(task.train_config(profile), seed=seed)
     metadata = task.run_metadata(profile, model_name)
-    trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata)
+    trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
+                      data_id=folder_fingerprint(root))
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"
     if best.is_file():

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_output", "write_csv_atomic", "file_digest"]
+from .errors import ConfigError
+
+__all__ = ["atomic_output", "write_csv_atomic", "file_digest", "folder_fingerprint", "ensure_writable"]
 
 _CHUNK_BYTES = 1 << 20
 
@@ -52,3 +54,35 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
         for block in iter(lambda: handle.read(_CHUNK_BYTES), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def folder_fingerprint(root: str | Path) -> str:
+    """Short digest of a folder's file names and sizes (hidden files left out): which data a run was trained on.
+
+    Reads no file contents (a stat per file), so it is cheap for large datasets; a renamed, added, removed or
+    resized file changes it.
+    """
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if not any(part.startswith(".") for part in relative.parts):
+            digest.update(f"{relative.as_posix()}\t{path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def ensure_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and check a file can be written there, before any long work starts.
+
+    Raises:
+        ConfigError: the folder cannot be created or written (the message gives the system's reason).
+    """
+    folder = Path(folder)
+    probe = folder / f".medseg-write-test{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"cannot write to {folder}: {error.strerror or error}") from error
+    return folder

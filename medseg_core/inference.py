@@ -27,7 +27,7 @@ from .checkpoints import RunMetadata, load_run
 from .data.io import DataError, list_images, read_image, write_image
 from .data.xca import FRAMES_DIR, window_indices
 from .errors import ConfigError
-from .files import write_csv_atomic
+from .files import ensure_writable, write_csv_atomic
 from .models import logits_to_labels
 from .tasks import get_task
 from .viz import overlay
@@ -61,11 +61,11 @@ def predict_images(model: nn.Module, paths: list[Path], metadata: RunMetadata,
     """
     preprocess = get_task(metadata.task).preprocess
     for path in paths:
+        image = read_image(path, "RGB", exact=True)  # as the dataset reads it (any bit depth); corrupt files fail here
         with Image.open(path) as stored:
             if stored.mode in _GREY_MODES:
                 raise DataError(f"{path} is a greyscale image (mode {stored.mode}), but the checkpoint was trained on "
                                 "RGB OCT frames (task 'oct'); an XCA frame? Use an XCA checkpoint for angiograms.")
-        image = read_image(path, "RGB", exact=True)  # as the dataset reads it: any bit depth, faithfully
         inputs = preprocess(image, image_size=metadata.image_size)["image"][None]
         yield path, image, predict_labels(model, inputs, image.shape[:2], threshold)[0]
 
@@ -113,13 +113,7 @@ def check_output_folder(output_dir: Path, overwrite: bool) -> None:
     if earlier and not overwrite:
         raise ConfigError(f"{output_dir} already holds predictions ({', '.join(earlier)}); choose another --output "
                           "or pass --overwrite to replace them (other files there are kept)")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    probe = output_dir / ".medseg-write-test"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"cannot write to {output_dir}: {error.strerror}") from error
+    ensure_writable(output_dir)
 
 
 def predict_folder(

@@ -44,8 +44,8 @@ class Task:
     preprocess: Callable[..., dict[str, Any]]
 
     # ------------------------------------------------------------------------------------- data and model
-    def make_data(self, profile: Profile) -> Path:
-        """The profile's synthetic dataset folder (generated on first use)."""
+    def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
+        """The profile's synthetic dataset folder (generated on first use; ``overwrite`` rewrites its own files)."""
         raise NotImplementedError
 
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
@@ -112,10 +112,10 @@ class XCATask(Task):
             return profile
         return profile.override({"xca.window_length": 1})
 
-    def make_data(self, profile: Profile) -> Path:
+    def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
         from .data.synthetic_xca import ensure_xca_dataset
 
-        return ensure_xca_dataset(profile.xca, profile.data_dir("xca"))
+        return ensure_xca_dataset(profile.xca, profile.data_dir("xca"), overwrite=overwrite)
 
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
         from .data.xca import xca_dataloaders
@@ -149,10 +149,10 @@ class XCATask(Task):
 class OCTTask(Task):
     """Lipid-core segmentation on RGB IVOCT frames (the Zenodo dataset's layout)."""
 
-    def make_data(self, profile: Profile) -> Path:
+    def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
         from .data.synthetic_oct import ensure_oct_dataset
 
-        return ensure_oct_dataset(profile.oct, profile.data_dir("oct"))
+        return ensure_oct_dataset(profile.oct, profile.data_dir("oct"), overwrite=overwrite)
 
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
         from .data.oct import oct_dataloaders

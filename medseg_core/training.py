@@ -129,6 +129,8 @@ class Trainer:
         metadata: how the inputs were prepared (task, image size, window, class names), stored in every
             checkpoint so that inference prepares them the way training did; tasks make it
             (:meth:`medseg_core.tasks.Task.run_metadata`).
+        data_id: what identifies the training data (:func:`medseg_core.files.folder_fingerprint`); stored, and
+            a resume on other data is refused. None: not checked.
 
     Example:
         >>> task, cfg = get_task("xca"), get_profile("smoke")
@@ -145,6 +147,7 @@ class Trainer:
         out_dir: str | Path | None = None,
         *,
         metadata: RunMetadata,
+        data_id: str | None = None,
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
     ) -> None:
@@ -156,6 +159,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress and is_main_process()
         self.metadata = metadata
+        self.data_id = data_id
         self.use_amp = config.amp and self.device.type == "cuda"
         seed_everything(config.seed)
         self.optimizer = build_optimizer(self.model.parameters(), config)
@@ -346,12 +350,13 @@ class Trainer:
             "history": self.history,
             "config": asdict(self.config),
             "metadata": self.metadata.to_dict(),
+            "data_id": self.data_id,
         }
 
     def check_resumable(self, state: Mapping[str, Any]) -> None:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
-        Only ``epochs`` may differ (to extend a finished run). Raises :class:`~medseg_core.errors.ConfigError`
+        Only ``epochs`` may differ (to extend a finished run); the data must be the same when both runs name it. Raises :class:`~medseg_core.errors.ConfigError`
         naming each difference and the way out.
         """
         model = self.model.module if hasattr(self.model, "module") else self.model
@@ -363,6 +368,8 @@ class Trainer:
             differences.append(f"model: stored {state.get('model_spec')}, now {getattr(model, 'model_spec', None)}")
         if (state.get("metadata") or {}) != self.metadata.to_dict():
             differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
+        if None not in (state.get("data_id"), self.data_id) and state["data_id"] != self.data_id:
+            differences.append(f"data: stored {state['data_id']}, now {self.data_id} (files added, removed or changed)")
         if differences:
             raise ConfigError(
                 f"cannot resume {self.out_dir / 'last.pt'}: it was trained with other settings ("
