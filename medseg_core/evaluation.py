@@ -6,7 +6,7 @@ for empty masks, live in :mod:`medseg_core.metrics`.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,7 +18,8 @@ from .metrics import binary_metrics, confusion_matrix
 from .models import logits_to_probabilities, probabilities_to_labels
 from .runtime import get_device
 
-__all__ = ["predict_cases", "collect_cases", "evaluate", "dataset_confusion", "threshold_sweep", "select_cases",
+__all__ = ["predict_cases", "collect_cases", "evaluate", "dataset_confusion", "threshold_sweep", "choose_threshold",
+           "select_cases",
            "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "hd95", "cldice")
@@ -90,17 +91,23 @@ def evaluate(
     class_names: Sequence[str] = ("foreground",),
     threshold: float = 0.5,
     metrics: Sequence[str] = DEFAULT_METRICS,
+    clusters: Callable[[str], str] | None = None,
     device: str | torch.device | None = "auto",
 ) -> pd.DataFrame:
     """Per-case, per-foreground-class metrics of ``model`` on ``loader``.
 
     Args:
         class_names: names of the foreground classes 1..K-1 (binary models: one name).
-        threshold: probability threshold for binary models (multi-class models use argmax).
+        threshold: probability threshold for binary models (multi-class models use argmax); choose it on
+            validation (:func:`choose_threshold`), never on test.
+        clusters: ``case id -> video or patient`` (:meth:`medseg_core.tasks.Task.case_cluster`); adds a
+            ``cluster`` column, the unit :mod:`medseg_core.stats` resamples.
 
     Returns:
-        Columns ``id``, ``class``, one per metric, and ``truth_pixels`` / ``predicted_pixels`` (so cases without
-        the class can be told apart); summarise with :func:`medseg_core.metrics.summarize`.
+        Columns ``id``, ``class``, one per metric, ``truth_pixels`` / ``predicted_pixels`` (so cases without the
+        class can be told apart), ``hd95_failed`` (exactly one of prediction and truth is empty: HD95 is
+        undefined, NaN, and the case is a failure, not a missing value) and ``cluster`` when asked; summarise
+        with :mod:`medseg_core.stats`.
     """
     rows = []
     for case in predict_cases(model, loader, device):
@@ -110,10 +117,14 @@ def evaluate(
             predicted, expected = labels == class_index, truth == class_index
             values = binary_metrics(predicted, expected, metrics=metrics)
             rows.append({"id": case["id"], "class": class_name, **values,
-                         "truth_pixels": int(expected.sum()), "predicted_pixels": int(predicted.sum())})
+                         "truth_pixels": int(expected.sum()), "predicted_pixels": int(predicted.sum()),
+                         "hd95_failed": bool(predicted.any()) != bool(expected.any())})
     if not rows:
         raise ValueError("the evaluation loader is empty: nothing to evaluate")
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if clusters is not None:
+        table.insert(1, "cluster", table["id"].map(clusters))
+    return table
 
 
 def dataset_confusion(model: nn.Module, loader: DataLoader, num_classes: int, threshold: float = 0.5,
@@ -154,11 +165,16 @@ def threshold_sweep(
     return pd.DataFrame({"threshold": thresholds, "precision": precision, "recall": recall, "dice": dice})
 
 
-def select_cases(results: pd.DataFrame, metric: str = "dice", foreground_only: bool = False) -> pd.DataFrame:
+def choose_threshold(sweep: pd.DataFrame, metric: str = "dice") -> float:
+    """The threshold of a :func:`threshold_sweep` with the highest ``metric``; sweep the *validation* split."""
+    return float(sweep.loc[sweep[metric].idxmax(), "threshold"])
+
+
+def select_cases(results: pd.DataFrame, metric: str = "dice", foreground_only: bool = True) -> pd.DataFrame:
     """The best, median and worst case by ``metric`` (NaN cases excluded), with a ``rank`` column.
 
-    ``foreground_only`` ranks only cases whose ground truth holds the class (``truth_pixels > 0``): an empty
-    frame correctly left empty scores 1 and would otherwise always be "best".
+    ``foreground_only`` (default) ranks only cases whose ground truth holds the class (``truth_pixels > 0``): an
+    empty frame correctly left empty scores 1 and would otherwise always be "best".
     """
     if foreground_only:
         results = results[results["truth_pixels"] > 0]

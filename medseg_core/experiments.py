@@ -59,8 +59,9 @@ class TrainedRun:
     metadata: RunMetadata
 
     def evaluate(self, split: str = "test", **kwargs: Any) -> pd.DataFrame:
-        """Per-case metrics on a split (see :func:`medseg_core.evaluation.evaluate`)."""
-        return evaluate(self.model, self.loaders[split], class_names=self.metadata.class_names, **kwargs)
+        """Per-case metrics on a split with their ``cluster`` (see :func:`medseg_core.evaluation.evaluate`)."""
+        return evaluate(self.model, self.loaders[split], class_names=self.metadata.class_names,
+                        clusters=get_task(self.metadata.task).case_cluster, **kwargs)
 
 
 def train(

@@ -1,34 +1,41 @@
-"""Statistics for comparing trained variants: summaries over seeds, paired tests across test cases, sentences.
+"""Statistics a reviewer accepts, for the per-case tables of evaluation and of the variant x seed grids.
 
-:func:`summarize` gives mean, std and a t-interval of any table of results. On top of it, this module adds what
-an ablation needs, for the per-case tables of :func:`medseg_core.experiments.run_grid` (one row per
-variant, seed and test case):
+The rules, each implemented once here and used by every notebook:
 
-* :func:`summarize_runs`: mean, std and 95 % t-interval of each metric per variant, with either the **seed**
-  (each seed's mean over the test cases is one value: the spread is training variability) or the **case** (each
-  case's mean over seeds is one value: the spread is test-set variability) as the unit;
-* :func:`paired_comparison`: each variant against a reference on the same test cases (each case's metric averaged
-  over the seeds both ran): mean difference with a paired t-interval, the paired t-test, the Wilcoxon
-  signed-rank test (:func:`scipy.stats.wilcoxon`, zero differences dropped) and Holm's step-down correction over
-  the variants compared (:func:`holm`); and, because a test across cases does not see training variability, the
-  same difference per seed with a paired t-interval and t-test across seeds;
-* :func:`describe_summary` and :func:`describe_comparisons`: sentences built from those tables, so notebooks state
-  results from the numbers and never ahead of them.
+* **Say the unit and resample at it.** Test cases (frames) from one video or patient are correlated, so
+  intervals across cases come from a **cluster bootstrap**: whole clusters (``cluster`` column: the video or the
+  patient, :meth:`medseg_core.tasks.Task.case_cluster`) are resampled, never single frames. Percentile intervals
+  of a mean stay inside the metric's bounds by construction.
+* **Few seeds: show each seed.** Across seeds, a t-interval is reported only from :data:`MIN_SEEDS_FOR_INTERVAL`
+  seeds on (and clipped to the metric's bounds); with fewer, the per-seed values are listed (``per_seed``) and the
+  interval is NaN.
+* **Effect sizes with intervals, no saturated p-values.** :func:`paired_comparison` gives each variant's mean
+  difference to a reference with a cluster-bootstrap interval at a family-wise (Bonferroni) confidence over the
+  variants compared, the per-seed differences, and the smallest difference the design could detect
+  (:func:`detectable_difference`, 80 % power); it reports no p-value that would only show how many frames there are.
+* **Foreground and empty frames apart.** :func:`foreground_split` reports Dice/IoU on frames whose ground truth
+  holds the class and, separately, false alarms on frames without it (rate of frames with any predicted pixel,
+  predicted pixels per frame): an empty frame left empty scores 1 by the empty-mask rule and would dominate a
+  mixed mean.
 
-With one seed the seed-unit interval is undefined (NaN) and says so; with fewer than two cases the tests are NaN.
+:func:`summarize` (mean, std and t-interval of any table) stays for plain descriptive tables.
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["BOOKKEEPING_COLUMNS", "summarize", "summarize_runs", "summary_table", "paired_comparison", "holm", "describe_summary", "describe_comparisons"]
+__all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize", "bootstrap_interval",
+           "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "paired_comparison",
+           "describe_summary", "describe_comparisons"]
 
 UNITS = ("seed", "case")
+MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
+BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
+N_BOOTSTRAP = 2000
 
 BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "parameters", "train_seconds", "epoch"})
 """Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
@@ -108,6 +115,52 @@ def _check_unique_cases(results: pd.DataFrame, keys: list[str], case: list[str])
         )
 
 
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[object] | np.ndarray | None = None,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = N_BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values``, resampling whole ``clusters`` (default: each value alone).
+
+    Each bootstrap replicate draws as many clusters as there are, with replacement, and averages all their values
+    (so a cluster weighs by its size, as in the point estimate). NaN values are left out. The interval of a mean
+    of bounded values stays inside their bounds. ``(nan, nan)`` with fewer than two clusters.
+    """
+    values = np.asarray(values, dtype=float)
+    clusters = np.arange(len(values)) if clusters is None else np.asarray(clusters)
+    keep = ~np.isnan(values)
+    values, clusters = values[keep], clusters[keep]
+    labels, inverse = np.unique(clusters, return_inverse=True)
+    if len(labels) < 2:
+        return float("nan"), float("nan")
+    sums = np.bincount(inverse, weights=values, minlength=len(labels))
+    counts = np.bincount(inverse, minlength=len(labels)).astype(float)
+    draws = np.random.default_rng(seed).integers(0, len(labels), size=(n_boot, len(labels)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _seed_interval(values: np.ndarray, metric: str, confidence: float) -> tuple[float, float]:
+    """t-interval over seed values from :data:`MIN_SEEDS_FOR_INTERVAL` seeds on, clipped to a bounded metric's [0, 1]."""
+    values = values[~np.isnan(values)]
+    if len(values) < MIN_SEEDS_FOR_INTERVAL:
+        return float("nan"), float("nan")
+    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    low, high = values.mean() - half, values.mean() + half
+    if metric in BOUNDED_METRICS:
+        low, high = max(low, 0.0), min(high, 1.0)
+    return float(low), float(high)
+
+
+def _per_seed_text(values: pd.Series, digits: int = 3) -> str:
+    return ", ".join(f"{seed}: {_fmt(value, digits)}" for seed, value in values.items())
+
+
 def summarize_runs(
     results: pd.DataFrame,
     by: str | Sequence[str] = "variant",
@@ -116,24 +169,27 @@ def summarize_runs(
     unit: str = "seed",
     seed: str = "seed",
     case: str | Sequence[str] = "id",
+    cluster: str | None = "cluster",
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Mean, std and t-interval of each metric per group, over seeds or over test cases.
+    """Mean, std and interval of each metric per group, with the unit said.
 
     Args:
         results: one row per case and seed (e.g. from :func:`~medseg_core.experiments.run_grid`).
         by: the group column(s), e.g. ``"variant"``.
         metrics: metric columns; NaN values (an undefined hd95) are left out of the means.
-        unit: ``"seed"``: one value per seed (its mean over the cases), so ``std`` and the interval describe
-            training variability; ``"case"``: one value per case (its mean over the seeds), so they describe the
-            test set's variability.
-        seed: the seed column.
-        case: the column(s) naming a case.
+        unit: ``"seed"``: one value per seed (its mean over the cases): ``std`` and the interval describe training
+            variability; the interval is a t-interval from :data:`MIN_SEEDS_FOR_INTERVAL` seeds on, NaN below,
+            and ``per_seed`` lists the values. ``"case"``: one value per case (its mean over the seeds); the
+            interval is a cluster bootstrap over ``cluster`` (test-set variability).
+        cluster: the column naming a case's video or patient (resampled as a whole); None or absent: each case
+            is its own cluster (say so when you report it).
         confidence: coverage of the interval.
 
     Returns:
-        One row per group and metric, groups in order of appearance: the ``by`` columns, ``metric``, ``mean``,
-        ``std``, ``n`` (values used), ``ci_low``, ``ci_high``, ``n_seeds`` and ``n_cases``.
+        One row per group and metric, groups in order of appearance: the ``by`` columns, ``metric``, ``unit``,
+        ``mean``, ``std``, ``n`` (values used), ``ci_low``, ``ci_high``, ``per_seed``, ``n_seeds``, ``n_cases``,
+        ``n_clusters``.
 
     Raises:
         ValueError: an unknown ``unit``, a missing column, or several rows per case and seed.
@@ -143,66 +199,110 @@ def summarize_runs(
     by, case, metrics = _as_list(by), _as_list(case), list(metrics)
     _check_columns(results, [*by, seed, *case, *metrics])
     _check_unique_cases(results, [*by, seed, *case], case)
-    inner = [*by, seed] if unit == "seed" else [*by, *case]
-    values = results.groupby(inner, sort=False)[metrics].mean().reset_index()
-    table = summarize(values, by=by, metrics=metrics, confidence=confidence).reset_index()
-    counts = results.groupby(by, sort=False).agg(n_seeds=(seed, "nunique"))
-    counts["n_cases"] = results.drop_duplicates([*by, *case]).groupby(by, sort=False).size()
-    table = table.drop(columns="n_missing").merge(counts.reset_index(), on=by)
-    appearance = results[by].drop_duplicates().reset_index(drop=True).rename_axis("_order").reset_index()
-    table = table.merge(appearance, on=by).sort_values("_order", kind="stable")  # groups in order of appearance
-    return table.drop(columns="_order").reset_index(drop=True)
+    cluster = cluster if cluster is not None and cluster in results.columns else None
+    rows = []
+    for key, group in results.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        seed_means = group.groupby(seed, sort=True)[metrics].mean()
+        case_columns = [*case, cluster] if cluster else case
+        case_means = group.groupby(case_columns, sort=False)[metrics].mean().reset_index()
+        for metric in metrics:
+            if unit == "seed":
+                values = seed_means[metric].to_numpy()
+                low, high = _seed_interval(values, metric, confidence)
+            else:
+                values = case_means[metric].to_numpy()
+                low, high = bootstrap_interval(values, case_means[cluster] if cluster else None, confidence=confidence)
+            finite = values[~np.isnan(values)]
+            rows.append({**dict(zip(by, key)), "metric": metric, "unit": unit,
+                         "mean": finite.mean() if len(finite) else np.nan,
+                         "std": finite.std(ddof=1) if len(finite) > 1 else np.nan, "n": len(finite),
+                         "ci_low": low, "ci_high": high, "per_seed": _per_seed_text(seed_means[metric]),
+                         "n_seeds": group[seed].nunique(), "n_cases": len(case_means),
+                         "n_clusters": case_means[cluster].nunique() if cluster else len(case_means)})
+    return pd.DataFrame(rows)
 
 
 def summary_table(summary: pd.DataFrame, by: str | Sequence[str] = "variant", digits: int = 3) -> pd.DataFrame:
-    """A :func:`summarize_runs` table to read: one row per group, one ``"mean ± std [ci_low, ci_high]"`` per metric.
+    """A :func:`summarize_runs` table to read: one row per group, one cell per metric.
 
-    The last columns are ``n_seeds`` and ``n_cases``; save and compute with the tidy table, not this one.
+    A cell is ``"mean ± std [ci_low, ci_high]"`` where the interval exists, else ``"mean (seed: value, ...)"``
+    (few seeds: each seed's value instead of an interval). The last columns are ``n_seeds``, ``n_cases`` and
+    ``n_clusters``; compute with the tidy table, not this one.
     """
     by = _as_list(by)
-    _check_columns(summary, [*by, "metric", "mean", "std", "ci_low", "ci_high", "n_seeds", "n_cases"])
-    text = summary.assign(cell=[
-        f"{_fmt(row['mean'], digits)} ± {_fmt(row['std'], digits)} [{_fmt(row['ci_low'], digits)}, "
-        f"{_fmt(row['ci_high'], digits)}]" for _, row in summary.iterrows()])
+    _check_columns(summary, [*by, "metric", "mean", "std", "ci_low", "ci_high", "per_seed", "n_seeds", "n_cases"])
+
+    def cell(row: pd.Series) -> str:
+        if np.isfinite(row["ci_low"]):
+            return f"{_fmt(row['mean'], digits)} ± {_fmt(row['std'], digits)} [{_fmt(row['ci_low'], digits)}, " \
+                   f"{_fmt(row['ci_high'], digits)}]"
+        return f"{_fmt(row['mean'], digits)} (seeds {row['per_seed']})"
+
+    text = summary.assign(cell=[cell(row) for _, row in summary.iterrows()])
     wide = text.pivot(index=by, columns="metric", values="cell")[list(pd.unique(summary["metric"]))]
-    counts = summary.groupby(by)[["n_seeds", "n_cases"]].max()
+    count_columns = [c for c in ("n_seeds", "n_cases", "n_clusters") if c in summary]
+    counts = summary.groupby(by)[count_columns].max()
     order = list(dict.fromkeys(map(tuple, summary[by].to_numpy()))) if len(by) > 1 else list(pd.unique(summary[by[0]]))
     return wide.join(counts).loc[order]
 
 
-def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error control); NaN entries stay NaN and are not counted.
+def foreground_split(
+    results: pd.DataFrame,
+    by: str | Sequence[str] = (),
+    metrics: Sequence[str] = ("dice", "iou"),
+    *,
+    cluster: str | None = "cluster",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Scores on frames with foreground and false alarms on frames without it, reported apart (per class).
 
-    The ``i``-th smallest of ``m`` p-values becomes ``max_{j <= i} min(1, (m - j) p_(j))`` (0-based ``j``).
+    Needs the ``truth_pixels`` and ``predicted_pixels`` columns of :func:`medseg_core.evaluation.evaluate`.
+    Frames are averaged over seeds first when a ``seed`` column is present (a frame counts once).
+
+    Returns:
+        One row per group: ``foreground_frames``, each metric's mean on them with a cluster-bootstrap interval
+        (``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high``), ``empty_frames``, ``false_alarm_rate`` (share of
+        empty frames with any predicted pixel) with its interval, and ``false_alarm_pixels`` (mean predicted
+        pixels on empty frames).
     """
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    valid = np.flatnonzero(~np.isnan(p))
-    order = valid[np.argsort(p[valid], kind="stable")]
-    m = len(order)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        adjusted[index] = running
-    return adjusted
+    by = _as_list(by)
+    _check_columns(results, [*by, "id", "truth_pixels", "predicted_pixels", *metrics])
+    cluster = cluster if cluster is not None and cluster in results.columns else None
+    keys = [*by, *(["class"] if "class" in results.columns else []), "id", *([cluster] if cluster else [])]
+    frames = results.groupby(keys, sort=False)[["truth_pixels", "predicted_pixels", *metrics]].mean().reset_index()
+    frames["alarm"] = (frames["predicted_pixels"] > 0).astype(float)
+    group_keys = [*by, *(["class"] if "class" in results.columns else [])]
+    rows = []
+    for key, group in (frames.groupby(group_keys, sort=False) if group_keys else [((), frames)]):
+        key = key if isinstance(key, tuple) else (key,)
+        foreground, empty = group[group["truth_pixels"] > 0], group[group["truth_pixels"] == 0]
+        row: dict[str, object] = {**dict(zip(group_keys, key)), "foreground_frames": len(foreground)}
+        for metric in metrics:
+            low, high = bootstrap_interval(foreground[metric], foreground[cluster] if cluster else None,
+                                           confidence=confidence)
+            row.update({metric: foreground[metric].mean(), f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+        low, high = bootstrap_interval(empty["alarm"], empty[cluster] if cluster else None, confidence=confidence)
+        row.update({"empty_frames": len(empty), "false_alarm_rate": empty["alarm"].mean() if len(empty) else np.nan,
+                    "false_alarm_rate_ci_low": low, "false_alarm_rate_ci_high": high,
+                    "false_alarm_pixels": empty["predicted_pixels"].mean() if len(empty) else np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def _paired_tests(differences: np.ndarray, confidence: float) -> dict[str, float]:
-    """Paired t-interval and t-test, and Wilcoxon signed-rank test, of ``differences`` (variant - reference)."""
-    n = len(differences)
-    mean = float(differences.mean()) if n else float("nan")
-    if n < 2:
-        return {"mean_difference": mean, "ci_low": np.nan, "ci_high": np.nan, "t_pvalue": np.nan,
-                "wilcoxon_pvalue": np.nan}
-    if not differences.any():  # identical predictions: no difference, and the tests are undefined (0 / 0)
-        return {"mean_difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "t_pvalue": 1.0, "wilcoxon_pvalue": 1.0}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # constant nonzero differences: std 0
-        t_test = stats.ttest_1samp(differences, 0.0)
-        interval = t_test.confidence_interval(confidence)
-        wilcoxon = stats.wilcoxon(differences)
-    return {"mean_difference": mean, "ci_low": float(interval.low), "ci_high": float(interval.high),
-            "t_pvalue": float(t_test.pvalue), "wilcoxon_pvalue": float(wilcoxon.pvalue)}
+def detectable_difference(cluster_differences: Sequence[float] | np.ndarray, alpha: float = 0.05,
+                          power: float = 0.8) -> float:
+    """Smallest mean difference a paired design with these per-cluster differences detects with ``power``.
+
+    ``(z_{1 - alpha/2} + z_{power}) * sd / sqrt(n)`` over the ``n`` clusters (normal approximation; NaN below two
+    clusters). ``alpha`` should already carry any family-wise correction.
+    """
+    values = np.asarray(cluster_differences, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < 2:
+        return float("nan")
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(z * values.std(ddof=1) / np.sqrt(len(values)))
 
 
 def paired_comparison(
@@ -213,35 +313,27 @@ def paired_comparison(
     by: str = "variant",
     seed: str = "seed",
     case: str | Sequence[str] = "id",
+    cluster: str | None = "cluster",
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Every group of ``by`` against ``reference`` on the same test cases, with paired tests at two levels.
+    """Every group of ``by`` against ``reference`` on the same test cases: effect sizes with intervals.
 
-    **Across test cases** (the main test): each case's metric is averaged over the seeds that both the variant
-    and the reference ran, so a pair is (variant, reference) on one test case; cases with a NaN in either are
-    left out (``n_cases`` counts the pairs used). This asks whether *these trained models* differ on *these*
-    cases; it does not see training variability, and cases from one video or patient are correlated, so its
-    p-values are optimistic about the method.
+    **Across test cases**: each case's metric is averaged over the seeds both ran; the mean of the paired
+    differences gets a cluster-bootstrap interval (whole videos or patients resampled) at the family-wise
+    confidence ``1 - (1 - confidence) / m`` for ``m`` variants compared (Bonferroni), so all intervals of a metric
+    hold together. ``detectable`` is the smallest difference this design detects with 80 % power at that level
+    (:func:`detectable_difference` over the per-cluster mean differences). This asks whether *these trained
+    models* differ on *these* cases; it does not see training variability.
 
-    **Across seeds**: per seed, the mean difference over that seed's paired cases; the paired t-interval and
-    t-test of those per-seed differences (NaN with fewer than two seeds) say whether the difference survives
-    retraining. Both levels are Holm-corrected over the variants compared, per metric.
-
-    Args:
-        results: one row per group, seed and case.
-        reference: the value of ``by`` to compare against (e.g. ``"none"``).
-        metrics: metric columns to compare.
-        by: the group column.
-        seed: the seed column.
-        case: the column(s) naming a case.
-        confidence: coverage of the t-intervals.
+    **Across seeds**: the mean difference of each seed (``per_seed``); with :data:`MIN_SEEDS_FOR_INTERVAL` seeds
+    or more also a t-interval (``seed_ci_low``/``seed_ci_high``), else NaN. ``seeds_agree`` is True when every
+    seed's difference has the sign of the overall difference.
 
     Returns:
-        One row per variant and metric: ``by``, ``reference``, ``metric``, ``n_cases``, ``n_seeds``,
-        ``reference_mean``, ``variant_mean``, ``mean_difference`` (variant - reference), ``ci_low``, ``ci_high``,
-        ``wins`` / ``losses`` (cases where the variant is higher / lower), ``t_pvalue``, ``wilcoxon_pvalue``,
-        ``wilcoxon_holm`` (across cases), then ``seed_ci_low``, ``seed_ci_high``, ``seed_t_pvalue`` and
-        ``seed_t_holm`` (across seeds).
+        One row per variant and metric: ``by``, ``reference``, ``metric``, ``n_cases``, ``n_clusters``,
+        ``n_seeds``, ``confidence`` (family-wise level of the intervals), ``reference_mean``, ``variant_mean``,
+        ``mean_difference``, ``ci_low``, ``ci_high``, ``detectable``, ``wins`` / ``losses`` (cases higher /
+        lower), ``per_seed``, ``seed_ci_low``, ``seed_ci_high``, ``seeds_agree``.
 
     Raises:
         ValueError: ``reference`` is not a group, a column is missing, or several rows per case and seed.
@@ -249,43 +341,46 @@ def paired_comparison(
     case, metrics = _as_list(case), list(metrics)
     _check_columns(results, [by, seed, *case, *metrics])
     _check_unique_cases(results, [by, seed, *case], case)
+    cluster = cluster if cluster is not None and cluster in results.columns else None
     groups = list(pd.unique(results[by]))
     if reference not in groups:
         raise ValueError(f"reference {reference!r} is not among the {by!r} values {groups}")
+    variants = [g for g in groups if g != reference]
+    if not variants:
+        raise ValueError(f"nothing to compare: {by!r} holds only the reference {reference!r}")
+    family = 1 - (1 - confidence) / len(variants)
+    case_keys = [*case, cluster] if cluster else case
     reference_rows = results[results[by] == reference]
     rows = []
-    for variant in (g for g in groups if g != reference):
+    for variant in variants:
         variant_rows = results[results[by] == variant]
         seeds = sorted(set(variant_rows[seed]) & set(reference_rows[seed]))
-        both = [rows_.loc[rows_[seed].isin(seeds)].set_index([seed, *case])[metrics]
-                for rows_ in (variant_rows, reference_rows)]
-        per_seed = both[0].add_suffix("_variant").join(both[1].add_suffix("_reference"), how="inner")
-        means = [frame.groupby(level=case).mean() for frame in both]
+        both = [frame[frame[seed].isin(seeds)].set_index([seed, *case_keys])[metrics]
+                for frame in (variant_rows, reference_rows)]
+        per_seed_pairs = both[0].add_suffix("_variant").join(both[1].add_suffix("_reference"), how="inner")
+        means = [frame.groupby(level=case_keys).mean() for frame in both]
         paired = means[0].add_suffix("_variant").join(means[1].add_suffix("_reference"), how="inner")
         for metric in metrics:
-            pair = paired[[f"{metric}_variant", f"{metric}_reference"]].dropna().to_numpy()
-            differences = pair[:, 0] - pair[:, 1]
-            seed_pairs = per_seed[[f"{metric}_variant", f"{metric}_reference"]].dropna()
-            seed_differences = (seed_pairs.iloc[:, 0] - seed_pairs.iloc[:, 1]).groupby(level=seed).mean().to_numpy()
-            across_seeds = _paired_tests(seed_differences, confidence)
+            pair = paired[[f"{metric}_variant", f"{metric}_reference"]].dropna()
+            differences = pair.iloc[:, 0] - pair.iloc[:, 1]
+            clusters = differences.index.get_level_values(cluster) if cluster else None
+            low, high = bootstrap_interval(differences.to_numpy(), clusters, confidence=family)
+            cluster_means = differences.groupby(level=cluster).mean() if cluster else differences
+            seed_pairs = per_seed_pairs[[f"{metric}_variant", f"{metric}_reference"]].dropna()
+            seed_differences = (seed_pairs.iloc[:, 0] - seed_pairs.iloc[:, 1]).groupby(level=seed).mean()
+            seed_low, seed_high = _seed_interval(seed_differences.to_numpy(), "difference", confidence)
+            mean = differences.mean() if len(differences) else np.nan
             rows.append({
-                by: variant, "reference": reference, "metric": metric, "n_cases": len(pair), "n_seeds": len(seeds),
-                "reference_mean": pair[:, 1].mean() if len(pair) else np.nan,
-                "variant_mean": pair[:, 0].mean() if len(pair) else np.nan,
-                **_paired_tests(differences, confidence),
+                by: variant, "reference": reference, "metric": metric, "n_cases": len(differences),
+                "n_clusters": len(cluster_means), "n_seeds": len(seeds), "confidence": family,
+                "reference_mean": pair.iloc[:, 1].mean(), "variant_mean": pair.iloc[:, 0].mean(),
+                "mean_difference": mean, "ci_low": low, "ci_high": high,
+                "detectable": detectable_difference(cluster_means.to_numpy(), alpha=1 - family),
                 "wins": int((differences > 0).sum()), "losses": int((differences < 0).sum()),
-                "seed_ci_low": across_seeds["ci_low"], "seed_ci_high": across_seeds["ci_high"],
-                "seed_t_pvalue": across_seeds["t_pvalue"],
+                "per_seed": _per_seed_text(seed_differences), "seed_ci_low": seed_low, "seed_ci_high": seed_high,
+                "seeds_agree": bool(len(seed_differences)) and bool((np.sign(seed_differences) == np.sign(mean)).all()),
             })
-    table = pd.DataFrame(rows)
-    if table.empty:
-        raise ValueError(f"nothing to compare: {by!r} holds only the reference {reference!r}")
-    for column, adjusted in (("wilcoxon_pvalue", "wilcoxon_holm"), ("seed_t_pvalue", "seed_t_holm")):
-        table[adjusted] = table.groupby("metric")[column].transform(lambda p: holm(p.to_numpy()))
-    order = ["n_cases", "n_seeds", "reference_mean", "variant_mean", "mean_difference", "ci_low", "ci_high", "wins",
-             "losses", "t_pvalue", "wilcoxon_pvalue", "wilcoxon_holm", "seed_ci_low", "seed_ci_high", "seed_t_pvalue",
-             "seed_t_holm"]
-    return table[[by, "reference", "metric", *order]]
+    return pd.DataFrame(rows)
 
 
 def _fmt(value: float, digits: int = 3, signed: bool = False) -> str:
@@ -297,7 +392,7 @@ def _fmt(value: float, digits: int = 3, signed: bool = False) -> str:
 def describe_summary(summary: pd.DataFrame, metric: str, by: str = "variant", higher_is_better: bool = True) -> str:
     """One sentence ranking the groups of a :func:`summarize_runs` table by ``metric``, from its numbers.
 
-    Example: ``"dice (mean ± std over 3 seeds, 95 % CI): both 0.712 ± 0.010 [0.687, 0.737]; ...; highest: both."``
+    With few seeds it lists each seed's value instead of an interval.
     """
     rows = summary[summary["metric"] == metric]
     if rows.empty:
@@ -305,45 +400,42 @@ def describe_summary(summary: pd.DataFrame, metric: str, by: str = "variant", hi
     rows = rows.sort_values("mean", ascending=not higher_is_better, kind="stable")
     seeds = sorted(rows["n_seeds"].unique())
     seed_text = f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''}" if len(seeds) == 1 else f"{seeds} seeds"
-    parts = [f"{row[by]} {_fmt(row['mean'])} ± {_fmt(row['std'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+    parts = [f"{row[by]} {_fmt(row['mean'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+             if np.isfinite(row["ci_low"]) else f"{row[by]} {_fmt(row['mean'])} (seeds {row['per_seed']})"
              for _, row in rows.iterrows()]
     best = rows.iloc[0][by]
     word = "highest" if higher_is_better else "lowest"
-    return f"{metric} (mean ± std, [95 % CI], {seed_text}): " + "; ".join(parts) + f". {word.capitalize()} mean: {best}."
+    unit = rows["unit"].iloc[0] if "unit" in rows else "seed"
+    return (f"{metric} (mean over {unit}s, {seed_text}): " + "; ".join(parts)
+            + f". {word.capitalize()} mean: {best}.")
 
 
-def describe_comparisons(comparison: pd.DataFrame, by: str = "variant", alpha: float = 0.05) -> list[str]:
+def describe_comparisons(comparison: pd.DataFrame, by: str = "variant") -> list[str]:
     """One sentence per row of a :func:`paired_comparison` table, with the verdict its numbers support.
 
-    A difference is called significant across test cases when the Holm-adjusted Wilcoxon p-value is below
-    ``alpha``; the sentence then says whether the seeds confirm it (the Holm-adjusted per-seed paired t-test below
-    ``alpha``), do not (the result may not survive retraining), or are too few to tell; a difference significant
-    across seeds only is called unresolved.
+    A difference is called clear on these test cases when its family-wise interval excludes 0; the sentence then
+    says whether every seed agrees in sign (it may not survive retraining otherwise). An interval containing 0 is
+    "not shown", with the smallest difference the design could detect, so absence of evidence is not read as
+    evidence of absence.
     """
     sentences = []
     for _, row in comparison.iterrows():
-        p_holm, p_seed = row["wilcoxon_holm"], row["seed_t_holm"]
-        if np.isnan(p_holm):
-            verdict = "too few paired cases for a test"
-        elif p_holm < alpha:
+        level = f"{100 * row['confidence']:.1f} %"
+        if np.isnan(row["ci_low"]):
+            verdict = "too few test clusters for an interval"
+        elif row["ci_low"] > 0 or row["ci_high"] < 0:
             direction = "higher" if row["mean_difference"] > 0 else "lower"
-            verdict = f"{row[by]} is significantly {direction} than {row['reference']} across test cases at α = {alpha}"
-            if np.isnan(p_seed):
-                verdict += "; too few seeds to check that it survives retraining"
-            elif p_seed < alpha:
-                verdict += f", and the {row['n_seeds']} seeds confirm it"
-            else:
-                verdict += f", but not consistently across the {row['n_seeds']} seeds (it may not survive retraining)"
+            verdict = f"{row[by]} is {direction} than {row['reference']} on these test cases"
+            verdict += (f", and all {row['n_seeds']} seeds agree" if row["seeds_agree"] and row["n_seeds"] > 1 else
+                        "; only one seed, so retraining is not checked" if row["n_seeds"] <= 1 else
+                        f", but not every one of the {row['n_seeds']} seeds agrees (it may not survive retraining)")
         else:
-            verdict = f"no significant difference across test cases at α = {alpha}"
-            if p_seed < alpha:  # NaN compares False
-                verdict += " although the seeds differ consistently: the two levels disagree, treat it as unresolved"
+            verdict = (f"no difference shown; this design detects about {_fmt(row['detectable'])} or more "
+                       "(80 % power), so a smaller effect may be missed")
         sentences.append(
             f"{row[by]} vs {row['reference']}, {row['metric']}: {_fmt(row['mean_difference'], signed=True)} "
-            f"(95 % CI {_fmt(row['ci_low'], signed=True)} to {_fmt(row['ci_high'], signed=True)} over "
-            f"{row['n_cases']} test cases, higher on {row['wins']}, lower on {row['losses']}; Wilcoxon p = "
-            f"{_fmt(row['wilcoxon_pvalue'])}, Holm-adjusted {_fmt(p_holm)}; across {row['n_seeds']} seed(s): 95 % CI "
-            f"{_fmt(row['seed_ci_low'], signed=True)} to {_fmt(row['seed_ci_high'], signed=True)}, paired t p = "
-            f"{_fmt(row['seed_t_pvalue'])}, Holm-adjusted {_fmt(p_seed)}): {verdict}."
+            f"({level} CI {_fmt(row['ci_low'], signed=True)} to {_fmt(row['ci_high'], signed=True)}, cluster "
+            f"bootstrap over {row['n_clusters']} videos/patients, {row['n_cases']} cases; higher on {row['wins']}, "
+            f"lower on {row['losses']}; per seed {row['per_seed']}): {verdict}."
         )
     return sentences

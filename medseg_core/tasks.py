@@ -68,6 +68,10 @@ class Task:
         """What the checkpoint records about input preparation."""
         raise NotImplementedError
 
+    def case_cluster(self, case_id: str) -> str:
+        """The cluster a test case belongs to (its video or patient): the unit statistics resample."""
+        raise NotImplementedError
+
     def check_model(self, model_name: str) -> None:
         """Raise before any work when ``model_name`` is unknown or cannot take this task's input."""
         kind = model_class(model_name).input_kind
@@ -141,6 +145,10 @@ class XCATask(Task):
                            input_kind=model_class(model_name).input_kind, window_length=xca.window_length,
                            window_policy=xca.window_policy)
 
+    def case_cluster(self, case_id: str) -> str:
+        """``"<video>/<frame>"`` -> the video."""
+        return case_id.split("/", 1)[0]
+
     def window_tag(self, profile: Profile, model_name: str) -> str:
         xca = self._profile_for(profile, model_name).xca
         return f"_T{xca.window_length}-{xca.window_policy}"
@@ -158,7 +166,7 @@ class OCTTask(Task):
         from .data.oct import oct_dataloaders
 
         return oct_dataloaders(root, profile.oct, profile.deeplab.batch_size, num_workers=profile.deeplab.num_workers,
-                               seed=seed)
+                               seed=seed, split_seed=profile.oct.seed)  # one patient split for every seed
 
     def make_loss(self) -> nn.Module:
         return CEDiceLoss()
@@ -171,6 +179,13 @@ class OCTTask(Task):
         if "in_channels" in inspect.signature(model_class(model_name).__init__).parameters:
             return {"in_channels": 3, "num_classes": num_classes}
         return {"num_classes": num_classes}
+
+    def case_cluster(self, case_id: str) -> str:
+        """``"<patient>_<pullback>_<frame>"`` (the dataset's names) -> the patient; other names are their own."""
+        from .data.oct import OCT_NAME_PATTERN
+
+        match = OCT_NAME_PATTERN.match(case_id)
+        return match["patient"] if match else case_id
 
     def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
         return RunMetadata(task="oct", image_size=profile.oct.image_size, class_names=tuple(profile.oct.classes),

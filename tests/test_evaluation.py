@@ -42,8 +42,9 @@ def test_evaluate_rows_and_pixel_counts():
 
 def test_select_cases_can_skip_empty_truth():
     results = evaluate(EchoModel(), DataLoader(_cases(), batch_size=3), class_names=["vessel"], device="cpu")
-    assert select_cases(results)["id"].tolist() == ["a", "b", "c"]
-    assert select_cases(results, foreground_only=True)["id"].tolist() == ["a", "b", "b"]
+    assert select_cases(results)["id"].tolist() == ["a", "b", "b"]  # by default only frames with foreground
+    assert select_cases(results, foreground_only=False)["id"].tolist() == ["a", "b", "c"]
+    assert results["hd95_failed"].tolist() == [False, False, True]  # c: truth empty, a false alarm
 
 
 def test_dataset_confusion_pools_pixels():

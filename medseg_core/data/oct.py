@@ -527,6 +527,7 @@ def oct_dataloaders(
     num_workers: int = 0,
     seed: int = 0,
     *,
+    split_seed: int | None = None,
     fold: int | None = None,
     train_transform: SampleTransform | None = None,
 ) -> dict[str, DataLoader]:
@@ -544,11 +545,14 @@ def oct_dataloaders(
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
 
     Args:
-        seed: seeds the patient splits and the shuffling of the training loader.
+        seed: seeds the shuffling of the training loader, and the patient splits unless ``split_seed`` is given.
+        split_seed: seeds the patient splits alone, so runs with different seeds share one split (the kit passes
+            ``oct_config.seed``: seeds then vary initialisation and data order only).
 
     Returns:
         ``{"train": ..., "val": ..., "test": ...}``; only the training loader shuffles.
     """
+    split = seed if split_seed is None else split_seed
     pairs = find_oct_pairs(root)
     if pairs["fold"].notna().any():
         folds = sorted(pairs["fold"].dropna().unique().tolist())
@@ -558,8 +562,8 @@ def oct_dataloaders(
         test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
     else:
-        pairs, test_pairs = _split(pairs, oct_config.test_fraction, seed, "test", Path(root))
-    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, seed, "validation", Path(root))
+        pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root))
+    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root))
     if train_transform is None and oct_config.augment:
         from .transforms import oct_train_transforms
 

@@ -260,9 +260,11 @@ def plot_ablation(
     reference: str | None = None,
     title: str = "",
 ) -> plt.Figure:
-    """Per-variant mean and 95 % interval over seeds (see :func:`~medseg_core.stats.summarize_runs`), one panel per metric.
+    """Per-variant mean over seeds with each seed's mean as a dot, one panel per metric.
 
-    Each seed's mean over the test cases is a small dot; the reference variant's mean is a dashed line.
+    The 95 % interval over seeds is drawn only from :data:`~medseg_core.stats.MIN_SEEDS_FOR_INTERVAL` seeds on
+    (see :func:`~medseg_core.stats.summarize_runs`); with fewer, the dots are the honest picture. The reference
+    variant's mean is a dashed line.
 
     Args:
         results: per-case results of a grid (``by``, ``seed``, ``id`` and metric columns).
@@ -278,8 +280,9 @@ def plot_ablation(
         rows = summary[summary["metric"] == metric].set_index(by).loc[order]
         x = np.arange(len(order))
         error = np.vstack([rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]])
-        ax.errorbar(x, rows["mean"], yerr=np.nan_to_num(error), fmt="o", color="black", capsize=4, markersize=6,
-                    label="mean, 95 % CI over seeds", zorder=3)
+        has_interval = bool(np.isfinite(error).all())
+        ax.errorbar(x, rows["mean"], yerr=error if has_interval else None, fmt="o", color="black", capsize=4,
+                    markersize=6, label="mean, 95 % CI over seeds" if has_interval else "mean over seeds", zorder=3)
         dots = seed_means[seed_means[by].isin(order)]
         jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(dots))
         ax.scatter(dots[by].map(positions) + jitter, dots[metric], s=14, color="C0", alpha=0.6, label="one seed",
@@ -288,8 +291,8 @@ def plot_ablation(
             ax.axhline(rows.loc[reference, "mean"], color="grey", linestyle="--", linewidth=1, label=f"{reference} mean")
         ax.set_xticks(x, order, rotation=30, ha="right")
         ax.set(xlabel="", ylabel=_metric_label(metric), title=_metric_label(metric))
-        if metric in _BOUNDED_METRICS:  # a t-interval may reach past 1: keep its cap visible
-            ax.set_ylim(-0.02, max(1.02, float(np.nanmax(rows["ci_high"].to_numpy(), initial=0.0)) + 0.02))
+        if metric in _BOUNDED_METRICS:  # intervals are clipped to the metric's bounds
+            ax.set_ylim(-0.02, 1.02)
         ax.grid(axis="y", alpha=0.3)
     n_seeds = int(summary["n_seeds"].max())
     axes[0, 0].legend(loc="lower left", fontsize=8)
@@ -299,10 +302,11 @@ def plot_ablation(
 
 
 def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title: str = "") -> plt.Figure:
-    """Forest plot of a :func:`~medseg_core.stats.paired_comparison` table: mean difference and 95 % CI per variant.
+    """Forest plot of a :func:`~medseg_core.stats.paired_comparison` table: mean difference and interval per variant.
 
-    One panel per metric, two panels per row. Black: the 95 % t-interval across test cases, with the Holm-adjusted
-    Wilcoxon p-value beside it; orange (when there are two seeds or more): the 95 % t-interval across seeds.
+    One panel per metric, two panels per row. Black: the family-wise cluster-bootstrap interval across test cases;
+    orange (from :data:`~medseg_core.stats.MIN_SEEDS_FOR_INTERVAL` seeds on): the t-interval across seeds. Beside
+    each: the smallest difference the design detects (80 % power), so an interval around 0 is read correctly.
     """
     metrics = list(pd.unique(comparison["metric"]))
     variants = list(pd.unique(comparison[by]))
@@ -312,12 +316,13 @@ def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title
                                                               + 0.5), squeeze=False, sharey=True)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
+    level = f"{100 * comparison['confidence'].iloc[0]:.1f} %"
     for ax, metric in zip(axes.flat, metrics):
         rows = comparison[comparison["metric"] == metric].set_index(by).loc[variants]
         y = np.arange(len(variants))
         error = np.vstack([rows["mean_difference"] - rows["ci_low"], rows["ci_high"] - rows["mean_difference"]])
         ax.errorbar(rows["mean_difference"], y, xerr=np.nan_to_num(error), fmt="o", color="black", capsize=4,
-                    label="95 % CI across test cases")
+                    label=f"{level} CI across test cases (cluster bootstrap, family-wise)")
         seed_error = np.vstack([rows["mean_difference"] - rows["seed_ci_low"],
                                 rows["seed_ci_high"] - rows["mean_difference"]])
         if np.isfinite(seed_error).any():
@@ -325,7 +330,7 @@ def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title
                         linewidth=2.5, alpha=0.7, label="95 % CI across seeds")
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)
         for position, (_, row) in zip(y, rows.iterrows()):
-            ax.annotate(f"p_Holm = {row['wilcoxon_holm']:.3g}", (1.0, position), xycoords=("axes fraction", "data"),
+            ax.annotate(f"detects ≥ {row['detectable']:.3f}", (1.0, position), xycoords=("axes fraction", "data"),
                         xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
         ax.set_yticks(y, variants)
         reference = rows["reference"].iloc[0]
@@ -334,9 +339,10 @@ def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title
         ax.grid(axis="x", alpha=0.3)
     axes[0, 0].invert_yaxis()  # first variant on top (the axes share y: invert once)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2, frameon=False, fontsize=9)
-    n_cases, n_seeds = int(comparison["n_cases"].max()), int(comparison["n_seeds"].max())
-    fig.suptitle(title or f"difference to {comparison['reference'].iloc[0]}: mean over {n_cases} test cases "
-                          f"({n_seeds} seed(s) averaged per case); p_Holm: Wilcoxon across cases")
+    n_cases, n_clusters = int(comparison["n_cases"].max()), int(comparison["n_clusters"].max())
+    n_seeds = int(comparison["n_seeds"].max())
+    fig.suptitle(title or f"difference to {comparison['reference'].iloc[0]}: {n_cases} test cases in {n_clusters} "
+                          f"videos/patients, {n_seeds} seed(s) averaged per case")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
@@ -408,7 +414,8 @@ def plot_window_length_curve(
     for ax, metric in zip(axes[0], metrics):
         rows = summary[summary["metric"] == metric]
         ax.plot(rows[level], rows["mean"], marker="o", color="C0", label="SVSnet, mean over seeds")
-        ax.fill_between(rows[level], rows["ci_low"], rows["ci_high"], color="C0", alpha=0.2, label="95 % CI")
+        if np.isfinite(rows["ci_low"]).all():  # an interval over seeds only from MIN_SEEDS_FOR_INTERVAL seeds on
+            ax.fill_between(rows[level], rows["ci_low"], rows["ci_high"], color="C0", alpha=0.2, label="95 % CI")
         ax.scatter(seed_means[level], seed_means[metric], s=12, color="C0", alpha=0.5, label="one seed")
         if base is not None and not base.empty:
             row = base[base["metric"] == metric].iloc[0]
