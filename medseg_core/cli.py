@@ -123,6 +123,17 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_figures(args: argparse.Namespace) -> int:
+    from .provenance import compare_tables
+
+    table = compare_tables(args.fresh, args.committed, tolerance=args.tolerance)
+    moved = table[~table["within"]]
+    print(f"{len(table) - len(moved)} of {len(table)} table columns within {args.tolerance} of the committed run")
+    if not moved.empty:
+        print(moved.to_string(index=False))
+    return 1 if len(moved) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg`` argument parser."""
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
@@ -177,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--overwrite", action="store_true",
                           help="rewrite a damaged dataset (only the files the generator wrote)")
     generate.set_defaults(func=_cmd_generate)
+
+    check = commands.add_parser("check-figures", help="compare a fresh run's tables with the committed ones")
+    check.add_argument("fresh", type=Path, help="figures folder of a fresh run (e.g. outputs/notebooks/cpu/figures)")
+    check.add_argument("--committed", type=Path, help="committed manifest or folder (default: figures/)")
+    check.add_argument("--tolerance", type=float, default=0.02, help="largest absolute change accepted (default 0.02)")
+    check.set_defaults(func=_cmd_check_figures)
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=_cmd_models)

@@ -5,10 +5,14 @@
 medseg-kit), git commit (``git rev-parse HEAD``, ``"unknown"`` outside a repository), whether the checkout had
 uncommitted changes, and a UTC timestamp. :func:`check_figures` checks a folder against a manifest (by default
 the committed ``figures/manifest.csv``, :func:`committed_manifest`): every listed file must exist.
+
+:func:`compare_tables` compares a fresh run's tables with the committed ones, column by column, within a stated
+tolerance (``medseg check-figures``): it says which tables and columns moved more than a rerun should.
 """
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,6 +28,8 @@ from .config import kit_home
 from .files import write_csv_atomic
 
 __all__ = [
+    "RERUN_TOLERANCE",
+    "compare_tables",
     "MANIFEST_NAME",
     "MANIFEST_COLUMNS",
     "committed_manifest",
@@ -187,3 +193,60 @@ def save_figure(fig: plt.Figure, name: str, figures_dir: str | Path, dpi: int = 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+RERUN_TOLERANCE = 0.02
+"""How far a metric in a committed table may move when the same notebooks run again elsewhere (absolute).
+
+On one machine kind and thread count a run repeats exactly (``tests/test_reproducible.py``); another CPU,
+BLAS build or thread count changes floating-point sums, and training amplifies that. Measured between two machines
+of the same kind (cpu profile, same seeds): single SVSnet and DeepLabV3+ runs moved by up to 0.008 Dice, but the
+3-seed ECA ablation's variant means moved by up to 0.10 (one seed's run failing on one machine and not the
+other). So single-run tables are expected within this tolerance and ablation tables are not: their claims must
+rest on differences larger than the per-seed spread, and ``medseg check-figures`` shows which tables moved."""
+_KEY_COLUMNS = ("seed", "level", "window_length", "fold", "epoch", "frame", "pullback")  # numbers that name rows
+_UNSTABLE_COLUMNS = re.compile(r"seconds|latency|_ms$|time|threads|timestamp")
+
+
+def compare_tables(fresh: str | Path, committed: str | Path | None = None, *,
+                   tolerance: float = RERUN_TOLERANCE) -> pd.DataFrame:
+    """Compare every table of the committed manifest with the same table in ``fresh`` (a figures folder).
+
+    Rows are matched on the text columns (variant, metric, id, ...); numeric columns are compared by their
+    largest absolute difference. Timing columns (seconds, latency, threads) are left out: they measure the
+    machine, not the method.
+
+    Returns:
+        One row per table and numeric column: ``table``, ``column``, ``max_abs_difference``, ``within``
+        (``<= tolerance``), or a row with ``column = "(missing)"``/``"(rows differ)"`` when the table is absent or
+        its rows do not match.
+    """
+    committed_manifest_path = Path(committed) if committed is not None else committed_manifest()
+    listed = read_manifest(committed_manifest_path)
+    folder = committed_manifest_path.parent if committed_manifest_path.suffix == ".csv" else committed_manifest_path
+    rows = []
+    for name in listed.loc[listed["kind"] == "table", "file"]:
+        reference = pd.read_csv(folder / name)
+        if not (Path(fresh) / name).is_file():
+            rows.append({"table": name, "column": "(missing)", "max_abs_difference": float("nan"), "within": False})
+            continue
+        candidate = pd.read_csv(Path(fresh) / name)
+        numeric = [c for c in reference.select_dtypes("number").columns
+                   if c in candidate and not _UNSTABLE_COLUMNS.search(c)]
+        keys = [c for c in reference.columns if c in candidate and
+                (c not in reference.select_dtypes("number").columns or c in _KEY_COLUMNS)]
+        numeric = [c for c in numeric if c not in _KEY_COLUMNS]
+        try:
+            joined = reference.merge(candidate, on=keys, how="outer", suffixes=("", "_fresh"), validate="one_to_one",
+                                     indicator=True) if keys else reference.join(candidate, rsuffix="_fresh")
+        except pd.errors.MergeError:
+            joined = None
+        if joined is None or ("_merge" in joined and (joined["_merge"] != "both").any()) or len(candidate) != len(reference):
+            rows.append({"table": name, "column": "(rows differ)", "max_abs_difference": float("nan"), "within": False})
+            continue
+        for column in numeric:
+            difference = float((joined[column] - joined[f"{column}_fresh"]).abs().max())
+            rows.append({"table": name, "column": column, "max_abs_difference": difference,
+                         "within": bool(difference <= tolerance or (difference != difference and
+                                                                     joined[column].isna().equals(joined[f"{column}_fresh"].isna())))})
+    return pd.DataFrame(rows, columns=["table", "column", "max_abs_difference", "within"])

@@ -195,3 +195,21 @@ def test_window_length_curve_and_costs():
     fig = viz.plot_cost_curve(costs.dropna(), baseline=costs.iloc[2], baseline_name="U-Net")
     assert len(fig.axes) == 3
     assert viz.plot_table(costs, formats={"gflops": ".2f"}).axes
+
+
+def test_compare_tables_flags_moved_and_missing_tables(tmp_path):
+    committed = tmp_path / "committed"
+    writer = provenance.FigureWriter(committed, "05_ablation_eca", "cpu", seeds=(0, 1))
+    table = pd.DataFrame({"variant": ["none", "none", "both"], "seed": [0, 1, 0], "dice": [0.5, 0.6, 0.7],
+                          "train_seconds": [10.0, 11.0, 12.0]})
+    writer.save_table(table, "grid")
+    writer.save_table(table.head(1), "other")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    table.assign(dice=[0.5, 0.6, 0.75], train_seconds=[99.0, 1.0, 5.0]).to_csv(fresh / "grid.csv", index=False)
+    result = provenance.compare_tables(fresh, committed, tolerance=0.02).set_index(["table", "column"])
+    assert result.loc[("grid.csv", "dice"), "max_abs_difference"] == pytest.approx(0.05)
+    assert not result.loc[("grid.csv", "dice"), "within"]
+    assert ("grid.csv", "train_seconds") not in result.index  # timings measure the machine
+    assert not result.loc[("other.csv", "(missing)"), "within"]
+    assert provenance.compare_tables(fresh, committed, tolerance=0.06).loc[0, "within"]
