@@ -191,32 +191,13 @@ class Profile:
         """The profile every ablation run uses: this one with ``ablation.overrides`` applied.
 
         With overrides it is named ``<name>_ablation``, so its synthetic data and runs get their own folders
-        (``data/synthetic/xca_cpu_ablation-<digest>``, ``runs/cpu_ablation/...``) and never replace the training
+        (``data/synthetic/xca_cpu_ablation-<digest>``, ``runs/cpu_ablation/...``, see
+        :meth:`medseg_core.tasks.Task.data_dir`) and never replace the training
         notebooks' data; without overrides (``paper``) it is this profile.
         """
         if not self.ablation.overrides:
             return self.override()
         return self.override({**self.ablation.overrides, "name": f"{self.name}_ablation"})
-
-    def data_dir(self, dataset: str) -> Path:
-        """This profile's synthetic ``dataset`` folder ("xca", "oct"): ``data/synthetic/<dataset>_<profile>-<digest>``.
-
-        The digest (8 hex digits, ``dataset_digest`` of :mod:`~medseg_core.data.synthetic_xca` or
-        :mod:`~medseg_core.data.synthetic_oct`) covers the generator's settings and version only, so an override
-        of a generator field (``xca.seed``, ``oct.num_patients``, ...) gets its own folder and never rewrites
-        another run's data, while loader settings (``xca.window_length``, ``oct.image_size``) share one.
-        """
-        if dataset == "xca":
-            from .data.synthetic_xca import dataset_digest
-
-            digest = dataset_digest(self.xca)
-        elif dataset == "oct":
-            from .data.synthetic_oct import dataset_digest
-
-            digest = dataset_digest(self.oct)
-        else:
-            raise ValueError(f"unknown synthetic dataset {dataset!r}; valid: 'xca', 'oct'")
-        return self.paths.data / "synthetic" / f"{dataset}_{self.name}-{digest}"
 
     def run_dir(self, experiment: str) -> Path:
         """Folder of one experiment's checkpoints and histories, e.g. ``runs/cpu/svsnet``."""

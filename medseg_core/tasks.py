@@ -44,6 +44,20 @@ class Task:
     preprocess: Callable[..., dict[str, Any]]
 
     # ------------------------------------------------------------------------------------- data and model
+    def data_dir(self, profile: Profile) -> Path:
+        """This profile's synthetic dataset folder: ``data/synthetic/<task>_<profile>-<digest>``.
+
+        The digest (8 hex digits, the generator's ``dataset_digest``) covers the generator's settings and version
+        only, so an override of a generator field (``xca.seed``, ``oct.num_patients``, ...) gets its own folder and
+        never rewrites another run's data, while loader settings (``xca.window_length``, ``oct.image_size``) share
+        one.
+        """
+        return profile.paths.data / "synthetic" / f"{self.name}_{profile.name}-{self.generator_digest(profile)}"
+
+    def generator_digest(self, profile: Profile) -> str:
+        """Digest of the settings the synthetic generator reads (see :meth:`data_dir`)."""
+        raise NotImplementedError
+
     def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
         """The profile's synthetic dataset folder (generated on first use; ``overwrite`` rewrites its own files)."""
         raise NotImplementedError
@@ -119,7 +133,12 @@ class XCATask(Task):
     def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
         from .data.synthetic_xca import ensure_xca_dataset
 
-        return ensure_xca_dataset(profile.xca, profile.data_dir("xca"), overwrite=overwrite)
+        return ensure_xca_dataset(profile.xca, self.data_dir(profile), overwrite=overwrite)
+
+    def generator_digest(self, profile: Profile) -> str:
+        from .data.synthetic_xca import dataset_digest
+
+        return dataset_digest(profile.xca)
 
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
         from .data.xca import xca_dataloaders
@@ -160,7 +179,12 @@ class OCTTask(Task):
     def make_data(self, profile: Profile, overwrite: bool = False) -> Path:
         from .data.synthetic_oct import ensure_oct_dataset
 
-        return ensure_oct_dataset(profile.oct, profile.data_dir("oct"), overwrite=overwrite)
+        return ensure_oct_dataset(profile.oct, self.data_dir(profile), overwrite=overwrite)
+
+    def generator_digest(self, profile: Profile) -> str:
+        from .data.synthetic_oct import dataset_digest
+
+        return dataset_digest(profile.oct)
 
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
         from .data.oct import oct_dataloaders

@@ -36,6 +36,7 @@ from scipy import ndimage
 from torch.utils.data import Dataset, default_collate
 from torchvision.utils import draw_segmentation_masks
 
+from .checkpoints import load_model
 from .data.xca import XCAWindowDataset, window_indices
 from .evaluation import predict_cases
 from .metrics import dice
@@ -438,8 +439,6 @@ def compare_explorer(
     """
     if len(models) != 2:
         raise ValueError(f"compare_explorer compares two models; got {len(models)}: {list(models)}")
-    from . import load_model
-
     cases = {name: _Cases(load_model(m) if isinstance(m, (str, Path)) else m, dataset) for name, m in models.items()}
 
     def draw(fig: Figure, case: int, threshold: float) -> str:

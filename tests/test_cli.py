@@ -1,6 +1,8 @@
 """`medseg train` and `medseg predict` end to end on tiny synthetic data (and on the real OCT sample)."""
 from __future__ import annotations
 
+from medseg_core.tasks import get_task
+
 import os
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_train_and_predict_xca_whole_video(isolated):
     assert main(["train", "--task", "xca", "--profile", "smoke", "--out", str(out)]) == 0
     from medseg_core.config import get_profile
 
-    video = next((get_profile("smoke").data_dir("xca") / "test" / "JPEGImages").iterdir())
+    video = next((get_task("xca").data_dir(get_profile("smoke")) / "test" / "JPEGImages").iterdir())
     predicted = isolated / "predicted"
     assert main(["predict", "--checkpoint", str(out / "best.pt"), "--input", str(video), "--output",
                  str(predicted)]) == 0

@@ -2,6 +2,8 @@
 redone, complete output never replaced silently, foreign files never deleted, concurrent writers serialised."""
 from __future__ import annotations
 
+from medseg_core.tasks import get_task
+
 import multiprocessing
 import shutil
 from pathlib import Path
@@ -22,24 +24,24 @@ XCA_ARGS = dict(image_size=64, num_train_videos=1, num_val_videos=1, num_test_vi
 
 def test_data_dir_depends_on_the_generator_settings_only(tmp_path: Path) -> None:
     smoke = get_profile("smoke", {"paths.data": str(tmp_path)})
-    folder = smoke.data_dir("xca")
+    folder = get_task("xca").data_dir(smoke)
     assert folder.parent == tmp_path / "synthetic" and folder.name == f"xca_smoke-{sx.dataset_digest(smoke.xca)}"
-    assert smoke.override({"xca.seed": 1}).data_dir("xca") != folder  # `generate --set xca.seed=1`
-    assert smoke.override({"xca.num_train_videos": 3}).data_dir("xca") != folder
-    assert smoke.override({"xca.window_length": 2, "xca.augment": False}).data_dir("xca") == folder  # loader only
-    assert smoke.override({"oct.image_size": 32}).data_dir("oct") == smoke.data_dir("oct")
-    assert smoke.override({"oct.num_patients": 5}).data_dir("oct") != smoke.data_dir("oct")
-    with pytest.raises(ValueError, match="unknown synthetic dataset"):
-        smoke.data_dir("mri")
+    assert get_task("xca").data_dir(smoke.override({"xca.seed": 1})) != folder  # `generate --set xca.seed=1`
+    assert get_task("xca").data_dir(smoke.override({"xca.num_train_videos": 3})) != folder
+    assert get_task("xca").data_dir(smoke.override({"xca.window_length": 2, "xca.augment": False})) == folder  # loader only
+    assert get_task("oct").data_dir(smoke.override({"oct.image_size": 32})) == get_task("oct").data_dir(smoke)
+    assert get_task("oct").data_dir(smoke.override({"oct.num_patients": 5})) != get_task("oct").data_dir(smoke)
+    with pytest.raises(KeyError, match="valid tasks"):
+        get_task("mri")
 
 
 def test_an_override_writes_its_own_folder_and_leaves_the_others(tmp_path: Path) -> None:
     smoke = get_profile("smoke", {"paths.data": str(tmp_path), "oct.frames_per_patient": 1, "oct.num_patients": 2})
-    first = ensure_oct_dataset(smoke.oct, smoke.data_dir("oct"))
+    first = ensure_oct_dataset(smoke.oct, get_task("oct").data_dir(smoke))
     assert read_stamp(first)["digest"] == first.name.rsplit("-", 1)[1]
     before = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
     other = smoke.override({"oct.seed": 7})
-    second = ensure_oct_dataset(other.oct, other.data_dir("oct"))
+    second = ensure_oct_dataset(other.oct, get_task("oct").data_dir(other))
     assert second != first and read_stamp(second)["settings"]["seed"] == 7
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == before
     with pytest.raises(DataError, match=r"other settings \(recorded -> requested: seed: 7 -> 0\)"):

@@ -1,6 +1,8 @@
 """Figure manifest and its check, ablation grids and run reuse, model costs, and the ablation plots."""
 from __future__ import annotations
 
+from medseg_core.tasks import get_task
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -88,7 +90,7 @@ def test_ablation_profile_applies_the_budget_in_its_own_folders():
     for key, value in cpu.ablation.overrides.items():
         section, name = key.split(".")
         assert getattr(getattr(budget, section), name) == value
-    assert budget.name == "cpu_ablation" and budget.data_dir("xca") != cpu.data_dir("xca")
+    assert budget.name == "cpu_ablation" and get_task("xca").data_dir(budget) != get_task("xca").data_dir(cpu)
     assert ex.ECA_ABLATION.results_dir(cpu) == budget.run_dir("ablation_eca")
     paper = get_profile("paper")
     assert paper.ablation_profile().name == "paper" and len(paper.ablation.seeds) == 5

@@ -818,7 +818,7 @@ def ensure_oct_dataset(config: OCTConfig, root: str | Path, *, overwrite: bool =
     """Write (or reuse) the synthetic OCT dataset a profile asks for, in the real flat layout; returns ``root``.
 
     Frames are written at the real dataset's 750 x 750; loaders resize them to ``config.image_size``. ``root``
-    is normally ``profile.data_dir("oct")``, whose name carries :func:`dataset_digest`, so other generator
+    is normally ``get_task("oct").data_dir(profile)``, whose name carries :func:`dataset_digest`, so other generator
     settings get another folder and never replace this one.
     """
     write_oct_dataset(root, **generator_settings(config), overwrite=overwrite)

@@ -1239,7 +1239,7 @@ def write_xca_dataset(
 def ensure_xca_dataset(config: XCAConfig, root: str | Path, *, overwrite: bool = False) -> Path:
     """Write (or reuse) the synthetic XCA dataset described by ``config`` in ``root`` and return ``root``.
 
-    ``root`` is normally ``profile.data_dir("xca")``, whose name carries :func:`dataset_digest`, so other
+    ``root`` is normally ``get_task("xca").data_dir(profile)``, whose name carries :func:`dataset_digest`, so other
     generator settings get another folder and never replace this one (see :func:`write_xca_dataset`).
     """
     write_xca_dataset(root, **generator_settings(config), overwrite=overwrite)
