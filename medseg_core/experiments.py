@@ -38,6 +38,7 @@ __all__ = [
     "ECA_ABLATION",
     "WINDOW_LENGTHS",
     "WINDOW_LENGTH_ABLATION",
+    "read_committed_results",
     "RunSource",
     "svsnet_sources",
     "deeplab_sources",
@@ -253,6 +254,29 @@ WINDOW_LENGTH_ABLATION = Ablation(
     levels={f"T{t}": t for t in WINDOW_LENGTHS},
 )
 
+
+
+def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
+    """The per-case results of an ablation grid as the committed run saved them, ``figures/<name>_cases.csv``.
+
+    Notebooks 05 and 06 read this table with ``use_committed = True`` instead of training (the committed run is
+    documented in ``figures/manifest.csv``); it has the columns of :meth:`Ablation.run` (plus what the notebook
+    added before saving it, e.g. ``window_length``).
+
+    Args:
+        grid: an :class:`Ablation` (e.g. :data:`ECA_ABLATION`) or its name.
+
+    Raises:
+        FileNotFoundError: the table is absent; the message names the file and how to make it.
+    """
+    from .provenance import committed_manifest  # provenance imports plotting; only this reader needs it
+
+    name = grid if isinstance(grid, str) else grid.name
+    path = committed_manifest().parent / f"{name}_cases.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no committed results for {name!r}: {path} does not exist. `make reproduce` writes "
+                                "it (the cpu run of every notebook), or set use_committed = False to train here.")
+    return pd.read_csv(path, dtype={"id": str})
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reusing the runs of other notebooks
