@@ -38,6 +38,7 @@ __all__ = [
     "ECA_ABLATION",
     "WINDOW_LENGTHS",
     "WINDOW_LENGTH_ABLATION",
+    "ABLATIONS",
     "read_committed_results",
     "RunSource",
     "svsnet_sources",
@@ -255,6 +256,8 @@ WINDOW_LENGTH_ABLATION = Ablation(
 )
 
 
+ABLATIONS = {grid.name: grid for grid in (ECA_ABLATION, WINDOW_LENGTH_ABLATION)}
+
 
 def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
     """The per-case results of an ablation grid as the committed run saved them, ``figures/<name>_cases.csv``.
@@ -264,19 +267,22 @@ def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
     added before saving it, e.g. ``window_length``).
 
     Args:
-        grid: an :class:`Ablation` (e.g. :data:`ECA_ABLATION`) or its name.
+        grid: an :class:`Ablation` (e.g. :data:`ECA_ABLATION`) or its name (a key of :data:`ABLATIONS`).
 
     Raises:
         FileNotFoundError: the table is absent; the message names the file and how to make it.
     """
     from .provenance import committed_manifest  # provenance imports plotting; only this reader needs it
 
-    name = grid if isinstance(grid, str) else grid.name
-    path = committed_manifest().parent / f"{name}_cases.csv"
+    grid = ABLATIONS[grid] if isinstance(grid, str) else grid
+    path = committed_manifest().parent / f"{grid.name}_cases.csv"
     if not path.is_file():
-        raise FileNotFoundError(f"no committed results for {name!r}: {path} does not exist. `make reproduce` writes "
-                                "it (the cpu run of every notebook), or set use_committed = False to train here.")
-    return pd.read_csv(path, dtype={"id": str})
+        raise FileNotFoundError(f"no committed results for {grid.name!r}: {path} does not exist. `make reproduce` "
+                                "writes it (the cpu run of every notebook), or set use_committed = False to train here.")
+    results = pd.read_csv(path, dtype={"id": str})
+    if "cluster" not in results:  # tables written before cases carried their video or patient
+        results.insert(1, "cluster", results["id"].map(get_task(grid.task).case_cluster))
+    return results
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reusing the runs of other notebooks
