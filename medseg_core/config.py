@@ -130,6 +130,7 @@ class OCTConfig:
     val_block_start: int | None = None
     test_block_start: int | None = None
     foreground_oversample: float = 1.0  # training frames with foreground are drawn this many times as often
+    rotation: float = 0.0  # with augment: extra random rotation of training frames, up to +-rotation degrees
     augment: bool = True
     seed: int = 0
 
@@ -235,7 +236,7 @@ class Profile:
 
 _POSITIVE = ("epochs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
              "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample")
-_NON_NEGATIVE = ("val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
+_NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
                  "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
 _FRACTIONS = ("val_fraction", "test_fraction", "momentum")
 

@@ -180,3 +180,21 @@ def test_real_oct_recipe_one_epoch_smoke_run(tmp_path: Path, capsys) -> None:
 
     metrics = pd.read_csv(out / "test_metrics.csv")
     assert len(metrics) == len(loaders["test"].dataset) and {"truth_pixels", "predicted_pixels"} <= set(metrics)
+
+
+def test_cli_unknown_recipe_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--task", "oct", "--profile", "smoke", "--recipe", "nope", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown recipe 'nope'; valid recipes: real-oct" in capsys.readouterr().err
+
+
+def test_rotation_turns_training_frames_and_keeps_mask_labels(tmp_path: Path) -> None:
+    write_oct_dataset(tmp_path, num_patients=3, frames_per_patient=4, seed=2, size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = oct_dataloaders(tmp_path, OCTConfig(image_size=16), batch_size=2)["train"].dataset
+        turned = oct_dataloaders(tmp_path, OCTConfig(image_size=16, rotation=180.0), batch_size=2)["train"].dataset
+    assert plain.transform.transforms[0].__class__.__name__ != "RandomRotation"
+    assert turned.transform.transforms[0].degrees == [-180.0, 180.0]
+    torch.manual_seed(0)
+    masks = [turned[i]["mask"] for i in range(len(turned))]
+    assert all(set(mask.unique().tolist()) <= {0, 1} for mask in masks)

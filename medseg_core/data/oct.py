@@ -562,7 +562,7 @@ def oct_dataloaders(
     ``val_block_start`` (place the blocks where the pullback holds foreground), and a warning says that its
     score is not patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
     ``image_size`` and ``augment``; with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
-    augments the training set.
+    augments the training set, after a random rotation of up to ``oct_config.rotation`` degrees when it is set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
     With ``oct_config.foreground_oversample`` above 1, it draws training frames with replacement (as many per
     epoch as there are frames), frames whose mask holds foreground that many times as often as the others.
@@ -587,9 +587,14 @@ def oct_dataloaders(
     train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, seed, "validation", Path(root),
                                     oct_config.val_block_start)
     if train_transform is None and oct_config.augment:
+        from torchvision.transforms import v2
+
         from .transforms import oct_train_transforms
 
         train_transform = oct_train_transforms(oct_config.image_size)
+        if oct_config.rotation > 0:  # IVOCT frames turn freely about the catheter: plaque can lie at any angle
+            rotate = v2.RandomRotation(oct_config.rotation, interpolation=v2.InterpolationMode.BILINEAR)
+            train_transform = v2.Compose([rotate, train_transform])
     common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
     names = {split: f"OCT {split} split of {root}" for split in ("train", "val", "test")}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
