@@ -68,13 +68,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .stats import summarize
     from .tasks import get_task
 
-    profile = get_profile(args.profile, _parse_overrides(args.set), none_keeps=False)
+    profile = get_profile(args.profile, _parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
     task = get_task(args.task)
     model_name = args.model or task.default_model
     model_kwargs = _parse_overrides(args.model_arg)
     task.model_kwargs(profile, model_name, model_kwargs)  # unknown or unsuitable model: fail before any work
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data {args.data}: no such folder")
+    if args.init_from is not None and not args.init_from.is_file():
+        raise ConfigError(f"--init-from {args.init_from}: no such checkpoint (the best.pt or last.pt of a run)")
     run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)
     if args.restart:
         results = [name for name in ("best.pt", "last.pt", "history.csv") if (run_dir / name).exists()]
@@ -84,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         for name in results:
             (run_dir / name).unlink()
     run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=args.seed, run_dir=run_dir,
-                data_root=args.data, resume=not args.restart)
+                data_root=args.data, resume=not args.restart, init_from=args.init_from)
     print(run.history.round(4).to_string(index=False))
     if "test" in run.loaders:
         results = run.evaluate("test")
@@ -156,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="profile overrides, e.g. deeplab.epochs=5 oct.image_size=256")
     train.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE", help="model arguments, e.g. eca=none")
+    train.add_argument("--recipe", help="named settings applied before --set (medseg_core.config.RECIPES), e.g. "
+                                        "real-oct: lipid core on the real pullback")
+    train.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
+                       help="start from the weights of a kit checkpoint (e.g. a synthetic run's best.pt)")
     train.add_argument("--restart", action="store_true",
                        help="start the run again instead of resuming (needs --overwrite if the folder holds results)")
     train.add_argument("--overwrite", action="store_true", help="with --restart: replace the run's checkpoints")

@@ -28,7 +28,7 @@ from .models import create_model
 from .models.summary import count_parameters
 from .runtime import seed_everything
 from .tasks import Task, get_task
-from .training import Trainer
+from .training import Trainer, initial_weights
 
 __all__ = [
     "TrainedRun",
@@ -77,6 +77,7 @@ def train(
     data_root: str | Path | None = None,
     resume: bool = True,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> TrainedRun:
     """Train one model on one task with the profile's settings; returns the best checkpoint's model.
 
@@ -87,8 +88,11 @@ def train(
         seed: seeds model initialisation, data order and augmentation.
         run_dir: checkpoints and history (default :meth:`Task.run_dir`, e.g. ``runs/cpu/xca_svsnet_T4-centre_seed0``).
         data_root: real or previously generated data in the task's layout (default: generate synthetic data).
-        resume: continue from ``run_dir/last.pt`` if it exists (refused if it was trained with other settings or
-            other data). ``run_dir`` is checked to be writable before any data is generated.
+        resume: continue from ``run_dir/last.pt`` if it exists (refused if it was trained with other settings,
+            other data or other initial weights). ``run_dir`` is checked to be writable before any data is generated.
+        init_from: a kit checkpoint (e.g. the ``best.pt`` of a synthetic run) whose weights the model starts from
+            instead of its random initialisation; every tensor must match (see
+            :func:`medseg_core.training.initial_weights`). The run records the checkpoint's path and digest.
     """
     task = get_task(task)
     model_name = model_name or task.default_model
@@ -98,10 +102,11 @@ def train(
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
     model = create_model(model_name, **kwargs)
+    init = initial_weights(model, init_from) if init_from is not None else None
     config = replace(task.train_config(profile), seed=seed)
     metadata = task.run_metadata(profile, model_name)
     trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
-                      data_id=folder_fingerprint(root))
+                      data_id=folder_fingerprint(root), init_from=init)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"
     if best.is_file():

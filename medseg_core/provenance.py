@@ -71,7 +71,9 @@ def _version(package: str) -> str:
 def provenance() -> dict[str, str]:
     """Package versions and git state of this process, read once: the manifest's provenance columns."""
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    # the figures folder is this run's output: figures written by an earlier notebook of the same run are not
+    # uncommitted changes of the code that makes them
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)figures") if commit else None
     return {
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),

@@ -17,6 +17,16 @@ carries the run's :class:`~medseg_core.checkpoints.RunMetadata`, so ``medseg pre
 Resuming compares the stored model, run metadata and settings with the new ones and refuses a mismatch (only
 ``epochs`` may change, to extend a run). Schedulers declare when they step (Lightning's ``interval``: every
 optimisation step or every epoch), so the loop never tests a scheduler's name.
+
+Choosing ``best.pt``. An epoch is the best so far when ``config.monitor`` improves, or when it ties the best
+value and ``val_loss`` is lower (the tie-break). A monitor that cannot tell epochs apart (validation Dice is
+0 in every epoch when the model finds nothing, or on a split without foreground) thus falls back to the
+validation loss instead of pinning ``best.pt`` to epoch 1, and :meth:`Trainer.fit` warns at the end when the
+monitor was constant or never improved after epoch 1, naming the monitor and what to do.
+
+Starting weights. :func:`initial_weights` loads a kit checkpoint's model weights into a new model (every
+tensor must match by name and shape); the Trainer stores the record it returns (``init_from``) in every
+checkpoint, so a resume that starts from other weights is refused like any other changed setting.
 """
 from __future__ import annotations
 
@@ -44,11 +54,13 @@ from tqdm.auto import tqdm
 from .checkpoints import RunMetadata, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
-from .files import write_csv_atomic
+from .files import file_digest, write_csv_atomic
 from .models import logits_to_labels
 from .runtime import get_device, is_main_process, rank, seed_everything
 
-__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler"]
+__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
+
+TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
@@ -115,6 +127,35 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Sc
     raise UnknownNameError(f"unknown scheduler {config.scheduler!r}; valid: none, cosine, plateau, inverse_time")
 
 
+def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
+    """Load the model weights of a kit checkpoint (``best.pt`` / ``last.pt``) into ``model``, in place.
+
+    Every tensor must match by name and shape (a model with other classes, channels or ECA placement is refused
+    rather than partly loaded, the ``strict=False`` pitfall of the OCT seed's parent repository).
+
+    Returns:
+        ``{"path": ..., "sha256": ...}`` of the checkpoint, what the run records as its ``init_from``.
+
+    Raises:
+        ConfigError: the checkpoint is missing, or tensors are missing, unexpected or of another shape (named).
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"init checkpoint {path} not found: pass the best.pt or last.pt of a finished run")
+    stored = load_checkpoint(path)["model"]
+    target = model.module.state_dict() if hasattr(model, "module") else model.state_dict()
+    differences = [f"{name}: checkpoint {tuple(stored[name].shape)}, model {tuple(tensor.shape)}"
+                   for name, tensor in target.items() if name in stored and stored[name].shape != tensor.shape]
+    differences += [f"{name}: not in the checkpoint" for name in target if name not in stored]
+    differences += [f"{name}: not in the model" for name in stored if name not in target]
+    if differences:
+        shown = "; ".join(differences[:8]) + (f"; and {len(differences) - 8} more" if len(differences) > 8 else "")
+        raise ConfigError(f"cannot initialise from {path}: {len(differences)} tensors differ ({shown}). Train the "
+                          "checkpoint with the same model and model arguments (classes, channels, ECA).")
+    (model.module if hasattr(model, "module") else model).load_state_dict(stored)
+    return {"path": str(path.resolve()), "sha256": file_digest(path)}
+
+
 class Trainer:
     """Train a segmentation model with one loss, validate, checkpoint, resume and stop early.
 
@@ -131,6 +172,8 @@ class Trainer:
             (:meth:`medseg_core.tasks.Task.run_metadata`).
         data_id: what identifies the training data (:func:`medseg_core.files.folder_fingerprint`); stored, and
             a resume on other data is refused. None: not checked.
+        init_from: the record of the weights the model started from (:func:`initial_weights`), or None (its own
+            random initialisation); stored, and a resume that started from other weights is refused.
 
     Example:
         >>> task, cfg = get_task("xca"), get_profile("smoke")
@@ -148,6 +191,7 @@ class Trainer:
         *,
         metadata: RunMetadata,
         data_id: str | None = None,
+        init_from: Mapping[str, str] | None = None,
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
     ) -> None:
@@ -160,6 +204,7 @@ class Trainer:
         self.progress = progress and is_main_process()
         self.metadata = metadata
         self.data_id = data_id
+        self.init_from = dict(init_from) if init_from is not None else None
         self.use_amp = config.amp and self.device.type == "cuda"
         seed_everything(config.seed)
         self.optimizer = build_optimizer(self.model.parameters(), config)
@@ -168,6 +213,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
         self.best_score: float | None = None
+        self.best_tie_break: float | None = None  # TIE_BREAK value of the best epoch
         self.epochs_without_improvement = 0
 
     # ----------------------------------------------------------------------------------------------- hooks
@@ -210,12 +256,16 @@ class Trainer:
         if self.schedule is not None:
             self.schedule.step("epoch", row)
         score = row.get(self.config.monitor, math.nan)
+        tie_break = row.get(TIE_BREAK, math.nan)
         improved = not math.isnan(score) and (
             self.best_score is None
             or (score < self.best_score if self.config.monitor_mode == "min" else score > self.best_score)
+            or (score == self.best_score and not math.isnan(tie_break)
+                and (self.best_tie_break is None or tie_break < self.best_tie_break))
         )
         if improved:
             self.best_score = score
+            self.best_tie_break = None if math.isnan(tie_break) else tie_break
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
@@ -286,7 +336,37 @@ class Trainer:
             row = self._run_epoch(epoch, train_loader, val_loader)
             self.on_epoch_end(row)
             epochs.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_loss", "val_dice")})
+        self._warn_if_monitor_stalled()
         return self.history_frame()
+
+    def _warn_if_monitor_stalled(self) -> None:
+        """Warn when the monitored value was constant, or never improved after epoch 1, over two or more epochs."""
+        monitor = self.config.monitor
+        values = [row.get(monitor, math.nan) for row in self.history]
+        if len(values) < 2 or any(math.isnan(v) for v in values):
+            return
+        best_epochs = [int(row["epoch"]) for row in self.history if row.get("is_best")]
+        best = best_epochs[-1] if best_epochs else None
+        if len(set(values)) == 1:
+            problem = f"was {values[0]:g} in all {len(values)} epochs, so it could not choose a checkpoint"
+            if monitor != TIE_BREAK:
+                problem += f"; best.pt is epoch {best}, the lowest {TIE_BREAK} (the tie-break)"
+        elif best == 1:
+            problem = "never improved after epoch 1, so best.pt holds the epoch-1 weights"
+        else:
+            return
+        if monitor == TIE_BREAK:
+            advice = "the model barely changed: check the learning rate, the schedule and the data"
+        else:
+            advice = ("a validation Dice of 0 or 1 throughout usually means the validation split holds no foreground "
+                      "(or the model finds none): put frames with foreground into validation (OCT single pullbacks: "
+                      f"oct.val_block_start), or monitor {TIE_BREAK} (deeplab.monitor={TIE_BREAK} "
+                      "deeplab.monitor_mode=min)")
+        warnings.warn(
+            f"monitor {monitor!r} {problem}. {advice[0].upper() + advice[1:]}; last.pt holds the final epoch's weights",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _should_stop(self) -> bool:
         patience = self.config.early_stopping_patience
@@ -346,11 +426,13 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "best_score": self.best_score,
+            "best_tie_break": self.best_tie_break,
             "epochs_without_improvement": self.epochs_without_improvement,
             "history": self.history,
             "config": asdict(self.config),
             "metadata": self.metadata.to_dict(),
             "data_id": self.data_id,
+            "init_from": self.init_from,
         }
 
     def check_resumable(self, state: Mapping[str, Any]) -> None:
@@ -370,6 +452,10 @@ class Trainer:
             differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
         if None not in (state.get("data_id"), self.data_id) and state["data_id"] != self.data_id:
             differences.append(f"data: stored {state['data_id']}, now {self.data_id} (files added, removed or changed)")
+        stored_init, init = state.get("init_from"), self.init_from
+        if (stored_init or {}).get("sha256") != (init or {}).get("sha256"):
+            differences.append(f"initial weights: stored {(stored_init or {}).get('path', 'random initialisation')}, "
+                               f"now {(init or {}).get('path', 'random initialisation')}")
         if differences:
             raise ConfigError(
                 f"cannot resume {self.out_dir / 'last.pt'}: it was trained with other settings ("
@@ -387,5 +473,6 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
         self.best_score = state["best_score"]
+        self.best_tie_break = state.get("best_tie_break")
         self.epochs_without_improvement = int(state["epochs_without_improvement"])
         self.history = [dict(row) for row in state["history"]]

@@ -25,7 +25,7 @@ import pandas as pd
 import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ..files import file_digest
 from .cache import DatasetWriter
@@ -318,39 +318,54 @@ BLOCK_GAP = 5
 
 
 def block_split(
-    pairs: pd.DataFrame, val_fraction: float = 0.2, gap: int = BLOCK_GAP
+    pairs: pd.DataFrame, val_fraction: float = 0.2, gap: int = BLOCK_GAP, start: int | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split one patient's frames into a training block and a held-out block at the end of the pullback.
+    """Split one patient's frames into training frames and one contiguous held-out block.
 
-    Frames are ordered by ``pullback, frame, id``; the last ``round(val_fraction * n)`` (at least one) are held
-    out, the ``gap`` frames before them are dropped (neighbouring frames are near duplicates), the rest train.
-    A score on the held-out block is not patient-independent: use this only when there is a single patient.
+    Frames are ordered by ``pullback, frame, id``; ``round(val_fraction * n)`` (at least one) consecutive frames
+    are held out: the last ones by default, or those from the first frame numbered ``start`` or later (moved back
+    so that the block fits). The ``gap`` stored frames on each side of the block are dropped (neighbouring frames
+    are near duplicates); the rest train. ``start`` places the block where the pullback holds foreground, so that
+    its score means something. A score on the held-out block is not patient-independent: use this only when there
+    is a single patient.
 
     Raises:
-        ValueError: ``val_fraction`` outside (0, 1), or too few frames to leave a training frame after the gap.
+        ValueError: ``val_fraction`` outside (0, 1), ``start`` beyond the last frame, or too few frames to leave a
+            training frame after the gap.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     ordered = pairs.sort_values(["pullback", "frame", "id"], na_position="first").reset_index(drop=True)
     held = max(1, int(round(val_fraction * len(ordered))))
-    if len(ordered) - held - gap < 1:
+    first = len(ordered) - held
+    if start is not None:
+        after = np.flatnonzero(ordered["frame"].fillna(-1).to_numpy() >= start)
+        if after.size == 0:
+            raise ValueError(f"no frame is numbered {start} or later (the last is {ordered['frame'].max()})")
+        first = min(int(after[0]), first)
+    position = np.arange(len(ordered))
+    is_held = (position >= first) & (position < first + held)
+    is_train = (position < first - gap) | (position >= first + held + gap)
+    if not is_train.any():
         raise ValueError(
             f"{len(ordered)} frames are too few for a block split ({held} held out, a gap of {gap}, at least one to "
             "train on); add frames or patients"
         )
-    return ordered.iloc[: len(ordered) - held - gap].reset_index(drop=True), ordered.iloc[-held:].reset_index(drop=True)
+    return ordered[is_train].reset_index(drop=True), ordered[is_held].reset_index(drop=True)
 
 
-def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path) -> tuple[pd.DataFrame, ...]:
-    """Patient-wise split, or a block split with a warning when the pairs hold a single patient."""
+def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path,
+           block_start: int | None = None) -> tuple[pd.DataFrame, ...]:
+    """Patient-wise split, or a block split (from frame ``block_start``) with a warning for a single patient."""
     if pairs["patient"].nunique() >= 2:
         return patient_split(pairs, fraction, seed=seed)
-    rest, held = block_split(pairs, fraction)
+    rest, held = block_split(pairs, fraction, start=block_start)
+    where = (f"last {len(held)} frames of the pullback" if block_start is None
+             else f"block of {len(held)} frames from frame {block_start}")
     warnings.warn(
         f"{root}: one patient ({pairs['patient'].iloc[0]}) for {len(pairs)} frames, so the {purpose} split is the "
-        f"last {len(held)} frames of the pullback (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with "
-        f"{BLOCK_GAP} frames left out before them. Neighbouring frames are near duplicates: the {purpose} score "
-        "is not patient-independent; say so wherever it is reported",
+        f"{where} (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with {BLOCK_GAP} frames left out on each side. Neighbouring frames are near "
+        f"duplicates: the {purpose} score is not patient-independent; say so wherever it is reported",
         UserWarning,
         stacklevel=3,
     )
@@ -394,6 +409,9 @@ class OCTDataset(Dataset):
         image_size: output side length, or None to keep the stored size.
         transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
         name: what the warnings call this data, e.g. ``"OCT val split"``.
+
+    Attributes:
+        has_foreground: per frame, whether its mask holds any foreground class (read once, at construction).
     """
 
     def __init__(
@@ -416,8 +434,11 @@ class OCTDataset(Dataset):
         self.image_size = image_size
         self.transform = transform
         self._summary = MaskSummary()
-        sizes = {row.id: read_oct_mask(row.mask_path, self.classes, self._summary).shape
-                 for row in self.pairs.itertuples()}
+        sizes, self.has_foreground = {}, []
+        for row in self.pairs.itertuples():
+            mask = read_oct_mask(row.mask_path, self.classes, self._summary)
+            sizes[row.id] = mask.shape
+            self.has_foreground.append(bool(mask.any()))
         label = f"{name} ({len(self.pairs)} frames)"
         self._summary.warn(label)
         if image_size is not None:
@@ -537,12 +558,15 @@ def oct_dataloaders(
     test set and its training split is divided into training and validation (``oct_config.val_fraction``). In
     the flat layout, ``oct_config.test_fraction`` of the patients are held out for testing first, then
     ``val_fraction`` of the rest for validation. Where a single patient is left to split (one pullback, as in
-    the real sample), the held-out set is a contiguous block at the end of its pullback with :data:`BLOCK_GAP`
-    frames dropped before it (:func:`block_split`), and a warning says that its score is not
-    patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
+    the real sample), the held-out set is a contiguous block with :data:`BLOCK_GAP` frames dropped on each side
+    (:func:`block_split`): at the end of the pullback, or from frame ``oct_config.test_block_start`` /
+    ``val_block_start`` (place the blocks where the pullback holds foreground), and a warning says that its
+    score is not patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
     ``image_size`` and ``augment``; with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
-    augments the training set.
+    augments the training set, after a random rotation of up to ``oct_config.rotation`` degrees when it is set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
+    With ``oct_config.foreground_oversample`` above 1, it draws training frames with replacement (as many per
+    epoch as there are frames), frames whose mask holds foreground that many times as often as the others.
 
     Args:
         seed: seeds the shuffling of the training loader, and the patient splits unless ``split_seed`` is given.
@@ -562,20 +586,32 @@ def oct_dataloaders(
         test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
     else:
-        pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root))
-    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root))
+        pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root),
+                                   oct_config.test_block_start)
+    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root),
+                                    oct_config.val_block_start)
     if train_transform is None and oct_config.augment:
+        from torchvision.transforms import v2
+
         from .transforms import oct_train_transforms
 
         train_transform = oct_train_transforms(oct_config.image_size)
+        if oct_config.rotation > 0:  # IVOCT frames turn freely about the catheter: plaque can lie at any angle
+            rotate = v2.RandomRotation(oct_config.rotation, interpolation=v2.InterpolationMode.BILINEAR)
+            train_transform = v2.Compose([rotate, train_transform])
     common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
     names = {split: f"OCT {split} split of {root}" for split in ("train", "val", "test")}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}
+    train_set = OCTDataset(train_pairs, transform=train_transform, name=names["train"], **common)
+    generator = torch.Generator().manual_seed(seed)
+    sampling: dict[str, object] = {"shuffle": True}
+    if oct_config.foreground_oversample != 1.0:  # the Trainer re-seeds ``generator`` every epoch: exact resume
+        weights = [oct_config.foreground_oversample if has else 1.0 for has in train_set.has_foreground]
+        sampling = {"sampler": WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)}
     return {
-        "train": DataLoader(OCTDataset(train_pairs, transform=train_transform, name=names["train"], **common),
-                            shuffle=True, drop_last=len(train_pairs) > batch_size,
-                            generator=torch.Generator().manual_seed(seed), **loader_options),
+        "train": DataLoader(train_set, drop_last=len(train_pairs) > batch_size, generator=generator, **sampling,
+                            **loader_options),
         "val": DataLoader(OCTDataset(val_pairs, name=names["val"], **common), shuffle=False, **loader_options),
         "test": DataLoader(OCTDataset(test_pairs, name=names["test"], **common), shuffle=False, **loader_options),
     }
