@@ -363,7 +363,7 @@ def _ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e
 
 @_exercise("ce_dice", "04_train_deeplabv3plus_eca", "Write ce_dice_loss(logits, target) -> scalar for logits "
            "(B, K, H, W) and int64 labels (B, H, W): cross-entropy + (1 - soft Dice), the Dice averaged over the "
-           "foreground classes 1..K-1, each summed over the whole batch, eps = 1e-5 (the OCT seed's loss).",
+           "foreground classes 1..K-1, each summed over the whole batch, eps = 1e-5 (the OCT reference implementation's loss).",
            _ce_dice_loss)
 def _check_ce_dice(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
     reference = CEDiceLoss()
