@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.add_argument("--figures-dir", type=Path, help="figures (default <output-dir>/figures)")
     notebooks.set_defaults(func=_cmd_notebooks)
 
-    train = commands.add_parser("train", help="train a model on a task (the seeds' `python train.py`)")
+    train = commands.add_parser("train", help="train a model on a task (the reference implementations' `python train.py`)")
     train.add_argument("--task", default="xca", help="xca: SVSnet vessels (default); oct: lipid plaque")
     train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
     train.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="with --restart: replace the run's checkpoints")
     train.set_defaults(func=_cmd_train)
 
-    predict = commands.add_parser("predict", help="masks and overlays for a folder (the seeds' `python predict.py`)")
+    predict = commands.add_parser("predict", help="masks and overlays for a folder (the reference implementations' `python predict.py`)")
     predict.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
     predict.add_argument("--input", type=Path, required=True, help="OCT images, or XCA video folder(s)")
     predict.add_argument("--output", type=Path, required=True)
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=8, help="XCA windows per forward pass")
     predict.set_defaults(func=_cmd_predict)
 
-    prepare = commands.add_parser("prepare", help="write the OCT seed's lipid-only derivative with a manifest")
+    prepare = commands.add_parser("prepare", help="write the OCT reference implementation's lipid-only derivative with a manifest")
     prepare.add_argument("--source", type=Path, required=True, help="OCT data (fold or flat layout)")
     prepare.add_argument("--output", type=Path, required=True)
     prepare.add_argument("--image-size", type=int, default=512)

@@ -326,7 +326,7 @@ def _paper() -> Profile:
             epochs=601, batch_size=4, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
             scheduler="inverse_time", lr_decay=1e-6, grad_clip=None, amp=False,
         ),
-        # OCT seed: RMSprop 1e-5 (wd 1e-6, momentum 0.9), ReduceLROnPlateau on val Dice (patience 5), AMP, clip 1.0.
+        # OCT reference implementation: RMSprop 1e-5 (wd 1e-6, momentum 0.9), ReduceLROnPlateau on val Dice (patience 5), AMP, clip 1.0.
         deeplab=TrainConfig(
             epochs=100, batch_size=32, optimizer="rmsprop", lr=1e-5, momentum=0.9, weight_decay=1e-6,
             scheduler="plateau", plateau_patience=5, grad_clip=1.0, amp=True, monitor="val_dice", monitor_mode="max",

@@ -363,7 +363,7 @@ def _ce_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e
 
 @_exercise("ce_dice", "04_train_deeplabv3plus_eca", "Write ce_dice_loss(logits, target) -> scalar for logits "
            "(B, K, H, W) and int64 labels (B, H, W): cross-entropy + (1 - soft Dice), the Dice averaged over the "
-           "foreground classes 1..K-1, each summed over the whole batch, eps = 1e-5 (the OCT seed's loss).",
+           "foreground classes 1..K-1, each summed over the whole batch, eps = 1e-5 (the OCT reference implementation's loss).",
            _ce_dice_loss)
 def _check_ce_dice(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Feedback:
     reference = CEDiceLoss()
@@ -521,3 +521,45 @@ def _check_svsnet_window_parameters(answer: int) -> Feedback:
                       "(T, 1, 1) fusions; the encoder and decoder are the same.")
     return _wrong(f"you said {int(answer):,}; the models have {short:,} and {long:,} parameters. Each fusion has "
                   "C^2 T + C parameters: the biases cancel, the weights differ by C^2 per extra frame.")
+
+
+# ----------------------------------------------------------------------------------- 07 reproduce figures
+def _moved_columns(committed: pd.DataFrame, fresh: pd.DataFrame, tolerance: float) -> list[str]:
+    numeric = committed.select_dtypes("number").columns
+    return [column for column in numeric if float((committed[column] - fresh[column]).abs().max()) > tolerance]
+
+
+@_exercise("moved_columns", "07_reproduce_figures", "Write moved_columns(committed, fresh, tolerance) -> list of "
+           "names: the numeric columns of a committed table whose values moved by more than tolerance (absolute) in a "
+           "fresh run's table with the same rows (what `medseg check-figures` does).", _moved_columns)
+def _check_moved_columns(fn: Callable[[pd.DataFrame, pd.DataFrame, float], Sequence[str]]) -> Feedback:
+    committed = pd.DataFrame({"variant": ["a", "b"], "dice": [0.80, 0.70], "iou": [0.60, 0.50],
+                              "recall": [0.90, 0.95]})
+    fresh = committed.assign(dice=[0.81, 0.64], iou=[0.59, 0.515], recall=[0.90, 0.95])
+    for tolerance, expected in ((0.02, ["dice"]), (0.005, ["dice", "iou"]), (0.1, [])):
+        got = sorted(fn(committed, fresh, tolerance))
+        if got != expected:
+            return _wrong(f"with tolerance {tolerance} you returned {got}, expected {expected}: compare each column's "
+                          "largest absolute difference (a row that moves up and one that moves down cancel in a mean)")
+    return _right("a rerun elsewhere moves single-run tables by about 0.01 Dice; the ablation means can move far "
+                  "more, which is why their claims must rest on differences larger than the seed spread.")
+
+
+def _made_with_uncommitted_code(manifest: pd.DataFrame) -> list[str]:
+    return sorted(manifest.loc[manifest["uncommitted_changes"] != "false", "file"])
+
+
+@_exercise("uncommitted_figures", "07_reproduce_figures", "Write uncommitted(manifest) -> sorted list of the files "
+           "that cannot be traced to committed code (manifest as provenance.read_manifest returns it: column "
+           "uncommitted_changes holds 'true', 'false' or 'unknown').", _made_with_uncommitted_code)
+def _check_uncommitted_figures(fn: Callable[[pd.DataFrame], Sequence[str]]) -> Feedback:
+    manifest = pd.DataFrame({"file": ["a.png", "b.csv", "c.png", "d.png"],
+                             "uncommitted_changes": ["false", "true", "unknown", "false"]})
+    got = sorted(fn(manifest))
+    expected = _made_with_uncommitted_code(manifest)
+    if got == ["b.csv"]:
+        return _wrong("you left out c.png: 'unknown' (made outside a git checkout) cannot be traced to committed "
+                      "code either")
+    if got != expected:
+        return _wrong(f"you returned {got}, expected {expected}: every row whose uncommitted_changes is not 'false'")
+    return _right("only a figure made from a clean commit can be regenerated from the repository alone.")

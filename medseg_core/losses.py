@@ -17,7 +17,7 @@ References:
       *negative* soft Dice over the flattened batch with epsilon 1e-5; :class:`DiceLoss` returns ``1 - Dice``
       instead, which has the same gradient and is non-negative (``batch_dice=True, smooth=1e-5`` reproduces it).
     * Focal loss: Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
-    * The OCT seed trains DeepLabV3+ with cross-entropy + soft Dice (:class:`CEDiceLoss`).
+    * The OCT reference implementation trains DeepLabV3+ with cross-entropy + soft Dice (:class:`CEDiceLoss`).
 
 Example:
     >>> loss_fn = build_loss("ce_dice", include_background=False)
@@ -245,7 +245,7 @@ class BCEDiceLoss(nn.Module):
 class CEDiceLoss(nn.Module):
     """``ce_weight * CE (or focal) + dice_weight * (1 - Dice)`` for multiclass logits ``(B, K, H, W)``.
 
-    The OCT seed's loss (cross-entropy + soft Dice). With ``focal_gamma`` set, the cross-entropy term is replaced
+    The OCT reference implementation's loss (cross-entropy + soft Dice). With ``focal_gamma`` set, the cross-entropy term is replaced
     by the focal loss with that gamma and ``class_weights`` as its per-class alpha.
 
     Args:

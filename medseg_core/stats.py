@@ -5,7 +5,8 @@ The rules, each implemented once here and used by every notebook:
 * **Say the unit and resample at it.** Test cases (frames) from one video or patient are correlated, so
   intervals across cases come from a **cluster bootstrap**: whole clusters (``cluster`` column: the video or the
   patient, :meth:`medseg_core.tasks.Task.case_cluster`) are resampled, never single frames. Percentile intervals
-  of a mean stay inside the metric's bounds by construction.
+  of a mean stay inside the metric's bounds by construction. Below :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters
+  no interval is given: a bootstrap over two or three videos would look precise and be wrong.
 * **Few seeds: show each seed.** Across seeds, a t-interval is reported only from :data:`MIN_SEEDS_FOR_INTERVAL`
   seeds on (and clipped to the metric's bounds); with fewer, the per-seed values are listed (``per_seed``) and the
   interval is NaN.
@@ -28,12 +29,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize", "bootstrap_interval",
+__all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize",
+           "bootstrap_interval",
            "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "paired_comparison",
            "describe_summary", "describe_comparisons"]
 
 UNITS = ("seed", "case")
 MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
+MIN_CLUSTERS_FOR_INTERVAL = 5  # fewer videos/patients: a percentile bootstrap is far too narrow; no interval
 BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
 N_BOOTSTRAP = 2000
 
@@ -127,14 +130,16 @@ def bootstrap_interval(
 
     Each bootstrap replicate draws as many clusters as there are, with replacement, and averages all their values
     (so a cluster weighs by its size, as in the point estimate). NaN values are left out. The interval of a mean
-    of bounded values stays inside their bounds. ``(nan, nan)`` with fewer than two clusters.
+    of bounded values stays inside their bounds. With fewer than :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters the
+    bootstrap sees only a handful of distinct resamples and its interval is far too narrow, so ``(nan, nan)`` is
+    returned: the design cannot give an interval, and the tables say so.
     """
     values = np.asarray(values, dtype=float)
     clusters = np.arange(len(values)) if clusters is None else np.asarray(clusters)
     keep = ~np.isnan(values)
     values, clusters = values[keep], clusters[keep]
     labels, inverse = np.unique(clusters, return_inverse=True)
-    if len(labels) < 2:
+    if len(labels) < MIN_CLUSTERS_FOR_INTERVAL:
         return float("nan"), float("nan")
     sums = np.bincount(inverse, weights=values, minlength=len(labels))
     counts = np.bincount(inverse, minlength=len(labels)).astype(float)
@@ -294,12 +299,13 @@ def detectable_difference(cluster_differences: Sequence[float] | np.ndarray, alp
                           power: float = 0.8) -> float:
     """Smallest mean difference a paired design with these per-cluster differences detects with ``power``.
 
-    ``(z_{1 - alpha/2} + z_{power}) * sd / sqrt(n)`` over the ``n`` clusters (normal approximation; NaN below two
-    clusters). ``alpha`` should already carry any family-wise correction.
+    ``(z_{1 - alpha/2} + z_{power}) * sd / sqrt(n)`` over the ``n`` clusters (normal approximation; NaN below
+    :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters, where the spread itself is not estimable). ``alpha`` should
+    already carry any family-wise correction.
     """
     values = np.asarray(cluster_differences, dtype=float)
     values = values[~np.isnan(values)]
-    if len(values) < 2:
+    if len(values) < MIN_CLUSTERS_FOR_INTERVAL:
         return float("nan")
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
     return float(z * values.std(ddof=1) / np.sqrt(len(values)))
@@ -422,7 +428,9 @@ def describe_comparisons(comparison: pd.DataFrame, by: str = "variant") -> list[
     for _, row in comparison.iterrows():
         level = f"{100 * row['confidence']:.1f} %"
         if np.isnan(row["ci_low"]):
-            verdict = "too few test clusters for an interval"
+            verdict = (f"only {row['n_clusters']} test videos/patients, fewer than {MIN_CLUSTERS_FOR_INTERVAL}: this "
+                       "design cannot give an interval or a detectable difference; read the per-seed differences "
+                       "and do not claim an effect")
         elif row["ci_low"] > 0 or row["ci_high"] < 0:
             direction = "higher" if row["mean_difference"] > 0 else "lower"
             verdict = f"{row[by]} is {direction} than {row['reference']} on these test cases"

@@ -108,7 +108,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Sc
     """Scheduler named by ``config.scheduler``, with its interval.
 
     - ``"cosine"``: cosine annealing over ``config.epochs`` (every epoch).
-    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (every epoch; the OCT seed's choice, on val Dice).
+    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (every epoch; the OCT reference implementation's choice, on val Dice).
     - ``"inverse_time"``: ``lr / (1 + lr_decay * iteration)``, every optimisation step. This is what Keras'
       ``SGD(decay=1e-6)`` in the official SVSnet code means; it is *not* weight decay.
     """
@@ -131,7 +131,7 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
     """Load the model weights of a kit checkpoint (``best.pt`` / ``last.pt``) into ``model``, in place.
 
     Every tensor must match by name and shape (a model with other classes, channels or ECA placement is refused
-    rather than partly loaded, the ``strict=False`` pitfall of the OCT seed's parent repository).
+    rather than partly loaded, the ``strict=False`` pitfall of the OCT reference implementation's parent repository).
 
     Returns:
         ``{"path": ..., "sha256": ...}`` of the checkpoint, what the run records as its ``init_from``.
@@ -438,8 +438,8 @@ class Trainer:
     def check_resumable(self, state: Mapping[str, Any]) -> None:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
-        Only ``epochs`` may differ (to extend a finished run); the data must be the same when both runs name it. Raises :class:`~medseg_core.errors.ConfigError`
-        naming each difference and the way out.
+        Only ``epochs`` may differ (to extend a finished run); the data must be the same when both runs name it.
+        Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
         model = self.model.module if hasattr(self.model, "module") else self.model
         stored_config = {k: v for k, v in (state.get("config") or {}).items() if k != "epochs"}

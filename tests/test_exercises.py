@@ -33,6 +33,11 @@ WRONG_ANSWERS = {  # id: (a typical mistake, a phrase the feedback must contain)
     "output_stride": (lambda size, os: (size // 4, size // 32), "output stride"),
     "fusion_parameters": (lambda c, t: c * c * t, "left out the C biases"),
     "svsnet_window_parameters": (3 * 256 * 256, "parameters"),
+    "moved_columns": (lambda committed, fresh, tolerance: [c for c in committed.select_dtypes("number")
+                                                          if abs((committed[c] - fresh[c]).mean()) > tolerance],
+                      "largest absolute difference"),
+    "uncommitted_figures": (lambda manifest: sorted(manifest.loc[manifest["uncommitted_changes"] == "true", "file"]),
+                            "'unknown'"),
 }
 
 

@@ -27,12 +27,12 @@ def _grid(offsets: dict[str, float], seeds=(0, 1, 2), clusters=4, per_cluster=5,
 
 
 def test_bootstrap_interval_resamples_clusters_and_stays_in_bounds():
-    values = np.array([1.0] * 10 + [0.0] * 10)
+    clusters = np.repeat(list("abcdef"), 10)
+    values = np.where(np.isin(clusters, ["a", "b", "c"]), 1.0, 0.0)  # three all-1 clusters, three all-0
     independent = bootstrap_interval(values)
-    clustered = bootstrap_interval(values, ["a"] * 10 + ["b"] * 10)
-    assert 0 <= clustered[0] <= independent[0] < 0.5 < independent[1] <= clustered[1] <= 1
-    assert clustered == (0.0, 1.0)  # two clusters: a replicate holds either or both
-    assert np.isnan(bootstrap_interval([0.5, 0.7], ["a", "a"])[0])  # one cluster: no interval
+    clustered = bootstrap_interval(values, clusters)
+    assert 0 <= clustered[0] < independent[0] < 0.5 < independent[1] < clustered[1] <= 1  # clustering widens
+    assert np.isnan(bootstrap_interval(values, np.repeat(list("abcd"), 15))[0])  # 4 clusters: no interval
     near_one = bootstrap_interval(np.r_[np.ones(30), 0.9], None)
     assert near_one[1] <= 1.0
 
@@ -50,10 +50,12 @@ def test_few_seeds_list_their_values_instead_of_an_interval():
 
 
 def test_case_unit_bootstraps_over_clusters():
-    results = _grid({"a": 0.0})
+    results = _grid({"a": 0.0}, clusters=6)
     by_cluster = summarize_runs(results, metrics=["dice"], unit="case").iloc[0]
     by_case = summarize_runs(results.drop(columns="cluster"), metrics=["dice"], unit="case").iloc[0]
-    assert by_cluster["n_clusters"] == 4 and by_case["n_clusters"] == 20
+    assert by_cluster["n_clusters"] == 6 and by_case["n_clusters"] == 30
+    few = summarize_runs(_grid({"a": 0.0}, clusters=3), metrics=["dice"], unit="case").iloc[0]
+    assert np.isnan(few["ci_low"])  # three videos cannot give an interval
     assert by_cluster["ci_high"] - by_cluster["ci_low"] > by_case["ci_high"] - by_case["ci_low"]  # clustering widens
 
 
@@ -65,6 +67,8 @@ def test_paired_comparison_reports_effects_with_family_wise_intervals():
     assert both["ci_low"] > 0 and both["seeds_agree"] and both["n_clusters"] == 8
     assert skip["ci_low"] < 0 < skip["ci_high"]
     assert 0 < skip["detectable"] < 0.5 and np.isnan(both["seed_ci_low"])  # 3 seeds: no seed interval
+    few = paired_comparison(_grid({"none": 0.0, "both": 0.1}, clusters=2), "none", ["dice"])
+    assert np.isnan(few.loc[0, "ci_low"]) and "cannot give an interval" in describe_comparisons(few)[0]
     sentences = dict(zip(["both", "skip"], describe_comparisons(paired_comparison(results, "none", ["dice"]))))
     assert "higher than none on these test cases, and all 3 seeds agree" in sentences["both"]
     assert "no difference shown; this design detects about" in sentences["skip"]

@@ -471,7 +471,7 @@ def prepare_lipid_dataset(
     *,
     overwrite: bool = False,
 ) -> pd.DataFrame:
-    """Write the seed's processed derivative: resized RGB images and single-channel label masks, with a manifest.
+    """Write the reference implementation's processed derivative: resized RGB images and single-channel label masks, with a manifest.
 
     ``dst_root/img/<id>.png`` (``image_size`` square RGB), ``dst_root/mask/<id>.png`` (uint8 labels ``0..len(classes)``,
     0/1 for the default lipid core), and ``dst_root/manifest.csv`` with ``id, patient, pullback, frame, fold``

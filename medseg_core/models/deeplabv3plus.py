@@ -3,20 +3,21 @@
 DeepLabV3+: Chen, Zhu, Papandreou, Schroff, Adam, "Encoder-decoder with atrous separable convolution for semantic
 image segmentation", ECCV 2018, arXiv 1802.02611. Backbone: MobileNetV2 (Sandler et al., CVPR 2018,
 arXiv 1801.04381), taken from torchvision. Attention: ECA (Wang et al., CVPR 2020, arXiv 1910.03151).
-Layer choices follow the seed's parent repository (bubbliiiing/deeplabv3-plus-pytorch, MIT): biases on the
+Layer choices follow the reference implementation's parent repository (bubbliiiing/deeplabv3-plus-pytorch, MIT): biases on the
 ASPP and decoder convolutions, dilation surgery on the backbone, dropout 0.5 / 0.1 in the decoder. With
-2 classes, output stride 16 and both ECA blocks the model has 5,813,274 parameters, as the seed's.
+2 classes, output stride 16 and both ECA blocks the model has 5,813,274 parameters, as the reference
+implementation's.
 
-ECA placements (``eca=``): ``"skip"`` on the 24-channel low-level feature before its 1x1 projection (the seed
-README's "skip connection" ECA); ``"aspp"`` on the 1280-channel ASPP concatenation before the fusion conv (in the
-seed code only); ``"both"`` (the seed) or ``"none"`` (plain DeepLabV3+).
+ECA placements (``eca=``): ``"skip"`` on the 24-channel low-level feature before its 1x1 projection (the
+reference implementation README's "skip connection" ECA); ``"aspp"`` on the 1280-channel ASPP concatenation before the fusion conv (in the
+reference code only); ``"both"`` (the reference implementation) or ``"none"`` (plain DeepLabV3+).
 
-Seed defects fixed:
+Defects of the reference implementation fixed:
 
-* the seed's ``forward()`` drew matplotlib heatmaps of the attention weights (and failed for batch > 1); here
+* the reference implementation's ``forward()`` drew matplotlib heatmaps of the attention weights (and failed for batch > 1); here
   the attention blocks keep their weights in ``last_weights`` and :meth:`DeepLabV3Plus.attention_weights`
   returns them, and drawing is left to the plotting code;
-* the seed's ``train.py`` imported the model from a module name that does not exist; here the model is built
+* the reference implementation's ``train.py`` imported the model from a module name that does not exist; here the model is built
   through the registry, ``create_model("deeplabv3plus", ...)``;
 * pretrained weights are loaded with an explicit :class:`WeightReport` (loaded / new / unused / mismatched
   tensors, logged and warned about), never a silent ``strict=False`` that leaves attention layers random.
@@ -336,5 +337,5 @@ class DeepLabV3Plus(SegmentationModel):
 
 @register_model
 def deeplabv3plus(**kwargs) -> DeepLabV3Plus:
-    """DeepLabV3+ / MobileNetV2 with ECA on the skip and in ASPP (the seed's model; 2 classes, output stride 16)."""
+    """DeepLabV3+ / MobileNetV2 with ECA on the skip and in ASPP (the reference implementation's model; 2 classes, output stride 16)."""
     return DeepLabV3Plus(**kwargs)

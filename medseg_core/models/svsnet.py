@@ -19,8 +19,8 @@ Layer choices that reproduce a faithful port of the official model (10,187,345 t
 * the encoder attention of level 6 feeds that level's skip only; the downsampling path reads the
   un-attended features, as in the official code.
 
-Seed defect fixed: seed 000 (a looser PyTorch reimplementation) created a projection ``Conv3d`` lazily inside
-``forward()``, so its weights were never handed to the optimiser and stayed random. Here every layer is created
+Defect of a reference implementation fixed: a looser PyTorch reimplementation created a projection ``Conv3d``
+lazily inside ``forward()``, so its weights were never handed to the optimiser and stayed random. Here every layer is created
 in ``__init__``; the tests check that every parameter receives a gradient after one backward pass.
 """
 from __future__ import annotations
