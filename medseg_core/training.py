@@ -30,6 +30,7 @@ checkpoint, so a resume that starts from other weights is refused like any other
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -55,7 +56,7 @@ from .checkpoints import RunMetadata, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
-from .models import logits_to_labels
+from .models import logits_to_labels, model_class
 from .runtime import get_device, is_main_process, rank, seed_everything
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
@@ -154,6 +155,18 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
                           "checkpoint with the same model and model arguments (classes, channels, ECA).")
     (model.module if hasattr(model, "module") else model).load_state_dict(stored)
     return {"path": str(path.resolve()), "sha256": file_digest(path)}
+
+
+def _effective_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A model spec with the constructor's defaults filled in, so ``eca="both"`` given or implied is one model."""
+    if not spec:
+        return None
+    try:
+        parameters = inspect.signature(model_class(spec["name"]).__init__).parameters
+    except KeyError:  # a model registered only in the process that wrote the checkpoint
+        return dict(spec)
+    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return {"name": spec["name"], "kwargs": {**defaults, **spec["kwargs"]}}
 
 
 class Trainer:
@@ -446,7 +459,7 @@ class Trainer:
         current_config = {k: v for k, v in asdict(self.config).items() if k != "epochs"}
         differences = [f"{key}: stored {stored_config.get(key)!r}, now {value!r}" for key, value in current_config.items()
                        if key in stored_config and stored_config[key] != value]
-        if state.get("model_spec") != getattr(model, "model_spec", None):
+        if _effective_spec(state.get("model_spec")) != _effective_spec(getattr(model, "model_spec", None)):
             differences.append(f"model: stored {state.get('model_spec')}, now {getattr(model, 'model_spec', None)}")
         if (state.get("metadata") or {}) != self.metadata.to_dict():
             differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
