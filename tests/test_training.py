@@ -240,3 +240,11 @@ def test_empty_training_loader_is_an_error():
     trainer = Trainer(_model(), _bce, _config(), progress=False, metadata=META)
     with pytest.raises(ValueError, match="training loader is empty"):
         trainer.fit(empty)
+
+
+def test_resume_accepts_the_same_model_with_defaults_given_or_implied(tmp_path):
+    """Notebook 04 passes eca="both" explicitly, ms.train leaves it implied: one model, so one run can resume."""
+    train, val = _loaders()
+    Trainer(_model(channels=4), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META).fit(train, val)
+    history = Trainer(_model(), _bce, _config(epochs=2), tmp_path, progress=False, metadata=META).fit(train, val)
+    assert len(history) == 2
