@@ -91,7 +91,8 @@ class TrainConfig:
     lr_decay: float = 0.0  # "inverse_time": lr_t = lr / (1 + lr_decay * iteration), Keras' ``decay``
     plateau_patience: int = 5
     grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
-    amp: bool = True  # mixed precision, used only on CUDA
+    amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs with native bf16 (runtime.autocast_dtype)
+    channels_last: bool = True  # channels_last memory format for 2D models (runtime.memory_format)
     monitor: str = "val_loss"  # history column that picks the best checkpoint
     monitor_mode: str = "min"  # "min" or "max"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping

@@ -57,7 +57,7 @@ from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
 from .models import logits_to_labels, model_class
-from .runtime import get_device, is_main_process, rank, seed_everything
+from .runtime import autocast_dtype, get_device, is_main_process, memory_format, rank, seed_everything
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
 
@@ -210,7 +210,8 @@ class Trainer:
     ) -> None:
         self.config = config
         self.device = get_device(config.device)
-        self.model = model.to(self.device)
+        self.memory_format = memory_format(model, config.channels_last)
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.loss_fn = loss_fn
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
@@ -218,11 +219,12 @@ class Trainer:
         self.metadata = metadata
         self.data_id = data_id
         self.init_from = dict(init_from) if init_from is not None else None
-        self.use_amp = config.amp and self.device.type == "cuda"
+        self.amp_dtype = autocast_dtype(self.device, model, config.amp)
+        self.use_amp = self.amp_dtype is not None
         seed_everything(config.seed)
         self.optimizer = build_optimizer(self.model.parameters(), config)
         self.schedule = build_scheduler(self.optimizer, config)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, float]] = []
         self.best_score: float | None = None
@@ -230,11 +232,16 @@ class Trainer:
         self.epochs_without_improvement = 0
 
     # ----------------------------------------------------------------------------------------------- hooks
+    def _inputs(self, batch: Batch) -> torch.Tensor:
+        """The batch's images on the Trainer's device, in the model's memory format."""
+        images = batch["image"].to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=self.memory_format) if images.ndim == 4 else images
+
     def train_step(self, batch: Batch) -> float:
         """One optimisation step on a batch; returns the loss value."""
-        inputs, target = batch["image"].to(self.device), batch["mask"].to(self.device)
+        inputs, target = self._inputs(batch), batch["mask"].to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             logits = self.model(inputs)
             loss = self.loss_fn(logits.float(), target)
         if not torch.isfinite(loss):
@@ -256,8 +263,8 @@ class Trainer:
     @torch.no_grad()
     def validation_step(self, batch: Batch) -> tuple[float, float, float]:
         """Loss and the pooled-Dice sums ``(2 |P ∩ G|, |P| + |G|)`` over the foreground classes of a batch."""
-        inputs, target = batch["image"].to(self.device), batch["mask"].to(self.device)
-        with torch.autocast(self.device.type, enabled=self.use_amp):
+        inputs, target = self._inputs(batch), batch["mask"].to(self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             logits = self.model(inputs)
         loss = self.loss_fn(logits.float(), target).item()
         predicted = logits_to_labels(logits) > 0
