@@ -326,3 +326,19 @@ def test_dataloaders_split_by_patient(flat_root, fold_root):
     assert set(fold_loaders["test"].dataset.pairs["patient"]) == test_patients
     with pytest.raises(ValueError, match="available folds"):
         oct_dataloaders(fold_root, config, batch_size=2, fold=7)
+
+
+def test_cached_frames_equal_fresh_reads_and_skip_the_files(tmp_path):
+    write_oct_dataset(tmp_path, num_patients=2, frames_per_patient=2, seed=3, size=48)
+    pairs = find_oct_pairs(tmp_path)
+    cached, fresh = OCTDataset(pairs, image_size=32), OCTDataset(pairs, image_size=32, cache=False)
+    first = [cached[i] for i in range(len(cached))]
+    for item, plain in zip(first, (fresh[i] for i in range(len(fresh)))):
+        assert torch.equal(item["image"], plain["image"]) and torch.equal(item["mask"], plain["mask"])
+    for path in list(pairs["image_path"]) + list(pairs["mask_path"]):
+        Path(path).unlink()  # a cached frame never reads its files again
+    for index, item in enumerate(first):
+        again = cached[index]
+        assert torch.equal(again["image"], item["image"]) and torch.equal(again["mask"], item["mask"])
+    with pytest.raises((DataError, FileNotFoundError, OSError)):
+        fresh[0]
