@@ -27,6 +27,7 @@ __all__ = [
     "XCAConfig",
     "OCTConfig",
     "AblationConfig",
+    "TransferConfig",
     "Paths",
     "Profile",
     "PROFILES",
@@ -130,6 +131,7 @@ class OCTConfig:
     # One patient only (a single pullback): the held-out blocks start at these frame numbers; None = at the end.
     val_block_start: int | None = None
     test_block_start: int | None = None
+    train_frames: int | None = None  # keep this many training frames, evenly spaced (every k-th); None: all
     foreground_oversample: float = 1.0  # training frames with foreground are drawn this many times as often
     rotation: float = 0.0  # with augment: extra random rotation of training frames, up to +-rotation degrees
     augment: bool = True
@@ -151,6 +153,21 @@ class AblationConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Budget of the synthetic-to-real study (notebook 09, :func:`medseg_core.experiments.synthetic_to_real`).
+
+    Every run fine-tunes DeepLabV3+ on ``n`` real training frames (each of ``train_frames``), from random weights
+    and from the synthetic-trained model of notebook 04, for the same number of optimisation ``steps`` whatever
+    ``n`` (so small sets are not also short trainings), with the ``real-oct`` recipe's split and ``overrides``.
+    """
+
+    train_frames: tuple[int, ...] = (8, 16, 32, 64)
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 100  # optimisation steps per run
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Paths:
     """Where data, runs and figures go: under :func:`kit_home` unless an environment variable moves one."""
 
@@ -169,6 +186,7 @@ class Profile:
     svsnet: TrainConfig
     deeplab: TrainConfig
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     paths: Paths = field(default_factory=Paths)
 
     def override(self, overrides: Mapping[str, Any] | None = None, *, none_keeps: bool = True) -> "Profile":
@@ -217,7 +235,8 @@ class Profile:
 
 
 _POSITIVE = ("epochs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
-             "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample")
+             "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample",
+             "train_frames", "steps")
 _NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
                  "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
 _FRACTIONS = ("val_fraction", "test_fraction", "momentum")
@@ -293,6 +312,7 @@ def _smoke() -> Profile:
             overrides={"xca.num_train_videos": 1, "xca.frames_per_video": 7, "oct.image_size": 32},
             latency_repeats=1,
         ),
+        transfer=TransferConfig(train_frames=(4,), seeds=(0,), steps=2, overrides={"oct.image_size": 32}),
     )
 
 
@@ -314,6 +334,7 @@ def _cpu() -> Profile:
             "oct.num_patients": 8, "oct.frames_per_patient": 8, "deeplab.epochs": 12, "deeplab.batch_size": 4,
             "deeplab.lr": 2e-3,
         }, latency_repeats=5),
+        transfer=TransferConfig(train_frames=(8, 16, 32, 64), seeds=(0, 1, 2, 3, 4), steps=60),
     )
 
 
@@ -333,6 +354,7 @@ def _paper() -> Profile:
             scheduler="plateau", plateau_patience=5, grad_clip=1.0, amp=True, monitor="val_dice", monitor_mode="max",
         ),
         ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), latency_repeats=10),
+        transfer=TransferConfig(train_frames=(8, 16, 32, 64), seeds=(0, 1, 2, 3, 4), steps=600),
     )
 
 

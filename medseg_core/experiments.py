@@ -11,7 +11,9 @@ notebooks write (notebook 07 reuses them).
 """
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -21,7 +23,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .checkpoints import RunMetadata, load_checkpoint, load_model
-from .config import Profile
+from .config import RECIPES, Profile
+from .errors import ConfigError
 from .evaluation import evaluate
 from .files import ensure_writable, folder_fingerprint, write_csv_atomic
 from .models import create_model
@@ -40,6 +43,9 @@ __all__ = [
     "WINDOW_LENGTH_ABLATION",
     "ABLATIONS",
     "read_committed_results",
+    "TRANSFER_STARTS",
+    "transfer_profile",
+    "synthetic_to_real",
     "RunSource",
     "svsnet_sources",
     "deeplab_sources",
@@ -126,6 +132,7 @@ def run_grid(
     results_dir: str | Path,
     *,
     split: str = "test",
+    data_root: str | Path | None = None,
     recompute: bool = False,
     progress: bool = False,
     verbose: bool = False,
@@ -133,8 +140,10 @@ def run_grid(
     """Train every variant with every seed under the same budget and evaluate it; resumable.
 
     Args:
-        variants: ``{variant name: {"model_name": ..., "model_kwargs": {...}, "overrides": {...}}}``; overrides
-            are dotted profile keys applied for that variant only (e.g. ``{"xca.window_length": 2}``).
+        variants: ``{variant name: {"model_name": ..., "model_kwargs": {...}, "overrides": {...}, "init_from":
+            ...}}``; overrides are dotted profile keys applied for that variant only (e.g.
+            ``{"xca.window_length": 2}``), ``init_from`` a checkpoint the variant starts from (see :func:`train`).
+        data_root: real or prepared data in the task's layout (default: the profile's synthetic data).
         results_dir: one run folder per variant and seed, named by :meth:`Task.run_name`, holding ``best.pt``,
             ``history.csv`` and ``test_metrics.csv``; a run whose CSV exists is read back instead of retrained
             unless ``recompute``. An interrupted run resumes from its ``last.pt``, which is deleted once its CSV
@@ -160,7 +169,8 @@ def run_grid(
                 continue
             start = time.perf_counter()
             run = train(task, variant_profile, model_name=spec.get("model_name"), model_kwargs=spec.get("model_kwargs"),
-                        seed=seed, run_dir=run_dir, resume=not recompute, progress=progress)
+                        seed=seed, run_dir=run_dir, data_root=data_root, resume=not recompute, progress=progress,
+                        init_from=spec.get("init_from"))
             seconds = time.perf_counter() - start
             table = run.evaluate(split).assign(variant=variant, seed=seed, parameters=count_parameters(run.model),
                                                train_seconds=round(seconds, 1))
@@ -288,6 +298,82 @@ def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
     if "cluster" not in results:  # tables written before cases carried their video or patient
         results.insert(1, "cluster", results["id"].map(get_task(grid.task).case_cluster))
     return results
+
+# ----------------------------------------------------------------------------------------------------------------
+# The synthetic-to-real study of notebook 09
+# ----------------------------------------------------------------------------------------------------------------
+TRANSFER_STARTS = ("scratch", "synthetic")
+"""Where the fine-tuning runs of :func:`synthetic_to_real` start: random weights, or the synthetic-trained model."""
+
+
+def transfer_profile(profile: Profile) -> Profile:
+    """The profile of every run of :func:`synthetic_to_real`: ``profile`` with the ``real-oct`` recipe (the single
+    pullback's blocks, plaque oversampling, rotation) and then ``profile.transfer.overrides``, named
+    ``<profile>_real-oct`` as ``get_profile(..., recipe="real-oct")`` names it."""
+    return profile.override({**RECIPES["real-oct"], **profile.transfer.overrides, "name": f"{profile.name}_real-oct"})
+
+
+def synthetic_to_real(
+    profile: Profile,
+    real_root: str | Path,
+    pretrained: str | Path,
+    *,
+    train_frames: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    recompute: bool = False,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Fine-tune DeepLabV3+ on ``n`` real frames, from random weights and from ``pretrained``; test on the real block.
+
+    Every run has the same number of optimisation steps (``profile.transfer.steps``), so a small ``n`` means
+    less data, not also less training; the ``n`` frames are every k-th of the training block
+    (:func:`medseg_core.data.oct.every_kth_frame`), the same for every seed (seeds vary initialisation and
+    order). Checkpoints are chosen on the validation block. Runs are read back when their results exist
+    (:func:`run_grid`), under ``runs/<profile>_real-oct/synthetic_to_real/<start>_n<n>/``.
+
+    Args:
+        real_root: the real pullback in one flat folder (:func:`medseg_core.data.oct.real_pullback_folder`).
+        pretrained: a DeepLabV3+ checkpoint trained on synthetic frames (notebook 04's ``best.pt``).
+        train_frames: the ``n`` values (default ``profile.transfer.train_frames``); values above the training
+            block's size mean all of it, and are run once.
+        seeds: default ``profile.transfer.seeds``.
+
+    Returns:
+        Per-frame test results (:func:`run_grid`'s columns) with ``start`` (:data:`TRANSFER_STARTS`),
+        ``train_frames`` (frames used) and ``plaque_frames`` (of them, frames with plaque).
+
+    Raises:
+        ConfigError: an ``n`` below 2 (a training batch needs two frames for BatchNorm).
+    """
+    task, real = get_task("oct"), transfer_profile(profile)
+    counts = list(profile.transfer.train_frames if train_frames is None else train_frames)
+    if min(counts) < 2:
+        raise ConfigError(f"train_frames must be at least 2 (BatchNorm needs two frames per batch); got {counts}")
+    seeds = list(profile.transfer.seeds if seeds is None else seeds)
+    results_dir = real.run_dir("synthetic_to_real")
+    batch, tables, done = real.deeplab.batch_size, [], set()
+    for count in counts:
+        sized = real.override({"oct.train_frames": count})
+        with warnings.catch_warnings():  # the single-patient warning is the notebook's to show, once
+            warnings.simplefilter("ignore")
+            used_set = task.make_loaders(sized, Path(real_root), "deeplabv3plus", 0)["train"].dataset
+        used = len(used_set)
+        if used in done:
+            continue
+        done.add(used)
+        steps_per_epoch = used // batch if used > batch else 1
+        budget = {"oct.train_frames": used, "deeplab.epochs": math.ceil(profile.transfer.steps / steps_per_epoch)}
+        for start in TRANSFER_STARTS:
+            variant = f"{start}_n{used}"
+            spec = {"model_name": "deeplabv3plus", "overrides": budget,
+                    "init_from": pretrained if start == "synthetic" else None}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table = run_grid(task, real, {variant: spec}, seeds, results_dir / variant, data_root=real_root,
+                                 recompute=recompute, verbose=verbose)
+            tables.append(table.assign(start=start, train_frames=used, plaque_frames=sum(used_set.has_foreground)))
+    return pd.concat(tables, ignore_index=True)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Reusing the runs of other notebooks

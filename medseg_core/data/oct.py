@@ -46,6 +46,8 @@ __all__ = [
     "patient_split",
     "block_split",
     "BLOCK_GAP",
+    "every_kth_frame",
+    "real_pullback_folder",
     "OCTDataset",
     "prepare_lipid_dataset",
     "oct_dataloaders",
@@ -354,6 +356,47 @@ def block_split(
     return ordered[is_train].reset_index(drop=True), ordered[is_held].reset_index(drop=True)
 
 
+def every_kth_frame(pairs: pd.DataFrame, count: int) -> pd.DataFrame:
+    """``count`` frames evenly spaced along the pullbacks (ordered by patient, pullback, frame): what annotating
+    every k-th frame gives. All frames when ``count`` is at least their number.
+
+    Raises:
+        ValueError: ``count`` below 1.
+    """
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    ordered = pairs.sort_values(["patient", "pullback", "frame", "id"], na_position="first").reset_index(drop=True)
+    if count >= len(ordered):
+        return ordered
+    return ordered.iloc[np.linspace(0, len(ordered) - 1, count).round().astype(int)].reset_index(drop=True)
+
+
+def real_pullback_folder(folder: str | Path, names: Sequence[str] = ("oct_zenodo_sample", "oct_zenodo_pullback")
+                         ) -> Path:
+    """One flat ``img/`` + ``mask/`` folder of links to the real frames of the data sets ``names`` (the 122 frames of
+    one pullback in ``shared/data``, see :func:`medseg_core.config.real_data_path`), as the ``real-oct`` recipe
+    reads them. Links that exist are kept, so calling it twice is harmless.
+
+    Raises:
+        DataError: a data set is missing; the message names its folder and environment variable.
+    """
+    from ..config import REAL_DATASETS, real_data_path
+
+    folder = Path(folder)
+    for name in names:
+        source = real_data_path(name)
+        if not (source / "img").is_dir() or not (source / "mask").is_dir():
+            raise DataError(f"real OCT data {name!r} not found at {source} (no img/ and mask/ there): put the data "
+                            f"set there or set {REAL_DATASETS[name]} to its folder")
+        for sub in ("img", "mask"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            for path in sorted((source / sub).iterdir()):
+                link = folder / sub / path.name
+                if not link.exists():
+                    link.symlink_to(path.resolve())
+    return folder
+
+
 def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path,
            block_start: int | None = None) -> tuple[pd.DataFrame, ...]:
     """Patient-wise split, or a block split (from frame ``block_start``) with a warning for a single patient."""
@@ -575,7 +618,8 @@ def oct_dataloaders(
     (:func:`block_split`): at the end of the pullback, or from frame ``oct_config.test_block_start`` /
     ``val_block_start`` (place the blocks where the pullback holds foreground), and a warning says that its
     score is not patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
-    ``image_size`` and ``augment``; with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
+    ``image_size`` and ``augment``; ``oct_config.train_frames`` keeps that many training frames, every k-th
+    (:func:`every_kth_frame`); with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
     augments the training set, after a random rotation of up to ``oct_config.rotation`` degrees when it is set.
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
     With ``oct_config.foreground_oversample`` above 1, it draws training frames with replacement (as many per
@@ -603,6 +647,8 @@ def oct_dataloaders(
                                    oct_config.test_block_start)
     train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root),
                                     oct_config.val_block_start)
+    if oct_config.train_frames is not None:
+        train_pairs = every_kth_frame(train_pairs, oct_config.train_frames)
     if train_transform is None and oct_config.augment:
         from torchvision.transforms import v2
 
