@@ -62,9 +62,21 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    """Train; under ``torchrun`` every process runs this, and rank 0 alone deletes, evaluates and prints."""
+    from .runtime import cleanup_distributed, init_distributed
+
+    init_distributed()
+    try:
+        return _train(args)
+    finally:
+        cleanup_distributed()
+
+
+def _train(args: argparse.Namespace) -> int:
     from .config import get_profile
     from .errors import ConfigError
     from .experiments import train
+    from .runtime import is_main_process
     from .stats import summarize
     from .tasks import get_task
 
@@ -83,10 +95,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if results and not args.overwrite:
             raise ConfigError(f"--restart would replace {', '.join(results)} in {run_dir}; add --overwrite to start "
                               "again on purpose, or choose another --out")
-        for name in results:
-            (run_dir / name).unlink()
+        if is_main_process():
+            for name in results:
+                (run_dir / name).unlink()
     run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=args.seed, run_dir=run_dir,
                 data_root=args.data, resume=not args.restart, init_from=args.init_from)
+    if not is_main_process():
+        return 0
     print(run.history.round(4).to_string(index=False))
     if "test" in run.loaders:
         results = run.evaluate("test")

@@ -79,7 +79,11 @@ def real_data_path(name: str) -> Path:
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings for one model; read by :class:`medseg_core.training.Trainer`."""
+    """Optimisation settings for one model; read by :class:`medseg_core.training.Trainer`.
+
+    ``batch_size`` is per process: under ``torchrun`` the global batch is ``batch_size x world size`` (README,
+    "Scaling out"); ``lr`` is not rescaled for it.
+    """
 
     epochs: int = 10
     batch_size: int = 4
@@ -94,6 +98,8 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
     amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs with native bf16 (runtime.autocast_dtype)
     channels_last: bool = True  # channels_last memory format for 2D models (runtime.memory_format)
+    compile: bool = False  # torch.compile the model's forward (CPU needs a C++ compiler; checkpoints are unchanged)
+    num_threads: int | None = None  # torch.set_num_threads for the whole process; None keeps torch's default
     monitor: str = "val_loss"  # history column that picks the best checkpoint
     monitor_mode: str = "min"  # "min" or "max"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
@@ -236,7 +242,7 @@ class Profile:
 
 _POSITIVE = ("epochs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
              "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample",
-             "train_frames", "steps")
+             "train_frames", "steps", "num_threads")
 _NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
                  "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
 _FRACTIONS = ("val_fraction", "test_fraction", "momentum")

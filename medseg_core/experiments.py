@@ -29,7 +29,7 @@ from .evaluation import evaluate
 from .files import ensure_writable, folder_fingerprint, write_csv_atomic
 from .models import create_model
 from .models.summary import count_parameters
-from .runtime import seed_everything
+from .runtime import main_process_first, seed_everything
 from .tasks import Task, get_task
 from .training import Trainer, initial_weights
 
@@ -104,7 +104,8 @@ def train(
     model_name = model_name or task.default_model
     kwargs = task.model_kwargs(profile, model_name, model_kwargs)  # checks the model before any work
     run_dir = ensure_writable(run_dir if run_dir is not None else task.run_dir(profile, model_name, model_kwargs, seed))
-    root = Path(data_root) if data_root is not None else task.make_data(profile)
+    with main_process_first():  # under torchrun rank 0 writes the synthetic data, the others then reuse it
+        root = Path(data_root) if data_root is not None else task.make_data(profile)
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
     model = create_model(model_name, **kwargs)

@@ -11,17 +11,27 @@ Fast paths, decided here for the Trainer, inference and the benchmarks alike:
   hangs or crashes (SIGSEGV) on CPU at 128² and above, so SVSnet trains in float32 there.
 * :func:`memory_format`: channels_last for 2D models (about 10 % faster float32 steps on CPU); models with 3D
   convolutions keep the default layout (their 2D decoder cannot take ``channels_last_3d``).
+
+Many processes (``torchrun``): :func:`init_distributed` joins the process group that ``torchrun`` describes in
+the environment (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ...), NCCL on CUDA and Gloo on CPU;
+:func:`barrier`, :func:`all_reduce_sum`, :func:`broadcast_buffers` and :func:`main_process_first` are no-ops
+in a single process, so callers need no ``if``.
 """
 from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "rank", "world_size", "is_main_process", "cpu_has_native_bf16",
-           "has_3d_convolution", "autocast_dtype", "memory_format"]
+from .errors import ConfigError
+
+__all__ = ["get_device", "seed_everything", "rank", "world_size", "is_main_process", "init_distributed",
+           "cleanup_distributed", "barrier", "all_reduce_sum", "broadcast_buffers", "main_process_first",
+           "cpu_has_native_bf16", "has_3d_convolution", "autocast_dtype", "memory_format"]
 
 
 def get_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -64,6 +74,68 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """True on the process that writes checkpoints, histories and figures."""
     return rank() == 0
+
+
+def init_distributed() -> bool:
+    """Join ``torchrun``'s process group when ``WORLD_SIZE`` > 1 (idempotent); True when distributed is active.
+
+    Backend NCCL when CUDA is available (each process then uses GPU ``LOCAL_RANK``), else Gloo; rendezvous
+    ``env://``. Raises :class:`~medseg_core.errors.ConfigError` when the environment cannot form the group.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    if not torch.distributed.is_available():
+        raise ConfigError("WORLD_SIZE > 1 but this torch build has no torch.distributed: train in one process")
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        torch.distributed.init_process_group(backend, init_method="env://")
+    except (RuntimeError, ValueError) as error:
+        raise ConfigError(f"cannot join the {backend} process group (WORLD_SIZE={os.environ['WORLD_SIZE']}): "
+                          f"{str(error).splitlines()[0]}. Launch with torchrun, which sets RANK, MASTER_ADDR and "
+                          "MASTER_PORT") from error
+    return True
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group joined by :func:`init_distributed` (nothing to do in a single process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every process gets here (nothing to do in a single process)."""
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+def all_reduce_sum(values: Sequence[float], device: torch.device) -> list[float]:
+    """Sums of ``values`` over all processes, in float64 (``values`` themselves in a single process)."""
+    if world_size() == 1:
+        return list(values)
+    totals = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(totals)
+    return totals.tolist()
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics drift apart under DDP), in place."""
+    if world_size() > 1:
+        for buffer in module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+@contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the body on rank 0 first, then on the others (e.g. rank 0 writes a dataset the others then reuse)."""
+    if not is_main_process():
+        barrier()
+    yield
+    if is_main_process():
+        barrier()
 
 
 def cpu_has_native_bf16() -> bool:

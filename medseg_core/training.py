@@ -6,6 +6,15 @@ so variants are small subclasses, and it keeps no single-process assumptions: th
 :func:`medseg_core.runtime.get_device` (``LOCAL_RANK`` under ``torchrun``), only the main process writes files,
 and samplers with ``set_epoch`` (``DistributedSampler``) are told the epoch.
 
+Many processes (``torchrun``, :func:`medseg_core.runtime.init_distributed`). The model is wrapped in
+``DistributedDataParallel``, so gradients are averaged over processes at every step; each loader reads its
+process's share (:mod:`medseg_core.data.sampling`). The epoch's train loss and the validation sums (loss,
+Dice overlap and total) are summed over processes, so every process logs the same history row and takes the
+same best-checkpoint, scheduler and early-stopping decisions (``time_s`` is each process's own). Rank 0 writes
+the files and the others wait for it (a barrier) at the end of every epoch; a resume loads ``last.pt`` in
+every process. Validation runs the model without DDP, with rank 0's buffers (BatchNorm running statistics),
+the weights rank 0 saves.
+
 Exact resume. At the start of epoch ``e`` every random generator (global ones and the loaders' own
 ``generator``) is re-seeded from ``(seed, e, rank)``, so the shuffling order, augmentation and dropout of an
 epoch do not depend on what ran before. Together with the
@@ -15,8 +24,9 @@ resumed ends with the same weights as an uninterrupted run (tested in ``tests/te
 What a checkpoint holds, and reading and writing it, is :mod:`medseg_core.checkpoints`; every checkpoint
 carries the run's :class:`~medseg_core.checkpoints.RunMetadata`, so ``medseg predict`` accepts any of them.
 Resuming compares the stored model, run metadata and settings with the new ones and refuses a mismatch (only
-``epochs`` may change, to extend a run). Schedulers declare when they step (Lightning's ``interval``: every
-optimisation step or every epoch), so the loop never tests a scheduler's name.
+``epochs`` may change, to extend a run, and the speed settings ``compile`` and ``num_threads``). Schedulers
+declare when they step (Lightning's ``interval``: every optimisation step or every epoch), so the loop never
+tests a scheduler's name.
 
 Choosing ``best.pt``. An epoch is the best so far when ``config.monitor`` improves, or when it ties the best
 value and ``val_loss`` is lower (the tie-break). A monitor that cannot tell epochs apart (validation Dice is
@@ -57,11 +67,13 @@ from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
 from .models import logits_to_labels, model_class
-from .runtime import autocast_dtype, get_device, is_main_process, memory_format, rank, seed_everything
+from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
+                      memory_format, rank, seed_everything, world_size)
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
+RESUME_MAY_CHANGE = ("epochs", "compile", "num_threads")  # settings a resume accepts changed: length and speed
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
@@ -174,7 +186,10 @@ class Trainer:
 
     Args:
         model: any ``nn.Module`` returning logits; ``model.model_spec`` (set by ``create_model``) is stored in
-            checkpoints so :func:`medseg_core.checkpoints.load_model` can rebuild it.
+            checkpoints so :func:`medseg_core.checkpoints.load_model` can rebuild it. ``trainer.model`` stays this
+            module (its ``state_dict`` is what checkpoints store); ``trainer.forward_model`` is the module compiled
+            with ``config.compile`` (it validates), and ``trainer.network`` runs the training steps: the forward
+            model, wrapped in DDP under ``torchrun``.
         loss_fn: ``loss_fn(logits, target) -> scalar``.
         config: optimisation settings (:class:`medseg_core.config.TrainConfig`).
         out_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` go; ``None`` keeps everything in memory.
@@ -209,9 +224,16 @@ class Trainer:
         progress: bool = True,
     ) -> None:
         self.config = config
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
         self.device = get_device(config.device)
         self.memory_format = memory_format(model, config.channels_last)
         self.model = model.to(self.device, memory_format=self.memory_format)
+        self.forward_model = torch.compile(self.model) if config.compile else self.model
+        self.network = self.forward_model
+        if world_size() > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.network = nn.parallel.DistributedDataParallel(self.forward_model, device_ids=device_ids)
         self.loss_fn = loss_fn
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
@@ -237,12 +259,22 @@ class Trainer:
         images = batch["image"].to(self.device, non_blocking=True)
         return images.contiguous(memory_format=self.memory_format) if images.ndim == 4 else images
 
+    def _logits(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """``network(inputs)``; ``torch.compile`` failing to build the model is a ConfigError naming the way out."""
+        try:
+            return network(inputs)
+        except torch._dynamo.exc.BackendCompilerFailed as error:
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(f"torch.compile could not build the model ({reason}); on CPU it needs a working C++ "
+                              "compiler (g++ or clang++, or $CXX). Train without it: compile=false (the default)"
+                              ) from error
+
     def train_step(self, batch: Batch) -> float:
-        """One optimisation step on a batch; returns the loss value."""
+        """One optimisation step on a batch; returns the loss value (this process's)."""
         inputs, target = self._inputs(batch), batch["mask"].to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            logits = self.model(inputs)
+            logits = self._logits(self.network, inputs)
             loss = self.loss_fn(logits.float(), target)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -265,7 +297,7 @@ class Trainer:
         """Loss and the pooled-Dice sums ``(2 |P ∩ G|, |P| + |G|)`` over the foreground classes of a batch."""
         inputs, target = self._inputs(batch), batch["mask"].to(self.device)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            logits = self.model(inputs)
+            logits = self._logits(self.forward_model, inputs)
         loss = self.loss_fn(logits.float(), target).item()
         predicted = logits_to_labels(logits) > 0
         truth = (target[:, 0] if target.ndim == predicted.ndim + 1 else target) > 0
@@ -297,6 +329,7 @@ class Trainer:
             if improved:
                 save_checkpoint(self.out_dir / "best.pt", state)
             write_csv_atomic(self.history_frame(), self.out_dir / "history.csv")
+        barrier()  # the other processes wait for complete files (a resume reads last.pt)
         for callback in self.callbacks:
             callback(self, row)
 
@@ -406,8 +439,8 @@ class Trainer:
         self.model.train()
         losses = [self.train_step(batch) for batch in tqdm(train_loader, desc=f"epoch {epoch + 1}", leave=False,
                                                            disable=not self.progress)]
-        row = {"epoch": float(epoch + 1), "train_loss": sum(losses) / len(losses),
-               "lr": self.optimizer.param_groups[0]["lr"]}
+        loss_sum, steps = all_reduce_sum([sum(losses), len(losses)], self.device)
+        row = {"epoch": float(epoch + 1), "train_loss": loss_sum / steps, "lr": self.optimizer.param_groups[0]["lr"]}
         if val_loader is not None:
             row.update(self.validate(val_loader))
         row["time_s"] = time.perf_counter() - start
@@ -416,15 +449,16 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, loader: DataLoader) -> dict[str, float]:
-        """Mean validation loss and global Dice over ``loader``."""
+        """Mean validation loss (over batches) and global Dice over ``loader``, summed over all processes."""
+        broadcast_buffers(self.model)
         self.model.eval()
         results = [self.validation_step(batch) for batch in loader]
-        if not results:
+        loss_sum, batches, overlap, total = all_reduce_sum(
+            [sum(r[0] for r in results), len(results), sum(r[1] for r in results), sum(r[2] for r in results)],
+            self.device)
+        if batches == 0:
             raise ValueError("the validation loader is empty: check the data folder and the split")
-        overlap = sum(r[1] for r in results)
-        total = sum(r[2] for r in results)
-        return {"val_loss": sum(r[0] for r in results) / len(results),
-                "val_dice": overlap / total if total > 0 else 1.0}
+        return {"val_loss": loss_sum / batches, "val_dice": overlap / total if total > 0 else 1.0}
 
     # ------------------------------------------------------------------------------------------- state
     def history_frame(self) -> pd.DataFrame:
@@ -437,10 +471,9 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly; plain values and tensors only (``weights_only`` safe)."""
-        model = self.model.module if hasattr(self.model, "module") else self.model
         return {
-            "model": model.state_dict(),
-            "model_spec": getattr(model, "model_spec", None),
+            "model": self.model.state_dict(),
+            "model_spec": getattr(self.model, "model_spec", None),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.scheduler.state_dict() if self.schedule is not None else None,
             "scaler": self.scaler.state_dict(),
@@ -458,16 +491,17 @@ class Trainer:
     def check_resumable(self, state: Mapping[str, Any]) -> None:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
-        Only ``epochs`` may differ (to extend a finished run); the data must be the same when both runs name it.
+        Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the speed settings
+        ``compile`` and ``num_threads``); the data must be the same when both runs name it.
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        stored_config = {k: v for k, v in (state.get("config") or {}).items() if k != "epochs"}
-        current_config = {k: v for k, v in asdict(self.config).items() if k != "epochs"}
+        stored_config = {k: v for k, v in (state.get("config") or {}).items() if k not in RESUME_MAY_CHANGE}
+        current_config = {k: v for k, v in asdict(self.config).items() if k not in RESUME_MAY_CHANGE}
         differences = [f"{key}: stored {stored_config.get(key)!r}, now {value!r}" for key, value in current_config.items()
                        if key in stored_config and stored_config[key] != value]
-        if _effective_spec(state.get("model_spec")) != _effective_spec(getattr(model, "model_spec", None)):
-            differences.append(f"model: stored {state.get('model_spec')}, now {getattr(model, 'model_spec', None)}")
+        spec = getattr(self.model, "model_spec", None)
+        if _effective_spec(state.get("model_spec")) != _effective_spec(spec):
+            differences.append(f"model: stored {state.get('model_spec')}, now {spec}")
         if (state.get("metadata") or {}) != self.metadata.to_dict():
             differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
         if None not in (state.get("data_id"), self.data_id) and state["data_id"] != self.data_id:
@@ -485,8 +519,7 @@ class Trainer:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a state written by :meth:`state_dict`."""
-        model = self.model.module if hasattr(self.model, "module") else self.model
-        model.load_state_dict(state["model"])
+        self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None and state.get("scheduler") is not None:
             self.schedule.scheduler.load_state_dict(state["scheduler"])

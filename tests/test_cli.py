@@ -86,6 +86,7 @@ def test_predict_rejects_checkpoint_without_metadata(tmp_path):
     (["generate", "xca", "--profile", "smoke", "--set", "svsnet.lr=abc"], "svsnet.lr must be float"),
     (["generate", "xca", "--profile", "smoke", "--set", "svsnet.epochs=1.5"], "svsnet.epochs must be int"),
     (["generate", "xca", "--profile", "smoke", "--set", "svsnet.epochs=-1"], "svsnet.epochs must be at least 1"),
+    (["generate", "xca", "--profile", "smoke", "--set", "deeplab.num_threads=0"], "num_threads must be at least 1"),
     (["generate", "xca", "--profile", "smoke", "--set", "xca=3"], "xca is a section"),
     (["generate", "xca", "--profile", "smoke", "--set", "xca.image_size"], "expect KEY=VALUE"),
     (["predict", "--checkpoint", "missing.pt", "--input", ".", "--output", "o"], "checkpoint not found: missing.pt"),

@@ -25,13 +25,14 @@ import pandas as pd
 import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from ..files import file_digest
 from .cache import DatasetWriter
 from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
                  warn_aspect_change, write_image)
 from .preprocess import SampleTransform, preprocess_oct, resize_oct
+from .sampling import loader_sampling
 
 if TYPE_CHECKING:
     from medseg_core.config import OCTConfig
@@ -624,6 +625,8 @@ def oct_dataloaders(
     The training loader drops an incomplete last batch (BatchNorm in ASPP's image pooling needs two samples).
     With ``oct_config.foreground_oversample`` above 1, it draws training frames with replacement (as many per
     epoch as there are frames), frames whose mask holds foreground that many times as often as the others.
+    Under ``torchrun`` the training and validation loaders read this process's share
+    (:func:`~medseg_core.data.sampling.loader_sampling`; ``batch_size`` is per process); the test loader reads all.
 
     Args:
         seed: seeds the shuffling of the training loader, and the patient splits unless ``split_seed`` is given.
@@ -663,14 +666,16 @@ def oct_dataloaders(
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}
     train_set = OCTDataset(train_pairs, transform=train_transform, name=names["train"], **common)
-    generator = torch.Generator().manual_seed(seed)
-    sampling: dict[str, object] = {"shuffle": True}
-    if oct_config.foreground_oversample != 1.0:  # the Trainer re-seeds ``generator`` every epoch: exact resume
+    val_set = OCTDataset(val_pairs, name=names["val"], **common)
+    generator = torch.Generator().manual_seed(seed)  # the Trainer re-seeds it every epoch: exact resume
+    weights = None
+    if oct_config.foreground_oversample != 1.0:
         weights = [oct_config.foreground_oversample if has else 1.0 for has in train_set.has_foreground]
-        sampling = {"sampler": WeightedRandomSampler(weights, len(weights), replacement=True, generator=generator)}
+    sampling = loader_sampling(train_set, train=True, seed=seed, generator=generator, weights=weights)
+    per_process = len(sampling["sampler"]) if "sampler" in sampling else len(train_set)
     return {
-        "train": DataLoader(train_set, drop_last=len(train_pairs) > batch_size, generator=generator, **sampling,
+        "train": DataLoader(train_set, drop_last=per_process > batch_size, generator=generator, **sampling,
                             **loader_options),
-        "val": DataLoader(OCTDataset(val_pairs, name=names["val"], **common), shuffle=False, **loader_options),
+        "val": DataLoader(val_set, **loader_sampling(val_set, train=False, seed=seed), **loader_options),
         "test": DataLoader(OCTDataset(test_pairs, name=names["test"], **common), shuffle=False, **loader_options),
     }

@@ -44,6 +44,7 @@ from medseg_core.config import XCAConfig
 from medseg_core.data.io import (DataError, MaskSummary, image_size, list_images, read_image, read_label_mask,
                                  warn_aspect_change)
 from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
+from medseg_core.data.sampling import loader_sampling
 from medseg_core.data.transforms import xca_train_transforms
 
 __all__ = [
@@ -423,7 +424,8 @@ def xca_dataloaders(
     Reads ``window_length``, ``window_policy``, ``image_size`` and ``augment`` from ``xca_config``. Shuffling
     uses a ``torch.Generator`` seeded with ``seed``; DataLoader workers get seeds derived from it, so augmentation
     repeats in worker processes. With ``num_workers=0`` augmentation draws from torch's global generator: seed it
-    with :func:`medseg_core.runtime.seed_everything`.
+    with :func:`medseg_core.runtime.seed_everything`. Under ``torchrun`` the "train" and "val" loaders read this
+    process's share (:func:`~medseg_core.data.sampling.loader_sampling`; ``batch_size`` is per process).
 
     Real MOSXAV has ``train/`` and ``test/`` only: when "val" is asked for and ``root/val`` is absent,
     ``val_fraction`` of the videos of ``train/`` (at least one, and at least one left) become the validation set,
@@ -473,10 +475,12 @@ def xca_dataloaders(
             image_size=xca_config.image_size,
             videos=chosen.get(split),
         )
+        sharded = split in ("train", "val")  # other splits (test) are read whole: evaluation is not sharded
+        sampling = loader_sampling(dataset, train=is_train, seed=seed) if sharded else {"shuffle": False}
         loaders[split] = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=is_train,
+            **sampling,
             num_workers=num_workers,
             generator=torch.Generator().manual_seed(seed),
             pin_memory=torch.cuda.is_available(),
