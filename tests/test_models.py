@@ -9,11 +9,12 @@ import torch.nn as nn
 import torchvision
 
 from medseg_core.models import create_model, list_models
-from medseg_core.models.summary import count_parameters
+from medseg_core.models.summary import count_flops, count_parameters
 from medseg_core.models.blocks import (
     ECA,
     ConvNormAct,
     GlobalMaxChannelAttention,
+    SeparableConvNormAct,
     SkipChannelAttention,
     eca_kernel_size,
 )
@@ -22,6 +23,7 @@ from medseg_core.models.svsnet import SVSNet
 
 SVSNET_PARAMS_T4 = 10_187_345  # faithful port of the official Keras model (papers.md)
 DEEPLAB_PARAMS_SEED = 5_813_274  # seed model: 2 classes, output stride 16, ECA on skip and ASPP (papers.md)
+DEEPLAB_PARAMS_SEPARABLE = 2_713_994  # the same with depthwise-separable ASPP and decoder 3x3 convolutions
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -103,6 +105,21 @@ def test_conv_same_padding_matches_keras_for_even_kernels() -> None:
 def test_3d_downsampling_keeps_frames_and_halves_height_width(frames: int) -> None:
     down = ConvNormAct(3, 2, 4, kernel_size=(2, 2, 2), stride=(1, 2, 2))
     assert down(_rand(2, 2, frames, 8, 6)).shape == (2, 4, frames, 4, 3)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_separable_conv_is_depthwise_then_pointwise(spatial_dims: int) -> None:
+    block = SeparableConvNormAct(spatial_dims, 8, 16, kernel_size=3, dilation=2, bias=True)
+    assert block.depthwise.conv.groups == 8 and block.depthwise.conv.bias is None
+    assert block.pointwise.conv.kernel_size == (1,) * spatial_dims
+    kernel = 3**spatial_dims
+    assert count_parameters(block) == 8 * kernel + 8 * 16 + 16 + 2 * 16  # depthwise, pointwise + bias, BN
+    assert count_parameters(block) < count_parameters(ConvNormAct(spatial_dims, 8, 16, 3, bias=True))
+    x = _rand(2, 8, *([6] * spatial_dims))
+    assert block(x).shape == (2, 16, *([6] * spatial_dims))
+    assert (block(x) >= 0).all()  # ends in ReLU
+    strided = SeparableConvNormAct(spatial_dims, 8, 4, kernel_size=3, stride=2)
+    assert strided(x).shape == (2, 4, *([3] * spatial_dims))
 
 
 # --- SVSnet -------------------------------------------------------------------------------------------------
@@ -209,6 +226,41 @@ def test_deeplab_parameter_count_matches_seed() -> None:
     assert (kernel_skip, kernel_aspp) == (3, 5)
     assert counts["both"] - counts["none"] == kernel_skip + kernel_aspp
     assert counts["skip"] - counts["none"] == kernel_skip and counts["aspp"] - counts["none"] == kernel_aspp
+
+
+def test_deeplab_default_is_the_dense_seed_model() -> None:
+    default, dense = DeepLabV3Plus(), DeepLabV3Plus(separable=False)
+    assert count_parameters(default) == count_parameters(dense) == DEEPLAB_PARAMS_SEED
+    assert {k: v.shape for k, v in default.state_dict().items()} == {k: v.shape for k, v in dense.state_dict().items()}
+    assert not any(isinstance(m, SeparableConvNormAct) for m in default.modules())
+
+
+def test_deeplab_separable_is_smaller_and_cheaper() -> None:
+    dense = DeepLabV3Plus(num_classes=2, output_stride=16, eca="both")
+    separable = create_model("deeplabv3plus", num_classes=2, output_stride=16, eca="both", separable=True)
+    assert separable.model_spec["kwargs"]["separable"] is True
+    assert count_parameters(separable) == DEEPLAB_PARAMS_SEPARABLE < count_parameters(dense)
+    blocks = [separable.aspp.branches[1], separable.aspp.branches[2], separable.aspp.branches[3],
+              separable.decoder[0], separable.decoder[2]]
+    assert all(isinstance(block, SeparableConvNormAct) for block in blocks)
+    assert [block.depthwise.conv.dilation for block in blocks[:3]] == [(6, 6), (12, 12), (18, 18)]
+    assert isinstance(separable.aspp.branches[0], ConvNormAct)  # the 1x1 branch stays a plain conv
+    x = _rand(1, 3, 64, 64)
+    assert count_flops(separable, x) < 0.3 * count_flops(dense, x)
+    backbone = {k: v.shape for k, v in separable.state_dict().items() if k.startswith("backbone.")}
+    assert backbone == {k: v.shape for k, v in dense.state_dict().items() if k.startswith("backbone.")}
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_deeplab_separable_forward_and_gradients(output_stride: int) -> None:
+    model = DeepLabV3Plus(num_classes=3, output_stride=output_stride, separable=True).train()
+    logits = model(_rand(2, 3, 64, 96))
+    assert logits.shape == (2, 3, 64, 96)
+    logits.mean().backward()
+    no_grad = [name for name, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert no_grad == []
+    with torch.no_grad():
+        assert model.eval()(_rand(1, 3, 48, 80)).shape == (1, 3, 48, 80)
 
 
 def test_deeplab_output_stride_changes_features_not_output() -> None:

@@ -4,6 +4,8 @@ Owns the layers more than one architecture (or more than one level of an archite
 
 * :class:`ConvNormAct` - convolution -> batch norm -> ReLU, with TensorFlow/Keras-style ``"same"`` padding
   (extra row/column/frame at the end for even kernels or strides), so Keras architectures port exactly.
+* :class:`SeparableConvNormAct` - depthwise-separable convolution (a per-channel convolution, then a 1x1 one)
+  -> batch norm -> ReLU, as in Xception (Chollet, CVPR 2017) and DeepLabV3+ (Chen et al., ECCV 2018).
 * :class:`ResidualBlock` - conv-BN-ReLU-conv-BN plus the input, then ReLU (He et al., CVPR 2016).
 * Attention blocks, each keeping its last weights in ``last_weights`` (detached, shape ``(B, C)``):
 
@@ -34,6 +36,7 @@ __all__ = [
     "to_tuple",
     "same_padding",
     "ConvNormAct",
+    "SeparableConvNormAct",
     "ResidualBlock",
     "AttentionModule",
     "ECA",
@@ -113,6 +116,7 @@ class ConvNormAct(nn.Module):
         bias: Give the convolution a bias (redundant before BatchNorm, but Keras ports keep it to match weights).
         norm: Add BatchNorm after the convolution.
         act: Add ReLU at the end.
+        groups: Convolution groups (``in_channels`` for a depthwise convolution).
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class ConvNormAct(nn.Module):
         bias: bool = False,
         norm: bool = True,
         act: bool = True,
+        groups: int = 1,
     ) -> None:
         super().__init__()
         self.kernel_size = to_tuple(kernel_size, spatial_dims)
@@ -150,6 +155,7 @@ class ConvNormAct(nn.Module):
             stride=self.stride,
             padding=conv_padding,
             dilation=self.dilation,
+            groups=groups,
             bias=bias,
         )
         self.norm = norm_type(spatial_dims)(out_channels) if norm else nn.Identity()
@@ -159,6 +165,39 @@ class ConvNormAct(nn.Module):
         if self.dynamic_same:
             x = F.pad(x, same_padding(x.shape[2:], self.kernel_size, self.stride, self.dilation))
         return self.act(self.norm(self.conv(x)))
+
+
+class SeparableConvNormAct(nn.Module):
+    """Depthwise-separable convolution -> BatchNorm -> ReLU for 2D or 3D inputs.
+
+    A depthwise convolution (one ``kernel_size`` filter per input channel, no bias) followed by a pointwise 1x1
+    convolution that mixes channels, then BatchNorm and ReLU: the "atrous separable convolution" of DeepLabV3+
+    (Chen et al., ECCV 2018, arXiv 1802.02611) and ``segmentation_models_pytorch``'s ``SeparableConv2d``. It
+    replaces a dense ``C_in x C_out x k^d`` kernel by ``C_in x k^d + C_in x C_out`` weights (about ``k^d`` times
+    fewer parameters and FLOPs for wide layers). Same arguments and shapes as :class:`ConvNormAct`; ``bias`` goes to
+    the pointwise convolution.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int] = 3,
+        stride: int | Sequence[int] = 1,
+        padding: str | int | Sequence[int] = "same",
+        dilation: int | Sequence[int] = 1,
+        bias: bool = False,
+        norm: bool = True,
+        act: bool = True,
+    ) -> None:
+        super().__init__()
+        self.depthwise = ConvNormAct(spatial_dims, in_channels, in_channels, kernel_size, stride, padding, dilation,
+                                     bias=False, norm=False, act=False, groups=in_channels)
+        self.pointwise = ConvNormAct(spatial_dims, in_channels, out_channels, 1, bias=bias, norm=norm, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
 
 
 class ResidualBlock(nn.Module):

@@ -12,6 +12,13 @@ ECA placements (``eca=``): ``"skip"`` on the 24-channel low-level feature before
 reference implementation README's "skip connection" ECA); ``"aspp"`` on the 1280-channel ASPP concatenation before the fusion conv (in the
 reference code only); ``"both"`` (the reference implementation) or ``"none"`` (plain DeepLabV3+).
 
+``separable=True`` makes the three dilated 3x3 ASPP branches and the two 3x3 decoder convolutions depthwise
+separable (:class:`~medseg_core.models.blocks.SeparableConvNormAct`: a per-channel 3x3 convolution, then a 1x1
+one), the "atrous separable convolution" that Chen et al. 2018 use in ASPP and the decoder and that
+``segmentation_models_pytorch``'s DeepLabV3Plus uses too. With 2 classes, output stride 16 and both ECA blocks it
+has 2,713,994 parameters instead of 5,813,274 and a fifth of the forward FLOPs (2.8 instead of 13.1 GFLOPs for
+one 256² image). The default, ``separable=False``, is the reference implementation's model, unchanged.
+
 Defects of the reference implementation fixed:
 
 * the reference implementation's ``forward()`` drew matplotlib heatmaps of the attention weights (and failed for batch > 1); here
@@ -38,7 +45,7 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
 from . import register_model
 from .base import SegmentationModel
-from .blocks import ECA, ConvNormAct
+from .blocks import ECA, ConvNormAct, SeparableConvNormAct
 
 __all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "deeplabv3plus"]
 
@@ -95,6 +102,7 @@ class ASPP(nn.Module):
         atrous_rates: Dilations of the 3x3 branches (6r, 12r, 18r with r = 16 / output stride).
         eca: Apply :class:`ECA` to the ``5 * out_channels`` concatenation before the fusion conv.
         dropout: Dropout after the fusion conv.
+        separable: Depthwise-separable dilated 3x3 branches (:class:`SeparableConvNormAct`).
     """
 
     def __init__(
@@ -104,12 +112,14 @@ class ASPP(nn.Module):
         atrous_rates: tuple[int, int, int] = (6, 12, 18),
         eca: bool = False,
         dropout: float = 0.1,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         self.atrous_rates = tuple(atrous_rates)
+        conv3x3 = SeparableConvNormAct if separable else ConvNormAct
         self.branches = nn.ModuleList(
             [ConvNormAct(2, in_channels, out_channels, 1, bias=True)]
-            + [ConvNormAct(2, in_channels, out_channels, 3, dilation=rate, bias=True) for rate in atrous_rates]
+            + [conv3x3(2, in_channels, out_channels, 3, dilation=rate, bias=True) for rate in atrous_rates]
         )
         self.image_pool = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), ConvNormAct(2, in_channels, out_channels, 1, bias=True)
@@ -206,6 +216,8 @@ class DeepLabV3Plus(SegmentationModel):
         num_classes: Output classes K (2 for background / lipid plaque).
         output_stride: 16 (seed, faster) or 8 (finer features, about 3x the compute).
         eca: ECA placement: ``"none"``, ``"skip"``, ``"aspp"`` or ``"both"`` (seed).
+        separable: Depthwise-separable 3x3 convolutions in ASPP and the decoder (Chen et al. 2018, smp); the
+            default ``False`` is the reference implementation's dense model.
         pretrained: ``None``, ``"imagenet"`` (torchvision weights, downloaded once to torch hub), or the path
             of a state dict of a torchvision MobileNetV2 or of this model. The result is in ``weight_report``.
         progress: Show a progress bar while downloading ImageNet weights.
@@ -221,6 +233,7 @@ class DeepLabV3Plus(SegmentationModel):
         num_classes: int = 2,
         output_stride: int = 16,
         eca: str = "both",
+        separable: bool = False,
         pretrained: str | Path | None = None,
         progress: bool = True,
     ) -> None:
@@ -231,17 +244,20 @@ class DeepLabV3Plus(SegmentationModel):
         self.num_classes = num_classes
         self.output_stride = output_stride
         self.eca = eca
+        self.separable = separable
         self.backbone = mobilenet_v2_backbone(output_stride)
         rate = 16 // output_stride
         self.aspp = ASPP(
-            BACKBONE_CHANNELS, 256, atrous_rates=(6 * rate, 12 * rate, 18 * rate), eca=eca in ("aspp", "both")
+            BACKBONE_CHANNELS, 256, atrous_rates=(6 * rate, 12 * rate, 18 * rate), eca=eca in ("aspp", "both"),
+            separable=separable,
         )
         self.low_level_attention = ECA(LOW_LEVEL_CHANNELS) if eca in ("skip", "both") else nn.Identity()
         self.low_level_projection = ConvNormAct(2, LOW_LEVEL_CHANNELS, 48, 1, bias=True)
+        conv3x3 = SeparableConvNormAct if separable else ConvNormAct
         self.decoder = nn.Sequential(
-            ConvNormAct(2, 256 + 48, 256, 3, bias=True),
+            conv3x3(2, 256 + 48, 256, 3, bias=True),
             nn.Dropout(0.5),
-            ConvNormAct(2, 256, 256, 3, bias=True),
+            conv3x3(2, 256, 256, 3, bias=True),
             nn.Dropout(0.1),
         )
         self.classifier = nn.Conv2d(256, num_classes, kernel_size=1)
@@ -337,5 +353,6 @@ class DeepLabV3Plus(SegmentationModel):
 
 @register_model
 def deeplabv3plus(**kwargs) -> DeepLabV3Plus:
-    """DeepLabV3+ / MobileNetV2 with ECA on the skip and in ASPP (the reference implementation's model; 2 classes, output stride 16)."""
+    """DeepLabV3+ / MobileNetV2 with ECA on the skip and in ASPP (the reference implementation's model; 2 classes, output
+    stride 16); ``separable=True`` for depthwise-separable ASPP and decoder convolutions."""
     return DeepLabV3Plus(**kwargs)
