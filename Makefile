@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu
+# Options of benchmarks/bench.py, e.g. make bench BENCH_ARGS="--sizes 256 --csv benchmarks/results.csv"
+BENCH_ARGS ?=
 
 .PHONY: install chromium test reproduce notebooks docs bench strip clean
 
@@ -41,8 +43,7 @@ docs: $(STAMP)
 	$(PY) -m medseg_core.site --profile $(PROFILE)
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_svsnet.py
-	$(PY) benchmarks/bench_deeplabv3plus.py
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 strip: $(STAMP)
 	$(VENV)/bin/nbstripout notebooks/*.ipynb

@@ -1,14 +1,31 @@
-"""Shared machinery of the benchmark scripts: command-line options, machine report, timed train steps, peak memory.
+"""The benchmark protocol behind ``bench.py``: machine report, GEMM reference, timed train and inference steps,
+peak memory, all in fresh processes (``spawn``).
 
-Both ``bench_svsnet.py`` and ``bench_deeplabv3plus.py`` describe what they measure as :class:`TrainCase` objects
-and hand them to :func:`run_benchmark`, which measures in fresh processes (``spawn``):
+``bench.py`` describes what it measures as :class:`TrainCase` objects and hands each group (one image size) to
+:func:`run_benchmark`:
 
-* **time**: one process builds every case, runs ``warmup`` untimed train steps of each, then ``steps`` cycles in
-  which every case runs one timed step, in ABBA order (cycle 1: A B, cycle 2: B A, ...). Neighbouring steps of
-  different models see the same machine load, so a ratio between models stays fair on a shared machine; the
-  paired ratio (:func:`paired_ratio`, the median over cycles of the two step times' ratio) is the most robust one.
-  A train step is ``zero_grad -> forward -> loss -> backward -> optimizer.step`` on one fixed random batch, timed
-  with :func:`time.perf_counter`, with ``torch.cuda.synchronize`` before and after on CUDA.
+* **time**: one process builds every case of the group, counts each model's forward FLOPs, measures the machine's
+  own GEMM rate, runs ``warmup`` untimed train steps of each case, then ``steps`` cycles in which every case runs
+  one timed train step, in ABBA order (cycle 1: A B C, cycle 2: C B A, ...), then the same for inference
+  (``warmup`` untimed, ``steps`` timed). Neighbouring steps of different models see the same machine load, so a
+  ratio between models stays fair on a shared machine; the paired ratio (:func:`paired_ratio`, the median over
+  cycles of the two step times' ratio) is the most robust one.
+
+  - A train step is what :class:`medseg_core.training.Trainer` does: ``zero_grad -> forward (under autocast when
+    the case uses the fast paths) -> loss on float32 logits -> backward -> optimizer.step`` (with a grad scaler
+    for float16), on one fixed random batch, model in train mode. An inference step is a forward pass in eval
+    mode under ``torch.no_grad`` (and the same autocast). Both are timed with :func:`time.perf_counter`, with
+    ``torch.cuda.synchronize`` before and after on CUDA.
+  - Fast paths (``TrainCase.fast_paths``): the mixed-precision dtype :func:`medseg_core.runtime.autocast_dtype`
+    and the layout :func:`medseg_core.runtime.memory_format` choose for the model on the device, as the Trainer
+    does by default; without them float32 and the contiguous layout (the kit's previous default).
+  - Forward FLOPs: :func:`medseg_core.models.summary.count_flops` (``FlopCounterMode``, convolutions and matrix
+    products, 2 per multiply-add) on the case's batch. A train step is counted as 3x the forward FLOPs (backward
+    about twice the forward), so achieved GFLOP/s = 3 x forward FLOPs / median step time.
+  - GEMM reference (:func:`gemm_gflops`): ``torch.mm`` of two ``n x n`` matrices (n = 2048) in float32 and in the
+    fast-path dtype of a 2D model on the device (bfloat16 on CPUs with native bf16, float16 on CUDA), measured
+    before and after the timed steps in the same process, median of all repetitions: the rate this machine
+    reaches on the easiest kernel there is, under the load of the moment.
 * **peak memory**: one more process per case, holding only that model, runs ``max(warmup, 2)`` train steps (the
   first allocates gradients and optimizer state, the second is a steady one) and reports the peak on top of the
   memory at the baseline, i.e. once model, optimizer and batch are built: gradients, optimizer state,
@@ -26,44 +43,43 @@ and hand them to :func:`run_benchmark`, which measures in fresh processes (``spa
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 
-from medseg_core.models.summary import count_parameters
-from medseg_core.runtime import get_device, seed_everything
+from medseg_core.models.summary import count_flops, count_parameters
+from medseg_core.runtime import autocast_dtype, cpu_has_native_bf16, get_device, memory_format, seed_everything
 
 __all__ = [
     "TrainCase",
-    "RunResult",
-    "add_common_arguments",
-    "check_common_arguments",
+    "CaseResult",
     "machine_info",
-    "print_report_header",
+    "fast_gemm_dtype",
+    "gemm_gflops",
     "measure_memory",
     "time_interleaved",
     "run_benchmark",
     "paired_ratio",
-    "summarise",
     "print_table",
     "append_csv",
 ]
 
 MIB = 2**20
+GEMM_SIZE = 2048
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _PROC_STATUS = Path("/proc/self/status")
 _CPUINFO = Path("/proc/cpuinfo")
@@ -71,7 +87,7 @@ _CPUINFO = Path("/proc/cpuinfo")
 
 @dataclass(frozen=True)
 class TrainCase:
-    """One model to benchmark: how to build it and the batch it trains on.
+    """One model to benchmark: how to build it, the batch it trains on and whether the fast paths are on.
 
     Every field must be picklable (module-level functions, classes, :func:`functools.partial` of them): the case is
     sent to a fresh process.
@@ -84,9 +100,10 @@ class TrainCase:
         input_shape: Shape of the random input batch, e.g. ``(B, 1, T, H, W)`` or ``(B, 3, H, W)``; values in [0, 1).
         target_shape: Shape of the target, ``(B, 1, H, W)`` for a binary mask or ``(B, H, W)`` for class indices.
         num_classes: 1 for a binary float mask target, K >= 2 for int64 class indices in ``[0, K)``.
-        channels_last: Put the model and the input in ``torch.channels_last`` memory format (4D input only).
+        fast_paths: Use the kit's mixed precision and memory format for this model and device (see the module
+            docstring); ``False``: float32, contiguous.
         seed: Seed of the model initialisation and of the random batch.
-        tags: Extra columns for the result table, e.g. ``{"T": 4}``.
+        tags: Extra columns for the result table, e.g. ``{"setting": "kit default"}``.
     """
 
     label: str
@@ -96,24 +113,28 @@ class TrainCase:
     input_shape: tuple[int, ...]
     target_shape: tuple[int, ...]
     num_classes: int = 1
-    channels_last: bool = False
+    fast_paths: bool = True
     seed: int = 0
     tags: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def batch_size(self) -> int:
-        """Items (images or labelled windows) per train step."""
+        """Items (images or labelled windows) per step."""
         return self.input_shape[0]
 
 
 @dataclass
-class RunResult:
+class CaseResult:
     """What :func:`run_benchmark` measured for one case.
 
     Attributes:
         label: The case's label.
         parameters: Trainable parameters of the model.
-        step_seconds: Wall time of each timed train step, in cycle order (see :func:`paired_ratio`).
+        forward_flops: FLOPs of one forward pass on the case's batch.
+        precision: Compute dtype of the forward pass (``"bfloat16"`` under autocast, else ``"float32"``).
+        layout: Memory format of model and input (``"channels_last"`` or ``"contiguous"``).
+        train_seconds: Wall time of each timed train step, in cycle order (see :func:`paired_ratio`).
+        infer_seconds: Wall time of each timed inference step, in cycle order.
         peak_total_mib: Peak memory of the process (CPU: VmHWM) or of the device (CUDA: max allocated).
         peak_increase_mib: ``peak_total_mib`` minus the memory at the baseline (model, optimizer and batch built).
         memory_method: How the memory was measured, in words.
@@ -122,7 +143,11 @@ class RunResult:
 
     label: str
     parameters: int
-    step_seconds: list[float]
+    forward_flops: int
+    precision: str
+    layout: str
+    train_seconds: list[float]
+    infer_seconds: list[float]
     peak_total_mib: float
     peak_increase_mib: float
     memory_method: str
@@ -130,43 +155,8 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Command line and machine report
+# Machine report
 # ----------------------------------------------------------------------------------------------------------------
-def add_common_arguments(
-    parser: argparse.ArgumentParser,
-    *,
-    size: int,
-    batch_size: int,
-    steps: int = 10,
-    warmup: int = 2,
-    channels_last_option: bool = False,
-) -> None:
-    """Add the options shared by all benchmark scripts, with the script's defaults."""
-    parser.add_argument("--size", type=int, default=size, help=f"image height and width (default {size})")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"items per step (default {batch_size})")
-    parser.add_argument("--steps", type=int, default=steps, help=f"timed steps per model (default {steps})")
-    parser.add_argument("--warmup", type=int, default=warmup, help=f"untimed steps per model (default {warmup})")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and of the batch")
-    if channels_last_option:
-        parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    parser.add_argument("--csv", type=Path, default=None, help="append the result rows to this CSV file")
-
-
-def check_common_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, size_multiple: int) -> None:
-    """Stop with a usage error naming the fix when an option is out of range."""
-    if args.size <= 0 or args.size % size_multiple:
-        parser.error(f"--size must be a positive multiple of {size_multiple} for these models; got {args.size}")
-    for name in ("batch_size", "steps"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0; got {args.warmup}")
-    if args.threads is not None and args.threads < 1:
-        parser.error(f"--threads must be >= 1; got {args.threads}")
-
-
 def _cpu_model() -> str:
     """CPU model name from /proc/cpuinfo, else what :mod:`platform` knows."""
     if _CPUINFO.exists():
@@ -177,7 +167,7 @@ def _cpu_model() -> str:
 
 
 def machine_info(device: torch.device, threads: int | None) -> dict[str, str]:
-    """Describe where the benchmark runs: date, torch version, device, threads, CPU model."""
+    """Describe where the benchmark runs: date, torch version, device, threads, CPU model, native bfloat16."""
     if device.type == "cuda":
         device_name = f"{device} ({torch.cuda.get_device_name(device)})"
     else:
@@ -190,26 +180,14 @@ def machine_info(device: torch.device, threads: int | None) -> dict[str, str]:
         "threads": str(threads if threads is not None else torch.get_num_threads()),
         "cpu": _cpu_model(),
         "usable_cpus": str(usable_cpus),
+        "cpu_native_bf16": str(cpu_has_native_bf16()),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
 
 
-def print_report_header(title: str, machine: Mapping[str, str], args: argparse.Namespace) -> None:
-    """Print the title, the command line, the machine and the measurement protocol."""
-    print(f"== {title} ==")
-    print("command: " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]))
-    for key, value in machine.items():
-        print(f"{key:>12}: {value}")
-    print(
-        f"time: one fresh process; {args.warmup} warm-up step(s) per model, then {args.steps} timed train steps "
-        "(forward + loss + backward + optimizer step) per model, interleaved ABBA across models"
-    )
-    print(f"memory: one more fresh process per model, peak over {max(args.warmup, 2)} train steps")
-
-
 # ----------------------------------------------------------------------------------------------------------------
-# One measurement (runs in a fresh process)
+# Measurements (run in a fresh process)
 # ----------------------------------------------------------------------------------------------------------------
 def _read_proc_status_kib(field_name: str) -> int | None:
     """A ``kB`` field of /proc/self/status (``VmRSS``, ``VmHWM``), or ``None`` off Linux."""
@@ -268,16 +246,19 @@ class _PeakMemory:
         return peak, peak - self.baseline_mib
 
 
-def _make_batch(case: TrainCase, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed random batch: input ``case.input_shape`` in [0, 1), target mask or class indices."""
+
+def _make_batch(
+    case: TrainCase, device: torch.device, layout: torch.memory_format
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random batch: input ``case.input_shape`` in [0, 1) in ``layout``, target mask or class indices."""
     generator = torch.Generator().manual_seed(case.seed)
     images = torch.rand(case.input_shape, generator=generator)
     if case.num_classes == 1:
         target = (torch.rand(case.target_shape, generator=generator) < 0.1).float()  # ~10 % foreground, like vessels
     else:
         target = torch.randint(0, case.num_classes, case.target_shape, generator=generator)
-    if case.channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    if images.ndim == 4:
+        images = images.contiguous(memory_format=layout)
     return images.to(device), target.to(device)
 
 
@@ -286,29 +267,73 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _TrainStep:
-    """A built case (seeded model, loss, optimizer, batch on ``device``); calling it runs one train step."""
+def _layout_name(layout: torch.memory_format) -> str:
+    return "channels_last" if layout == torch.channels_last else "contiguous"
+
+
+class _Case:
+    """A built case (seeded model, loss, optimizer, batch on ``device``, fast paths resolved as the Trainer does)."""
 
     def __init__(self, case: TrainCase, device: torch.device) -> None:
         seed_everything(case.seed)
-        model = case.build_model().to(device).train()
-        if case.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        model = case.build_model()
+        self.layout = memory_format(model, case.fast_paths)
+        self.amp_dtype = autocast_dtype(device, model, case.fast_paths)
+        self.device = device
+        self.model = model.to(device, memory_format=self.layout).train()
         self.loss_fn = case.build_loss().to(device)
-        self.optimizer = case.build_optimizer(model.parameters())
-        self.images, self.target = _make_batch(case, device)
+        self.optimizer = case.build_optimizer(self.model.parameters())
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        self.images, self.target = _make_batch(case, device, self.layout)
 
-    def __call__(self) -> None:
+    @property
+    def precision(self) -> str:
+        """The forward pass's compute dtype, e.g. ``"bfloat16"``."""
+        return str(self.amp_dtype or torch.float32).removeprefix("torch.")
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def train_step(self) -> None:
+        """``zero_grad -> forward -> loss -> backward -> optimizer.step``, as ``Trainer.train_step``."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(self.images), self.target)
-        loss.backward()
-        self.optimizer.step()
+        with self._autocast():
+            loss = self.loss_fn(self.model(self.images).float(), self.target)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    @torch.no_grad()
+    def infer_step(self) -> None:
+        """One forward pass; call with the model in eval mode."""
+        with self._autocast():
+            self.model(self.images)
 
 
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
+
+
+def fast_gemm_dtype(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype the kit uses for a 2D model on ``device`` (None: float32 only)."""
+    return autocast_dtype(device, nn.Conv2d(1, 1, 1))
+
+
+def gemm_gflops(device: torch.device, dtype: torch.dtype, n: int = GEMM_SIZE, repeats: int = 5,
+                warmup: int = 3) -> list[float]:
+    """GFLOP/s (``2 n^3`` FLOPs per product) of ``repeats`` timed ``torch.mm`` of two ``n x n`` ``dtype`` matrices."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(n, n, generator=generator).to(device, dtype) for _ in range(2))
+    rates = []
+    for index in range(warmup + repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _synchronize(device)
+        if index >= warmup:
+            rates.append(2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return rates
 
 
 def measure_memory(case: TrainCase, device_name: str, threads: int | None, steps: int) -> tuple[float, float, str]:
@@ -319,41 +344,76 @@ def measure_memory(case: TrainCase, device_name: str, threads: int | None, steps
     """
     _set_threads(threads)
     device = get_device(device_name)
-    train_step = _TrainStep(case, device)
+    built = _Case(case, device)
     memory = _PeakMemory(device)
     memory.start()
     for _ in range(steps):
-        train_step()
+        built.train_step()
     peak_total, peak_increase = memory.stop()
     return peak_total, peak_increase, memory.method
 
 
-def time_interleaved(
-    cases: Sequence[TrainCase], device_name: str, threads: int | None, warmup: int, steps: int
-) -> tuple[list[list[float]], list[int], int]:
-    """Time ``steps`` train steps of every case, interleaved ABBA after ``warmup`` untimed steps of each.
+@dataclass
+class _Timing:
+    """What :func:`time_interleaved` returns: per case, then per process."""
 
-    Returns:
-        ``(step_seconds, parameters, threads)``: per case the wall time of each timed step (in cycle order) and
-        the trainable parameter count, and ``torch.get_num_threads()`` during the run.
-    """
-    _set_threads(threads)
-    device = get_device(device_name)
-    train_steps = [_TrainStep(case, device) for case in cases]
-    for train_step in train_steps:
+    train_seconds: list[list[float]]
+    infer_seconds: list[list[float]]
+    parameters: list[int]
+    forward_flops: list[int]
+    precision: list[str]
+    layout: list[str]
+    threads: int
+    gemm_gflops: dict[str, float]
+
+
+def _interleave(
+    steps: Sequence[Callable[[], None]], device: torch.device, warmup: int, cycles: int
+) -> list[list[float]]:
+    """``warmup`` untimed calls of each step, then ``cycles`` ABBA cycles of one timed call each; seconds per step."""
+    for step in steps:
         for _ in range(warmup):
-            train_step()
-    step_seconds: list[list[float]] = [[] for _ in cases]
-    for cycle in range(steps):
-        order = range(len(cases)) if cycle % 2 == 0 else reversed(range(len(cases)))
+            step()
+    seconds: list[list[float]] = [[] for _ in steps]
+    for cycle in range(cycles):
+        order = range(len(steps)) if cycle % 2 == 0 else reversed(range(len(steps)))
         for index in order:
             _synchronize(device)
             start = time.perf_counter()
-            train_steps[index]()
+            steps[index]()
             _synchronize(device)
-            step_seconds[index].append(time.perf_counter() - start)
-    parameters = [count_parameters(train_step.model) for train_step in train_steps]
-    return step_seconds, parameters, torch.get_num_threads()
+            seconds[index].append(time.perf_counter() - start)
+    return seconds
+
+
+def time_interleaved(cases: Sequence[TrainCase], device_name: str, threads: int | None, warmup: int,
+                     steps: int) -> _Timing:
+    """Count FLOPs, measure GEMM, then time train steps and inference steps of every case, interleaved ABBA.
+
+    Run it in a fresh process. The GEMM rates are the medians over repetitions before and after the timed steps.
+    """
+    _set_threads(threads)
+    device = get_device(device_name)
+    built = [_Case(case, device) for case in cases]
+    flops = [count_flops(case.model, case.images) for case in built]  # eval mode, float32, no autocast
+    gemm_dtypes = [torch.float32] + [dtype for dtype in [fast_gemm_dtype(device)] if dtype is not None]
+    rates: dict[torch.dtype, list[float]] = {dtype: gemm_gflops(device, dtype) for dtype in gemm_dtypes}
+    train_seconds = _interleave([case.train_step for case in built], device, warmup, steps)
+    for case in built:
+        case.model.eval()
+    infer_seconds = _interleave([case.infer_step for case in built], device, warmup, steps)
+    for dtype in gemm_dtypes:
+        rates[dtype] += gemm_gflops(device, dtype)
+    return _Timing(
+        train_seconds=train_seconds,
+        infer_seconds=infer_seconds,
+        parameters=[count_parameters(case.model) for case in built],
+        forward_flops=flops,
+        precision=[case.precision for case in built],
+        layout=[_layout_name(case.layout) for case in built],
+        threads=torch.get_num_threads(),
+        gemm_gflops={str(dtype).removeprefix("torch."): statistics.median(values) for dtype, values in rates.items()},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -367,81 +427,59 @@ def _in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
 
 def run_benchmark(
     cases: Sequence[TrainCase], *, device: torch.device, threads: int | None, warmup: int, steps: int
-) -> list[RunResult]:
+) -> tuple[list[CaseResult], dict[str, float]]:
     """Measure peak memory (one fresh process per case), then time all cases interleaved (one fresh process).
 
-    Progress goes to stderr.
+    Returns:
+        ``(results, gemm)``: one :class:`CaseResult` per case, and the GEMM GFLOP/s by dtype name of the timing
+        process. Progress goes to stderr.
     """
     memory_steps = max(warmup, 2)
     memory = []
     for case in cases:
         memory.append(_in_fresh_process(measure_memory, case, str(device), threads, memory_steps))
         print(f"  memory {case.label}: +{memory[-1][1]:.0f} MiB over {memory_steps} steps", file=sys.stderr, flush=True)
-    print(f"  timing {len(cases)} model(s): {warmup} warm-up + {steps} interleaved steps each", file=sys.stderr,
-          flush=True)
-    step_seconds, parameters, used_threads = _in_fresh_process(
-        time_interleaved, list(cases), str(device), threads, warmup, steps
-    )
-    return [
-        RunResult(
+    print(f"  timing {len(cases)} model(s): {warmup} warm-up + {steps} interleaved train steps each, then the same "
+          "for inference", file=sys.stderr, flush=True)
+    timing: _Timing = _in_fresh_process(time_interleaved, list(cases), str(device), threads, warmup, steps)
+    results = [
+        CaseResult(
             label=case.label,
-            parameters=n_parameters,
-            step_seconds=seconds,
+            parameters=timing.parameters[index],
+            forward_flops=timing.forward_flops[index],
+            precision=timing.precision[index],
+            layout=timing.layout[index],
+            train_seconds=timing.train_seconds[index],
+            infer_seconds=timing.infer_seconds[index],
             peak_total_mib=peak_total,
             peak_increase_mib=peak_increase,
             memory_method=method,
-            threads=used_threads,
+            threads=timing.threads,
         )
-        for case, seconds, n_parameters, (peak_total, peak_increase, method) in zip(
-            cases, step_seconds, parameters, memory, strict=True
-        )
+        for index, (case, (peak_total, peak_increase, method)) in enumerate(zip(cases, memory, strict=True))
     ]
+    return results, timing.gemm_gflops
 
 
-def paired_ratio(numerator: RunResult, denominator: RunResult) -> float:
-    """Median over cycles of ``numerator`` step time / ``denominator`` step time (neighbouring steps, same load)."""
-    return float(np.median(np.asarray(numerator.step_seconds) / np.asarray(denominator.step_seconds)))
-
-
-def summarise(cases: Sequence[TrainCase], results: Sequence[RunResult], throughput_name: str) -> pd.DataFrame:
-    """One row per case: parameters, step time median and IQR, throughput, peak memory.
-
-    Args:
-        throughput_name: Column name of ``batch_size / median step time``, e.g. ``"images/s"``.
-    """
-    rows = []
-    for case, result in zip(cases, results, strict=True):
-        seconds = np.asarray(result.step_seconds)
-        q25, median, q75 = np.percentile(seconds, [25, 50, 75])
-        rows.append({
-            "model": case.label,
-            **case.tags,
-            "params_M": result.parameters / 1e6,
-            "batch": case.batch_size,
-            "steps": seconds.size,
-            "step_median_s": median,
-            "step_iqr_s": q75 - q25,
-            throughput_name: case.batch_size / median,
-            "peak_train_MiB": result.peak_increase_mib,
-            "peak_total_MiB": result.peak_total_mib,
-        })
-    return pd.DataFrame(rows)
+def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """Median over cycles of ``numerator`` / ``denominator`` step times (neighbouring steps, same load)."""
+    return float(np.median(np.asarray(numerator) / np.asarray(denominator)))
 
 
 def print_table(title: str, table: pd.DataFrame) -> None:
     """Print a table with a title, all columns, 3 decimals."""
     print(f"\n{title}")
-    with pd.option_context("display.width", 200, "display.max_columns", None, "display.float_format", "{:.3f}".format):
+    with pd.option_context("display.width", 250, "display.max_columns", None, "display.float_format", "{:.3f}".format):
         print(table.to_string(index=False))
 
 
-def append_csv(table: pd.DataFrame, path: Path, machine: Mapping[str, str], benchmark: str) -> None:
-    """Append ``table`` to ``path`` with the benchmark name and machine columns.
+def append_csv(table: pd.DataFrame, path: Path, machine: Mapping[str, str]) -> None:
+    """Append ``table`` to ``path`` with the machine columns.
 
-    Rows of both scripts can share one file: the columns are the union of the old and new ones (empty where a
-    benchmark has no such column).
+    Rows of several runs can share one file: the columns are the union of the old and new ones (empty where a run
+    has no such column).
     """
-    rows = table.assign(benchmark=benchmark, **machine)
+    rows = table.assign(**machine)
     if path.exists() and path.stat().st_size > 0:
         rows = pd.concat([pd.read_csv(path), rows], ignore_index=True)
     path.parent.mkdir(parents=True, exist_ok=True)
