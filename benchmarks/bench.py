@@ -13,6 +13,8 @@ Models (``--models``, all by default), each trained with its paper's loss and op
 * ``smp``: ``segmentation_models_pytorch.DeepLabV3Plus("mobilenet_v2", encoder_weights=None, classes=2)``, the
   same batch, loss and optimizer (a benchmark-only dependency: ``pip install -e .[bench]``).
 * ``unet2d``: the kit's 2D U-Net on single frames ``(2, 1, H, W)``, SVSnet's baseline, trained as SVSnet.
+* ``svsnet-checkpoint`` (not run by default; ``--checkpoint-activations`` adds it): SVSnet with
+  ``checkpoint=True``, activation checkpointing of its encoder levels (less memory, more compute).
 
 Every kit model runs twice in the same process: with the kit's default fast paths (what the Trainer does:
 :func:`medseg_core.runtime.autocast_dtype` and :func:`medseg_core.runtime.memory_format`, i.e. bfloat16 autocast
@@ -63,6 +65,7 @@ except ImportError:  # the comparison model is optional; asking for it without t
 __all__ = ["MODELS", "build_cases", "results_table", "ratios_table", "main"]
 
 DEFAULT_SIZES = (256, 512)
+DEFAULT_MODELS = ("svsnet", "deeplabv3plus", "deeplabv3plus-separable", "smp", "unet2d")
 QUICK_MODELS = ("deeplabv3plus-separable", "smp")
 QUICK_SIZE, QUICK_BATCH, QUICK_WARMUP, QUICK_STEPS = 64, 2, 1, 2
 DEFAULT, PREVIOUS, FAST_PATHS, SAME = "default", "previous", "fast paths", "default=previous"
@@ -116,6 +119,9 @@ _SMP = (partial(smp.DeepLabV3Plus, encoder_name="mobilenet_v2", encoder_weights=
 MODELS: dict[str, ModelSpec] = {
     "svsnet": ModelSpec("svsnet T=4", partial(create_model, "svsnet", window_length=4), 2, 1, _BINARY_DICE, _SGD,
                         num_classes=1, window_length=4, size_multiple=64),
+    "svsnet-checkpoint": ModelSpec("svsnet T=4 checkpointed",
+                                   partial(create_model, "svsnet", window_length=4, checkpoint=True), 2, 1,
+                                   _BINARY_DICE, _SGD, num_classes=1, window_length=4, size_multiple=64),
     "deeplabv3plus": ModelSpec("deeplabv3plus", partial(create_model, "deeplabv3plus", **_DEEPLAB_KWARGS), 8, 3,
                                CEDiceLoss, _RMSPROP, num_classes=2),
     "deeplabv3plus-separable": ModelSpec(
@@ -131,6 +137,7 @@ _COMPARISONS = [
     (("deeplabv3plus", DEFAULT), ("smp", FAST_PATHS)),
     (("deeplabv3plus-separable", DEFAULT), ("deeplabv3plus", DEFAULT)),
     (("svsnet", DEFAULT), ("unet2d", DEFAULT)),
+    (("svsnet-checkpoint", DEFAULT), ("svsnet", DEFAULT)),
 ]
 
 
@@ -237,7 +244,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N",
                         help=f"image heights = widths (default {' '.join(map(str, DEFAULT_SIZES))})")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=None,
-                        help="models to run (default: all; --quick: " + " ".join(QUICK_MODELS) + ")")
+                        help=f"models to run (default: {' '.join(DEFAULT_MODELS)}; --quick: {' '.join(QUICK_MODELS)})")
+    parser.add_argument("--checkpoint-activations", action="store_true",
+                        help="also run SVSnet with activation checkpointing of its encoder (svsnet-checkpoint)")
     parser.add_argument("--steps", type=int, default=None, help="timed train and inference steps per model "
                                                                 f"(default 10; --quick: {QUICK_STEPS})")
     parser.add_argument("--warmup", type=int, default=None, help=f"untimed steps per model (default 2; --quick: "
@@ -259,9 +268,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (QUICK_WARMUP if args.quick else 2)
     args.batch_size = args.batch_size or (QUICK_BATCH if args.quick else None)
     if args.models is None:
-        args.models = [name for name in (QUICK_MODELS if args.quick else MODELS) if name != "smp" or smp is not None]
+        args.models = [name for name in (QUICK_MODELS if args.quick else DEFAULT_MODELS)
+                       if name != "smp" or smp is not None]
     elif "smp" in args.models and smp is None:
         parser.error("--models smp needs segmentation_models_pytorch: pip install -e .[bench]")
+    if args.checkpoint_activations and "svsnet-checkpoint" not in args.models:
+        args.models.append("svsnet-checkpoint")
     multiple = max(MODELS[name].size_multiple for name in args.models)
     if any(size <= 0 or size % multiple for size in args.sizes):
         parser.error(f"--sizes must be positive multiples of {multiple} for these models; got {args.sizes}")

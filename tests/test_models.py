@@ -161,6 +161,41 @@ def test_svsnet_every_parameter_gets_a_gradient() -> None:
     assert all(p.grad.abs().sum() > 0 for name, p in model.named_parameters() if name.startswith("encoder.0"))
 
 
+def test_svsnet_checkpoint_gives_the_same_outputs_gradients_and_statistics() -> None:
+    plain = SVSNet(window_length=2).train()
+    checkpointed = SVSNet(window_length=2, checkpoint=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = _rand(2, 1, 2, 64, 64)
+    outputs = []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)  # the same dropout masks
+        logits = model(x)
+        logits.square().mean().backward()
+        outputs.append(logits.detach())
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    for (name, b), c in zip(plain.named_buffers(), checkpointed.buffers()):  # running statistics updated once
+        torch.testing.assert_close(b, c, msg=name)
+
+
+def test_svsnet_checkpoint_keeps_fewer_activations_for_backward() -> None:
+    def saved_bytes(model: SVSNet) -> int:
+        total = 0
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            nonlocal total
+            total += tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            model(_rand(2, 1, 2, 64, 64)).mean().backward()
+        return total
+
+    assert saved_bytes(SVSNet(window_length=2, checkpoint=True).train()) < 0.5 * saved_bytes(
+        SVSNet(window_length=2).train())
+
+
 @pytest.mark.parametrize(
     ("shape", "message"),
     [

@@ -19,15 +19,24 @@ Layer choices that reproduce a faithful port of the official model (10,187,345 t
 * the encoder attention of level 6 feeds that level's skip only; the downsampling path reads the
   un-attended features, as in the official code.
 
+``checkpoint=True`` trades compute for memory: each encoder level runs under activation checkpointing
+(:func:`torch.utils.checkpoint.checkpoint`, Chen et al. 2016, arXiv 1604.06174) while training, so its 3D
+activations are recomputed in the backward pass instead of kept; the results are the same (dropout's random state
+is replayed, BatchNorm's running statistics are updated once).
+
 Defect of a reference implementation fixed: a looser PyTorch reimplementation created a projection ``Conv3d``
 lazily inside ``forward()``, so its weights were never handed to the optimiser and stayed random. Here every layer is created
 in ``__init__``; the tests check that every parameter receives a gradient after one backward pass.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from . import register_model
 from .base import SegmentationModel
@@ -74,6 +83,25 @@ class SVSEncoderLevel(nn.Module):
         return skip, self.downsample(self.dropout(features))
 
 
+@contextmanager
+def _frozen_batch_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``module`` normalise as usual but leave their running statistics unchanged.
+
+    For the recomputation of a checkpointed forward pass, which would otherwise update them a second time.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved):
+            norm.momentum = momentum
+            if tracked is not None:
+                norm.num_batches_tracked.copy_(tracked)
+
+
 class SVSDecoderStage(nn.Module):
     """One 2D decoder stage: nearest x2 upsampling -> 2x2 conv (halves channels) -> BN -> ReLU -> channel
     attention with the skip -> 2D residual block.
@@ -107,6 +135,8 @@ class SVSNet(SegmentationModel):
         num_classes: Output channels (1: vessel logits for a sigmoid/Dice loss).
         base_channels: Channels at the first level (8); level i has ``base_channels * 2**i``.
         dropout: Channel-wise dropout before downsampling at levels 5 and 6 (0.5 in the paper).
+        checkpoint: Activation checkpointing of the encoder levels while training (less memory, about one more
+            encoder forward pass of compute per step; see the module docstring).
 
     Example:
         >>> model = SVSNet(window_length=4)
@@ -123,6 +153,7 @@ class SVSNet(SegmentationModel):
         num_classes: int = 1,
         base_channels: int = 8,
         dropout: float = 0.5,
+        checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if window_length < 1:
@@ -130,6 +161,7 @@ class SVSNet(SegmentationModel):
         self.window_length = window_length
         self.in_channels = in_channels
         self.num_classes = num_classes
+        self.checkpoint = checkpoint
         self.size_divisor = 2**NUM_LEVELS
         widths = [base_channels * 2**level for level in range(NUM_LEVELS + 1)]  # 8 ... 256, bottleneck 512
 
@@ -170,12 +202,19 @@ class SVSNet(SegmentationModel):
         x = self.stem(x)
         skips = []
         for level in self.encoder:
-            skip, x = level(x)
+            skip, x = self._run_level(level, x)
             skips.append(skip)
         x = self.bottleneck_fusion(x).squeeze(2)  # (B, 512, H/64, W/64)
         for stage, skip in zip(self.decoder, reversed(skips)):
             x = stage(x, skip)
         return x
+
+    def _run_level(self, level: SVSEncoderLevel, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One encoder level, under activation checkpointing when ``checkpoint`` is set and gradients are on."""
+        if not (self.checkpoint and self.training and torch.is_grad_enabled()):
+            return level(x)
+        return checkpoint(level, x, use_reentrant=False,
+                          context_fn=lambda: (nullcontext(), _frozen_batch_norm_statistics(level)))
 
     def forward_head(self, x: torch.Tensor, output_size: tuple[int, int]) -> torch.Tensor:
         """``(B, base_channels, H, W)`` -> logits ``(B, num_classes, H, W)`` (features are at full resolution)."""
