@@ -29,7 +29,7 @@ from .config import Profile, TrainConfig
 from .data.preprocess import preprocess_oct, preprocess_xca
 from .errors import ConfigError, UnknownNameError
 from .losses import CEDiceLoss, DiceLoss
-from .models import model_class
+from .models import RUN_ONLY_ARGS, model_class
 
 __all__ = ["Task", "XCATask", "OCTTask", "TASKS", "get_task", "list_tasks"]
 
@@ -112,7 +112,7 @@ class Task:
                     inspect.signature(model_class(model_name).__init__).parameters.items()}
         tags = [f"{key}-{Path(str(value)).stem if isinstance(value, (str, Path)) and '/' in str(value) else value}"
                 for key, value in sorted((model_kwargs or {}).items())
-                if value != implied.get(key, defaults.get(key, inspect.Parameter.empty)) and key != "progress"]
+                if value != implied.get(key, defaults.get(key, inspect.Parameter.empty)) and key not in RUN_ONLY_ARGS]
         return "_".join([f"{self.name}_{model_name}{self.window_tag(profile, model_name)}", *tags, f"seed{seed}"])
 
     def run_dir(self, profile: Profile, model_name: str | None = None, model_kwargs: Mapping[str, Any] | None = None,

@@ -66,7 +66,7 @@ from .checkpoints import RunMetadata, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
-from .models import logits_to_labels, model_class
+from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       memory_format, rank, seed_everything, world_size)
 
@@ -170,7 +170,8 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
 
 
 def _effective_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A model spec with the constructor's defaults filled in, so ``eca="both"`` given or implied is one model."""
+    """A model spec with the constructor's defaults filled in, so ``eca="both"`` given or implied is one model, and
+    without the arguments that only change how it runs (:data:`~medseg_core.models.RUN_ONLY_ARGS`)."""
     if not spec:
         return None
     try:
@@ -178,7 +179,8 @@ def _effective_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
     except KeyError:  # a model registered only in the process that wrote the checkpoint
         return dict(spec)
     defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
-    return {"name": spec["name"], "kwargs": {**defaults, **spec["kwargs"]}}
+    kwargs = {key: value for key, value in {**defaults, **spec["kwargs"]}.items() if key not in RUN_ONLY_ARGS}
+    return {"name": spec["name"], "kwargs": kwargs}
 
 
 class Trainer:

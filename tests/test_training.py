@@ -259,3 +259,16 @@ def test_resume_accepts_the_same_model_with_defaults_given_or_implied(tmp_path):
     Trainer(_model(channels=4), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META).fit(train, val)
     history = Trainer(_model(), _bce, _config(epochs=2), tmp_path, progress=False, metadata=META).fit(train, val)
     assert len(history) == 2
+
+
+def test_svsnet_activation_checkpointing_is_the_same_run(tmp_path):
+    """``checkpoint`` changes how SVSnet runs, not what it computes: one run name, and a resume accepts it."""
+    from medseg_core.models import create_model
+    from medseg_core.tasks import get_task
+    from medseg_core.training import _effective_spec
+
+    task, profile = get_task("xca"), __import__("medseg_core").get_profile("smoke")
+    assert task.run_name(profile, "svsnet", {"checkpoint": True}) == task.run_name(profile, "svsnet")
+    plain, checkpointed = create_model("svsnet", base_channels=4), create_model("svsnet", base_channels=4, checkpoint=True)
+    assert _effective_spec(plain.model_spec) == _effective_spec(checkpointed.model_spec)
+    assert _effective_spec(plain.model_spec) != _effective_spec(create_model("svsnet", base_channels=8).model_spec)

@@ -19,8 +19,12 @@ from typing import Callable
 from ..errors import UnknownNameError
 from .base import SegmentationModel, logits_to_labels, logits_to_probabilities, probabilities_to_labels
 
-__all__ = ["register_model", "create_model", "list_models", "model_class", "SegmentationModel",
+__all__ = ["register_model", "create_model", "list_models", "model_class", "SegmentationModel", "RUN_ONLY_ARGS",
            "logits_to_probabilities", "probabilities_to_labels", "logits_to_labels"]
+
+RUN_ONLY_ARGS = ("progress", "checkpoint")
+"""Model arguments that change how a model runs (download progress bars, SVSnet's activation checkpointing), not
+what it computes: run names leave them out and a resume accepts them changed."""
 
 _MODEL_ENTRYPOINTS: dict[str, Callable[..., SegmentationModel]] = {}
 _MODEL_CLASSES: dict[str, type[SegmentationModel]] = {}
