@@ -156,6 +156,11 @@ class AblationConfig:
     seeds: tuple[int, ...] = (0,)
     overrides: dict[str, Any] = field(default_factory=dict)
     latency_repeats: int = 5  # timed forward passes per model in architecture tables (median reported)
+    grid_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {grid name: seeds} where not ``seeds``
+
+    def seeds_for(self, grid: str) -> tuple[int, ...]:
+        """The seeds of the grid named ``grid`` (e.g. ``"ablation_eca"``): ``grid_seeds[grid]``, else ``seeds``."""
+        return tuple(self.grid_seeds.get(grid, self.seeds))
 
 
 @dataclass
@@ -331,16 +336,17 @@ def _cpu() -> Profile:
         deeplab=TrainConfig(
             epochs=20, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max"
         ),
-        # Ablation budget, measured on 2 cores (2026-11-25): notebook 06 (7 variants x 3 seeds, 28-43 s per run)
-        # took 730 s; notebook 05 (5 x 3; 55-66 s per DeepLabV3+ run, 76-78 s per U-Net run) took 959 s.
-        # DeepLabV3+ from scratch starts finding plaque after about 70 steps.
-        ablation=AblationConfig(seeds=(0, 1, 2), overrides={
+        # Ablation budgets. ECA grid (notebook 05): 5 seeds on one fixed split with 5 test patients (14 pullbacks of
+        # 6 frames, 35 % held out for testing), 96² frames, 16 epochs of 10 steps: past the all-background phase
+        # (DeepLabV3+ from scratch starts finding plaque after about 70 steps). Window grid (notebook 06): 3 seeds
+        # at 64² (2026-12-01: 21 runs, 1064 s on 2 cores); at 128² with 5 seeds it would take about 1.5 hours.
+        ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), grid_seeds={"ablation_window_length": (0, 1, 2)}, overrides={
             "xca.image_size": 64, "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2,
             "svsnet.epochs": 20,
-            "oct.num_patients": 8, "oct.frames_per_patient": 8, "deeplab.epochs": 12, "deeplab.batch_size": 4,
-            "deeplab.lr": 2e-3,
+            "oct.num_patients": 14, "oct.frames_per_patient": 6, "oct.test_fraction": 0.35, "oct.image_size": 96,
+            "deeplab.epochs": 16, "deeplab.batch_size": 4, "deeplab.lr": 2e-3,
         }, latency_repeats=5),
-        transfer=TransferConfig(train_frames=(8, 16, 32, 64), seeds=(0, 1, 2, 3, 4), steps=60),
+        transfer=TransferConfig(train_frames=(16, 64), seeds=(0, 1, 2), steps=160),
     )
 
 

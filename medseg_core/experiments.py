@@ -227,9 +227,10 @@ class Ablation:
             verbose: bool = True) -> pd.DataFrame:
         """Train (or read back) every variant with every seed; per-case results (see :func:`run_grid`).
 
-        ``seeds`` defaults to ``profile.ablation.seeds``; a ``level`` column is added when levels are defined.
+        ``seeds`` defaults to ``profile.ablation.seeds_for(name)``; a ``level`` column is added when levels are
+        defined.
         """
-        seeds = profile.ablation.seeds if seeds is None else seeds
+        seeds = profile.ablation.seeds_for(self.name) if seeds is None else seeds
         results = run_grid(self.task, profile.ablation_profile(), self.variants, seeds, self.results_dir(profile),
                            recompute=recompute, verbose=verbose)
         if self.levels:
