@@ -164,7 +164,8 @@ def run_grid(
             run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
             csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
-                tables.append(pd.read_csv(csv))
+                # ids and patients such as 001 stay text (else a read-back cluster 1 differs from a fresh "001")
+                tables.append(pd.read_csv(csv, dtype={"id": str, "cluster": str}))
                 if verbose:
                     print(f"{variant} seed {seed}: read back from {csv}", flush=True)
                 continue
