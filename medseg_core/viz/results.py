@@ -502,7 +502,7 @@ def plot_transfer_curve(
     summary = summarize_runs(results, by=[by, x], metrics=[metric])
     seed_means = results.groupby([by, x, "seed"], sort=False)[metric].mean().reset_index()
     bounded = metric in _BOUNDED_METRICS or metric == "false_alarm"
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = plt.subplots(figsize=(7.4, 4.0))
     shifts = np.linspace(-0.06, 0.06, len(order)) if len(order) > 1 else np.zeros(1)  # in log2 units
     for index, (group, shift) in enumerate(zip(order, shifts)):
         colour = f"C{index % 10}"
@@ -522,6 +522,7 @@ def plot_transfer_curve(
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(int(t)) if float(t).is_integer() else str(t) for t in ticks])
     ax.minorticks_off()
+    ax.set_xlim(ticks[0] / 2 ** 0.4, ticks[-1] * 2 ** 0.4)  # the dots' shifts stay small, even for one n
     ax.set(xlabel=xlabel, ylabel=ylabel or _metric_label(metric))
     if bounded:
         ax.set_ylim(-0.02, 1.02)
