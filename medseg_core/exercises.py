@@ -563,3 +563,96 @@ def _check_uncommitted_figures(fn: Callable[[pd.DataFrame], Sequence[str]]) -> F
     if got != expected:
         return _wrong(f"you returned {got}, expected {expected}: every row whose uncommitted_changes is not 'false'")
     return _right("only a figure made from a clean commit can be regenerated from the repository alone.")
+
+
+# ----------------------------------------------------------------------------------- 09 synthetic to real
+def _domain_gap(synthetic: pd.DataFrame, real: pd.DataFrame) -> tuple[float, float]:
+    on_plaque = [table.loc[table["truth_pixels"] > 0, "dice"].mean() for table in (synthetic, real)]
+    return on_plaque[0] - on_plaque[1], (on_plaque[0] - on_plaque[1]) / on_plaque[0]
+
+
+def _frames(plaque_dice: Sequence[float], empty_dice: Sequence[float]) -> pd.DataFrame:
+    """Per-frame scores as ``evaluate`` gives them: frames with plaque, then plaque-free frames (1 if left empty)."""
+    dice_values = [*plaque_dice, *empty_dice]
+    return pd.DataFrame({"id": [f"001_1_{i:03d}" for i in range(len(dice_values))], "class": "lipid_core",
+                         "dice": dice_values, "truth_pixels": [50] * len(plaque_dice) + [0] * len(empty_dice),
+                         "predicted_pixels": [40] * len(plaque_dice) + [0 if v == 1 else 30 for v in empty_dice]})
+
+
+@_exercise("domain_gap", "09_synthetic_to_real", "Write gap(synthetic, real) -> (absolute, relative): from two "
+           "per-frame tables as medseg_core.evaluate returns them (one class), the Dice on frames with plaque "
+           "(truth_pixels > 0) of the synthetic test set minus that of the real test set, and that difference as a "
+           "share of the synthetic Dice.", _domain_gap)
+def _check_domain_gap(fn: Callable[[pd.DataFrame, pd.DataFrame], tuple[float, float]]) -> Feedback:
+    from .stats import foreground_split
+
+    cases = ((_frames([0.9, 0.8], [1, 1, 1]), _frames([0.3, 0.1], [0, 0, 1, 0])),
+             (_frames([0.7, 0.6, 0.8], [1, 0]), _frames([0.5], [1, 1, 1, 1])))
+    for synthetic, real in cases:
+        expected_on = [float(foreground_split(t, metrics=["dice"])["dice"].iloc[0]) for t in (synthetic, real)]
+        absolute, relative = (float(v) for v in fn(synthetic.copy(), real.copy()))
+        mixed = synthetic["dice"].mean() - real["dice"].mean()
+        if _close(absolute, mixed, 1e-6) and not _close(mixed, expected_on[0] - expected_on[1], 1e-6):
+            return _wrong(f"you returned an absolute gap of {absolute:.3f}, the difference of means over all frames: "
+                          "plaque-free frames score 1 or 0 by the empty-mask rule and answer another question (false "
+                          "alarms); keep the frames with truth_pixels > 0")
+        if not _close(absolute, expected_on[0] - expected_on[1], 1e-6):
+            return _wrong(f"you returned an absolute gap of {absolute:.3f}; Dice on plaque frames is "
+                          f"{expected_on[0]:.3f} (synthetic) and {expected_on[1]:.3f} (real), so the gap is "
+                          f"{expected_on[0] - expected_on[1]:.3f}")
+        if not _close(relative, (expected_on[0] - expected_on[1]) / expected_on[0], 1e-6):
+            return _wrong(f"you returned a relative gap of {relative:.3f}; divide the gap by the synthetic score "
+                          f"({expected_on[0]:.3f}): the share of the synthetic Dice lost on real frames")
+    return _right("the gap on plaque frames, as stats.foreground_split reports it; false alarms on plaque-free "
+                  "frames are a second, separate number.")
+
+
+def _pretraining_effect(results: pd.DataFrame) -> pd.Series:
+    plaque = results[results["truth_pixels"] > 0]
+    means = plaque.groupby(["train_frames", "seed", "start"])["dice"].mean().unstack("start")
+    return (means["synthetic"] - means["scratch"]).rename("dice_difference")
+
+
+def _transfer_results() -> pd.DataFrame:
+    """Fine-tuning results: 2 starts x n in (4, 16) x 3 seeds x 5 test frames (3 with plaque); a seed shifts
+    both starts alike."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in (4, 16):
+        for seed in range(3):
+            shift = 0.2 * seed  # what one seed's data order does to both starts
+            for start, gain in (("scratch", 0.0), ("synthetic", 0.1 if n == 4 else 0.02)):
+                for frame in range(5):
+                    plaque = frame < 3
+                    value = min(1.0, 0.2 + 0.02 * n + shift + gain + rng.uniform(0, 0.05)) if plaque else float(
+                        rng.random() < 0.5)
+                    rows.append({"start": start, "train_frames": n, "seed": seed, "id": f"001_1_{frame:03d}",
+                                 "dice": value, "truth_pixels": 80 if plaque else 0})
+    return pd.DataFrame(rows)
+
+
+@_exercise("pretraining_effect", "09_synthetic_to_real", "Write effect(results) -> pandas Series indexed by "
+           "(train_frames, seed): for each n and seed, the mean Dice on frames with plaque (truth_pixels > 0) of the "
+           "run that started from the synthetic model minus that of the run from scratch with the same seed "
+           "(results as medseg_core.experiments.synthetic_to_real returns them, columns start, train_frames, seed, "
+           "id, dice, truth_pixels).", _pretraining_effect)
+def _check_pretraining_effect(fn: Callable[[pd.DataFrame], pd.Series]) -> Feedback:
+    results = _transfer_results()
+    expected = _pretraining_effect(results)
+    got = fn(results.copy())
+    got = got.squeeze(axis=1) if isinstance(got, pd.DataFrame) else pd.Series(got)
+    if got.index.nlevels != 2 or set(got.index) != set(expected.index):
+        return _wrong(f"your answer has index {list(got.index)[:4]}...; expected one value per (train_frames, seed), "
+                      f"e.g. {list(expected.index)[:2]}")
+    got = got.reindex(expected.index).astype(float)
+    if np.allclose(got, expected, atol=1e-6):
+        return _right("one paired difference per seed: the same seed gives both starts the same frame order and "
+                      "augmentation, so the pair differs only in its starting weights.")
+    all_frames = results.groupby(["train_frames", "seed", "start"])["dice"].mean().unstack("start")
+    if np.allclose(got, all_frames["synthetic"] - all_frames["scratch"], atol=1e-6):
+        return _wrong("you included the plaque-free frames (their Dice is 1 or 0 by the empty-mask rule); keep the "
+                      "frames with truth_pixels > 0")
+    n, seed = (int(v) for v in expected.index[0])
+    return _wrong(f"for n = {n}, seed {seed} you returned {got.iloc[0]:.4f}, expected "
+                  f"{expected.iloc[0]:.4f}: average each run over its plaque frames, then subtract the scratch run "
+                  "of the same n and seed (not the mean over all scratch seeds)")

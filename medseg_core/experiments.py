@@ -46,6 +46,7 @@ __all__ = [
     "TRANSFER_STARTS",
     "transfer_profile",
     "synthetic_to_real",
+    "transfer_run_dir",
     "RunSource",
     "svsnet_sources",
     "deeplab_sources",
@@ -164,7 +165,8 @@ def run_grid(
             run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
             csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
-                tables.append(pd.read_csv(csv))
+                # ids and patients such as 001 stay text (else a read-back cluster 1 differs from a fresh "001")
+                tables.append(pd.read_csv(csv, dtype={"id": str, "cluster": str}))
                 if verbose:
                     print(f"{variant} seed {seed}: read back from {csv}", flush=True)
                 continue
@@ -375,6 +377,21 @@ def synthetic_to_real(
                                  recompute=recompute, verbose=verbose)
             tables.append(table.assign(start=start, train_frames=used, plaque_frames=sum(used_set.has_foreground)))
     return pd.concat(tables, ignore_index=True)
+
+
+def transfer_run_dir(profile: Profile, start: str, train_frames: int, seed: int = 0) -> Path:
+    """The run folder of one run of :func:`synthetic_to_real` (``best.pt``, ``history.csv``, ``test_metrics.csv``).
+
+    Args:
+        start: one of :data:`TRANSFER_STARTS`.
+        train_frames: the frames the run used (the results' ``train_frames`` column, not a requested ``n`` above
+            the training block's size).
+    """
+    if start not in TRANSFER_STARTS:
+        raise ValueError(f"start must be one of {TRANSFER_STARTS}; got {start!r}")
+    real = transfer_profile(profile)
+    return (real.run_dir("synthetic_to_real") / f"{start}_n{train_frames}"
+            / get_task("oct").run_name(real, "deeplabv3plus", seed=seed))
 
 
 # ----------------------------------------------------------------------------------------------------------------

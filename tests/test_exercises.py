@@ -13,6 +13,17 @@ def _sigmoid_then_threshold(logits, target):
     return 1 - (2 * ((logits > 0).float() * target).sum() + 1e-5) / ((logits > 0).float().sum() + target.sum() + 1e-5)
 
 
+def _unpaired_effect(results):
+    """synthetic seed s minus the mean of every scratch seed: the seeds are not paired."""
+    means = results[results["truth_pixels"] > 0].groupby(["train_frames", "seed", "start"])["dice"].mean().unstack()
+    return means["synthetic"] - means.groupby(level="train_frames")["scratch"].transform("mean")
+
+
+def _mixed_gap(synthetic, real):
+    gap = synthetic["dice"].mean() - real["dice"].mean()
+    return gap, gap / synthetic["dice"].mean()
+
+
 WRONG_ANSWERS = {  # id: (a typical mistake, a phrase the feedback must contain)
     "hard_dice": (lambda p, t: 2 * (p & t).sum() / max(p.sum() + t.sum(), 1), "both masks empty"),
     "empty_mask_rule": ({"dice_both_empty": 0.0, "dice_false_alarm": 0.0, "hd95_both_empty": 0.0,
@@ -38,6 +49,8 @@ WRONG_ANSWERS = {  # id: (a typical mistake, a phrase the feedback must contain)
                       "largest absolute difference"),
     "uncommitted_figures": (lambda manifest: sorted(manifest.loc[manifest["uncommitted_changes"] == "true", "file"]),
                             "'unknown'"),
+    "domain_gap": (_mixed_gap, "plaque-free frames"),
+    "pretraining_effect": (_unpaired_effect, "same n and seed"),
 }
 
 
@@ -82,3 +95,12 @@ def test_exercises_belong_to_existing_notebooks():
     per_notebook = table["notebook"].value_counts()
     assert (per_notebook >= 2).all(), per_notebook
     assert set(list_exercises("04")["id"]) == {"eca_kernel", "ce_dice", "soft_dice_empty"}
+
+
+def test_pretraining_effect_says_when_plaque_free_frames_were_averaged_in():
+    def all_frames(results):
+        means = results.groupby(["train_frames", "seed", "start"])["dice"].mean().unstack()
+        return means["synthetic"] - means["scratch"]
+
+    feedback = check("pretraining_effect", all_frames)
+    assert not feedback and "truth_pixels > 0" in feedback.message

@@ -27,14 +27,16 @@ class _FakeRun:
         self.score = 0.1 * profile.xca.window_length + 0.01 * seed + 0.001 * len(model_kwargs or {})
 
     def evaluate(self, split: str) -> pd.DataFrame:
-        return pd.DataFrame({"id": ["v/00000", "v/00005"], "dice": [self.score, self.score]})
+        return pd.DataFrame({"id": ["001_1_000", "001_1_005"], "cluster": ["001", "001"],
+                             "dice": [self.score, self.score]})
 
 
 @pytest.fixture
 def fake_train(monkeypatch):
     calls = []
 
-    def train(task, profile, *, model_name, model_kwargs, seed, run_dir, resume, progress):
+    def train(task, profile, *, model_name, model_kwargs, seed, run_dir, resume, progress, data_root=None,
+              init_from=None):
         calls.append({"variant": Path(run_dir).name, "resume": resume})
         return _FakeRun(profile, model_kwargs, seed, Path(run_dir))
 
@@ -58,6 +60,7 @@ def test_grid_trains_each_run_once_and_reads_results_back(tmp_path, fake_train):
     again = experiments.run_grid("xca", profile, VARIANTS, [0, 1], tmp_path)
     assert len(fake_train) == 4, "a rerun reads the CSVs back instead of training"
     pd.testing.assert_frame_equal(again, first, check_dtype=False)
+    assert again["cluster"].tolist() == ["001"] * len(again), "patients like 001 are read back as text, not as 1"
 
     experiments.run_grid("xca", profile, VARIANTS, [0, 1, 2], tmp_path)  # a new seed trains only that seed
     assert [c["variant"] for c in fake_train[4:]] == [f"{RUN_NAMES['small']}_seed2", f"{RUN_NAMES['wide']}_seed2"]

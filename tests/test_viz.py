@@ -23,6 +23,7 @@ from medseg_core.viz import (  # noqa: E402
     plot_patient_split,
     plot_polar_frame,
     plot_scan_conversion,
+    plot_transfer_curve,
     to_display_image,
 )
 
@@ -231,3 +232,36 @@ def test_attention_weights_explain_what_is_wrong():
         plot_attention_weights({"aspp": torch.rand(2, 10)}, {"aspp": ["a", "b", "c"]})
     with pytest.raises(ValueError, match=r"\(B, C\)"):
         plot_attention_weights({"aspp": torch.rand(10)})
+
+
+# ------------------------------------------------------------------------------------------------ transfer curve
+def _transfer_results(seeds: int) -> pd.DataFrame:
+    """Two starts x three n x seeds x two frames; a seed's mean Dice is 0.1 * log2(n) (+0.2 synthetic) + 0.01 * seed."""
+    rows = [{"start": start, "train_frames": n, "seed": seed, "id": frame,
+             "dice": 0.1 * np.log2(n) + (0.2 if start == "synthetic" else 0.0) + 0.01 * seed + (0.05 if frame == "b"
+                                                                                               else -0.05)}
+            for start in ("scratch", "synthetic") for n in (2, 4, 8) for seed in range(seeds) for frame in ("a", "b")]
+    return pd.DataFrame(rows)
+
+
+def test_transfer_curve_draws_seed_means_their_mean_and_a_band_only_from_five_seeds():
+    results = _transfer_results(5)
+    fig = plot_transfer_curve(results, "dice", reference=0.05, reference_label="no fine-tuning")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    scratch = lines["scratch: mean over seeds"]
+    np.testing.assert_array_equal(scratch.get_xdata(), [2, 4, 8])
+    np.testing.assert_allclose(scratch.get_ydata(), [0.1 * k + 0.02 for k in (1, 2, 3)])  # mean of seeds 0..4
+    assert lines["no fine-tuning"].get_ydata()[0] == pytest.approx(0.05)
+    dots = [c for c in ax.collections if c.get_label() == "synthetic: one seed"][0]
+    assert len(dots.get_offsets()) == 3 * 5  # one dot per n and seed, not per frame
+    assert sorted(np.unique(np.round(dots.get_offsets()[:, 1], 6)))[:2] == pytest.approx([0.3, 0.31])
+    assert {c.get_label() for c in ax.collections} >= {"scratch: 95 % CI over seeds", "synthetic: 95 % CI over seeds"}
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["2", "4", "8"]
+
+
+def test_transfer_curve_with_few_seeds_shows_the_seeds_and_no_band():
+    fig = plot_transfer_curve(_transfer_results(3))
+    labels = {c.get_label() for c in fig.axes[0].collections}
+    assert not any("CI" in label for label in labels)
+    assert "3 seeds" in fig.axes[0].get_title()

@@ -1,6 +1,7 @@
 """Pictures of results: training curves, threshold sweeps, per-case scores, confusion matrices, attention
 weights, and the ablation plots (metric means with intervals, paired differences, per-case boxes, curves
-against the window length, model costs, tables as figures).
+against the window length, model costs, tables as figures), and the fine-tuning curve against the number of
+training frames.
 
 Plots use seaborn/matplotlib with labelled axes and units so that they read in print; each returns its figure.
 Statistics come from :mod:`medseg_core.stats`.
@@ -30,6 +31,7 @@ __all__ = [
     "plot_metric_boxes",
     "plot_window_length_curve",
     "plot_cost_curve",
+    "plot_transfer_curve",
 ]
 
 _BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
@@ -216,7 +218,8 @@ def plot_attention_weights(
 
 
 def _metric_label(metric: str) -> str:
-    return {"dice": "Dice", "iou": "IoU", "cldice": "clDice", "hd95": "HD95 (pixels)"}.get(metric, metric)
+    return {"dice": "Dice", "iou": "IoU", "cldice": "clDice", "hd95": "HD95 (pixels)",
+            "false_alarm": "false-alarm rate"}.get(metric, metric)
 
 
 def plot_table(table: pd.DataFrame, title: str = "", formats: Mapping[str, str] | None = None,
@@ -464,5 +467,69 @@ def plot_cost_curve(
     axes[0, 0].legend(fontsize=8, loc="lower right")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_transfer_curve(
+    results: pd.DataFrame,
+    metric: str = "dice",
+    x: str = "train_frames",
+    by: str = "start",
+    order: Sequence[str] | None = None,
+    reference: float | None = None,
+    reference_label: str = "reference",
+    xlabel: str = "real training frames n (log scale)",
+    ylabel: str | None = None,
+    title: str = "",
+) -> plt.Figure:
+    """A metric against the number of training frames, one curve per group (e.g. where fine-tuning started).
+
+    Each dot is one seed's mean over the cases; the line joins the means over seeds; the band is the 95 %
+    t-interval over seeds, drawn only from :data:`~medseg_core.stats.MIN_SEEDS_FOR_INTERVAL` seeds on
+    (:func:`~medseg_core.stats.summarize_runs` with ``unit="seed"``: training variability, not test-set
+    variability). The x axis is logarithmic (base 2), ticked at the values present; the groups' dots are
+    shifted a little apart so that they do not hide each other.
+
+    Args:
+        results: per-case results with ``by``, ``x``, ``seed``, ``id`` and ``metric`` columns (select the cases
+            first, e.g. the frames with plaque); NaN values are left out.
+        order: groups in legend order (default: as they appear).
+        reference: a value drawn as a horizontal dashed line (e.g. the model before fine-tuning, n = 0).
+        ylabel: default the metric's name.
+    """
+    order = _order(results[by], order)
+    summary = summarize_runs(results, by=[by, x], metrics=[metric])
+    seed_means = results.groupby([by, x, "seed"], sort=False)[metric].mean().reset_index()
+    bounded = metric in _BOUNDED_METRICS or metric == "false_alarm"
+    fig, ax = plt.subplots(figsize=(7.4, 4.0))
+    shifts = np.linspace(-0.06, 0.06, len(order)) if len(order) > 1 else np.zeros(1)  # in log2 units
+    for index, (group, shift) in enumerate(zip(order, shifts)):
+        colour = f"C{index % 10}"
+        rows = summary[summary[by] == group].sort_values(x)
+        ax.plot(rows[x], rows["mean"], marker="o", color=colour, label=f"{group}: mean over seeds", zorder=3)
+        if len(rows) and np.isfinite(rows["ci_low"]).all():
+            low, high = rows["ci_low"], rows["ci_high"]
+            if bounded:
+                low, high = low.clip(0, 1), high.clip(0, 1)
+            ax.fill_between(rows[x], low, high, color=colour, alpha=0.18, label=f"{group}: 95 % CI over seeds")
+        dots = seed_means[seed_means[by] == group]
+        ax.scatter(dots[x] * 2.0 ** shift, dots[metric], s=16, color=colour, alpha=0.6, zorder=2,
+                   label=f"{group}: one seed")
+    if reference is not None and np.isfinite(reference):
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1.2, label=reference_label)
+    ticks = np.sort(summary[x].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(int(t)) if float(t).is_integer() else str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(ticks[0] / 2 ** 0.4, ticks[-1] * 2 ** 0.4)  # the dots' shifts stay small, even for one n
+    ax.set(xlabel=xlabel, ylabel=ylabel or _metric_label(metric))
+    if bounded:
+        ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left", frameon=False)
+    n_seeds = int(summary["n_seeds"].max())
+    ax.set_title(title or f"{_metric_label(metric)} vs {xlabel.split(' (')[0]} ({n_seeds} seed{'s' if n_seeds != 1 else ''}, "
+                          f"{int(summary['n_cases'].max())} test cases)")
     fig.tight_layout()
     return fig
