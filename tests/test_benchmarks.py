@@ -71,3 +71,15 @@ def test_append_csv_keeps_earlier_rows_and_the_union_of_columns(tmp_path: Path, 
     rows = pd.read_csv(path)
     assert rows["model"].tolist() == ["a", "b"] and rows["cpu"].tolist() == ["x", "y"]
     assert rows["step_median_s"].iloc[0] == 1.0 and math.isnan(rows["step_median_s"].iloc[1])
+
+
+def test_profile_step_splits_convolution_time_by_dimension(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_step.py"), "--model", "svsnet",
+                          "--size", "64", "--steps", "1"], capture_output=True, text=True, env=env, timeout=300,
+                         check=False)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "convolution time per step" in run.stdout
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("2D", "3D"))]
+    assert {(row[0], row[1]) for row in rows} >= {("3D", "forward"), ("3D", "backward"), ("2D", "forward")}
+    assert all(float(row[2]) > 0 for row in rows)
