@@ -62,7 +62,8 @@ import torch
 import torch.nn as nn
 
 from medseg_core.models.summary import count_flops, count_parameters
-from medseg_core.runtime import autocast_dtype, cpu_has_native_bf16, get_device, memory_format, seed_everything
+from medseg_core.runtime import (autocast_dtype, cpu_has_native_bf16, get_device, memory_format, seed_everything,
+                                to_memory_format)
 
 __all__ = [
     "TrainCase",
@@ -132,7 +133,7 @@ class CaseResult:
         parameters: Trainable parameters of the model.
         forward_flops: FLOPs of one forward pass on the case's batch.
         precision: Compute dtype of the forward pass (``"bfloat16"`` under autocast, else ``"float32"``).
-        layout: Memory format of model and input (``"channels_last"`` or ``"contiguous"``).
+        layout: Memory format of model and input (``"channels_last"``, ``"channels_last_3d"`` or ``"contiguous"``).
         train_seconds: Wall time of each timed train step, in cycle order (see :func:`paired_ratio`).
         infer_seconds: Wall time of each timed inference step, in cycle order.
         peak_total_mib: Peak memory of the process (CPU: VmHWM) or of the device (CUDA: max allocated).
@@ -257,9 +258,7 @@ def _make_batch(
         target = (torch.rand(case.target_shape, generator=generator) < 0.1).float()  # ~10 % foreground, like vessels
     else:
         target = torch.randint(0, case.num_classes, case.target_shape, generator=generator)
-    if images.ndim == 4:
-        images = images.contiguous(memory_format=layout)
-    return images.to(device), target.to(device)
+    return to_memory_format(images, layout).to(device), target.to(device)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -268,7 +267,7 @@ def _synchronize(device: torch.device) -> None:
 
 
 def _layout_name(layout: torch.memory_format) -> str:
-    return "channels_last" if layout == torch.channels_last else "contiguous"
+    return {torch.channels_last: "channels_last", torch.channels_last_3d: "channels_last_3d"}.get(layout, "contiguous")
 
 
 class _Case:
@@ -280,7 +279,7 @@ class _Case:
         self.layout = memory_format(model, case.fast_paths)
         self.amp_dtype = autocast_dtype(device, model, case.fast_paths)
         self.device = device
-        self.model = model.to(device, memory_format=self.layout).train()
+        self.model = to_memory_format(model.to(device), self.layout).train()
         self.loss_fn = case.build_loss().to(device)
         self.optimizer = case.build_optimizer(self.model.parameters())
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)

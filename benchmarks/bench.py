@@ -18,9 +18,8 @@ Models (``--models``, all by default), each trained with its paper's loss and op
 
 Every kit model runs twice in the same process: with the kit's default fast paths (what the Trainer does:
 :func:`medseg_core.runtime.autocast_dtype` and :func:`medseg_core.runtime.memory_format`, i.e. bfloat16 autocast
-on CPUs with native bf16 and channels_last for 2D models) and with the previous default (float32, contiguous),
-unless both are the same on this device (SVSnet on CPU: no bf16 Conv3d, no channels_last_3d). smp gets the same
-fast paths as the kit's DeepLabV3+, for a fair comparison. See ``benchmarks/_common.py`` for the timing, FLOP,
+on CPUs with native bf16 for 2D models, channels last for all) and with the previous default (float32, contiguous).
+smp gets the same fast paths as the kit's DeepLabV3+, for a fair comparison. See ``benchmarks/_common.py`` for the timing, FLOP,
 GEMM and memory protocol.
 
 Usage::

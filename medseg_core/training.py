@@ -68,7 +68,7 @@ from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
 from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
-                      memory_format, rank, seed_everything, world_size)
+                      memory_format, rank, seed_everything, to_memory_format, world_size)
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
 
@@ -230,7 +230,7 @@ class Trainer:
             torch.set_num_threads(config.num_threads)
         self.device = get_device(config.device)
         self.memory_format = memory_format(model, config.channels_last)
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.model = to_memory_format(model.to(self.device), self.memory_format)
         self.forward_model = torch.compile(self.model) if config.compile else self.model
         self.network = self.forward_model
         if world_size() > 1:
@@ -259,7 +259,7 @@ class Trainer:
     def _inputs(self, batch: Batch) -> torch.Tensor:
         """The batch's images on the Trainer's device, in the model's memory format."""
         images = batch["image"].to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=self.memory_format) if images.ndim == 4 else images
+        return to_memory_format(images, self.memory_format)
 
     def _logits(self, network: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """``network(inputs)``; ``torch.compile`` failing to build the model is a ConfigError naming the way out."""

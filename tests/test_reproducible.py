@@ -1,7 +1,7 @@
 """A run is repeatable: the same seed on the same machine and thread count gives the same numbers, exactly.
 
-Both tasks: SVSnet trains in float32, DeepLabV3+ with the fast paths (bfloat16 autocast where the CPU has native
-bf16, channels_last), so both code paths are checked.
+Both tasks: SVSnet trains in float32 and channels_last_3d, DeepLabV3+ with bfloat16 autocast where the CPU has
+native bf16 and channels_last, so both fast-path layouts are checked.
 """
 from __future__ import annotations
 
