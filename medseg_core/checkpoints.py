@@ -13,6 +13,8 @@ way out.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +26,7 @@ from .files import atomic_output
 from .models import SegmentationModel, create_model
 from .runtime import get_device
 
-__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "load_checkpoint", "load_model", "load_run"]
+__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint", "load_checkpoint", "load_model", "load_run"]
 
 TASK_NAMES = ("xca", "oct")
 
@@ -78,6 +80,21 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     with atomic_output(path) as temporary:
         torch.save(state, temporary)
     return Path(path)
+
+
+def copy_checkpoint(source: str | Path, destination: str | Path) -> Path:
+    """Make ``destination`` a copy of the checkpoint ``source``, atomically, without rewriting its bytes.
+
+    A hard link where the file system has them (instant; :func:`save_checkpoint` replaces files rather than
+    rewriting them, so a later save to ``source`` leaves ``destination`` as it is), else a file copy.
+    """
+    with atomic_output(destination) as temporary:
+        temporary.unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:  # no hard links here (some network or FAT file systems)
+            shutil.copyfile(source, temporary)
+    return Path(destination)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

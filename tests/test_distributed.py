@@ -89,6 +89,7 @@ def _worker(rank: int, port: int, out_dir: str, results: str) -> None:
         return wrapper
 
     training.save_checkpoint = recording(training.save_checkpoint, 0)
+    training.copy_checkpoint = recording(training.copy_checkpoint, 1)
     training.write_csv_atomic = recording(training.write_csv_atomic, 1)
     try:
         train_set, val_set = FixedSquares(TRAIN_SIZE, 0), FixedSquares(VAL_SIZE, 1)

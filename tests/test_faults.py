@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import torch.nn as nn
 
 from medseg_core import experiments
-from medseg_core.checkpoints import save_checkpoint
+from medseg_core.checkpoints import copy_checkpoint, load_checkpoint, save_checkpoint
 from medseg_core.cli import main
 from medseg_core.config import get_profile
 from medseg_core.data.io import write_image
@@ -144,3 +145,15 @@ def test_unsafe_checkpoint_is_refused_with_advice(tmp_path):
     torch.save({"model": _Payload()}, tmp_path / "unsafe.pt")
     with pytest.raises(CheckpointError, match="objects other than tensors.*Do not retry with weights_only=False"):
         load_checkpoint(tmp_path / "unsafe.pt")
+
+
+def test_copy_checkpoint_is_a_snapshot_that_later_saves_leave_alone(tmp_path):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    save_checkpoint(last, {"epoch": 1, "weight": torch.ones(3)})
+    copy_checkpoint(last, best)
+    save_checkpoint(last, {"epoch": 2, "weight": torch.zeros(3)})  # the next epoch
+    assert load_checkpoint(best)["epoch"] == 1 and load_checkpoint(best)["weight"].sum() == 3
+    assert load_checkpoint(last)["epoch"] == 2
+    copy_checkpoint(last, best)  # replacing an existing copy
+    assert load_checkpoint(best)["epoch"] == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
