@@ -187,6 +187,11 @@ class MaskSummary:
         if stored_0_255:
             self.stored_0_255.add(str(source))
 
+    def update(self, other: "MaskSummary") -> None:
+        """Add the facts of ``other`` (e.g. one file's, read once and kept) to these."""
+        self.foreground.update(other.foreground)
+        self.stored_0_255 |= other.stored_0_255
+
     def warn(self, dataset: str) -> None:
         """One warning for 0/255 masks and one for a data set without any foreground, naming ``dataset``."""
         count = len(self.foreground)

@@ -31,6 +31,7 @@ from ..files import file_digest
 from .cache import DatasetWriter
 from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
                  warn_aspect_change, write_image)
+from .memo import DECODED_FRAMES
 from .preprocess import SampleTransform, preprocess_oct, resize_oct
 from .sampling import loader_sampling
 
@@ -453,10 +454,13 @@ class OCTDataset(Dataset):
         image_size: output side length, or None to keep the stored size.
         transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
         name: what the warnings call this data, e.g. ``"OCT val split"``.
-        cache: keep each frame decoded and resized (uint8 image, label map) in memory after its first read, so
-            epochs after the first skip PNG/TIFF decoding and resizing (on 2 cores these cost more than a
-            bfloat16 train step at 128²); augmentation still runs on every read. Each DataLoader worker holds its
-            own copy (about ``3 * image_size**2`` bytes per frame).
+        cache: keep each frame decoded and resized (uint8 image, label map) in memory after its first read, and
+            each mask's facts after construction, in the process-wide memo
+            :data:`~medseg_core.data.memo.DECODED_FRAMES`: later epochs, and later datasets of the same files at
+            the same size (the next run of a grid), skip PNG/TIFF decoding and resizing (on 2 cores these cost
+            more than a bfloat16 train step at 128²); augmentation still runs on every read. A file changed on disk
+            is read again. DataLoader workers inherit the memo and keep their own additions (about
+            ``4 * image_size**2`` bytes per frame).
 
     Attributes:
         has_foreground: per frame, whether its mask holds any foreground class (read once, at construction).
@@ -487,9 +491,10 @@ class OCTDataset(Dataset):
         self._summary = MaskSummary()
         sizes, self.has_foreground = {}, []
         for row in self.pairs.itertuples():
-            mask = read_oct_mask(row.mask_path, self.classes, self._summary)
-            sizes[row.id] = mask.shape
-            self.has_foreground.append(bool(mask.any()))
+            shape, facts = self._mask_facts(row.mask_path)
+            self._summary.update(facts)
+            sizes[row.id] = shape
+            self.has_foreground.append(facts.foreground[str(row.mask_path)] > 0)
         label = f"{name} ({len(self.pairs)} frames)"
         self._summary.warn(label)
         if image_size is not None:
@@ -499,15 +504,30 @@ class OCTDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def _mask_facts(self, mask_path: str | Path) -> tuple[tuple[int, int], MaskSummary]:
+        """The stored mask's ``(H, W)`` and its facts (a one-file :class:`MaskSummary`)."""
+        def read() -> tuple[tuple[int, int], MaskSummary]:
+            facts = MaskSummary()
+            return read_oct_mask(mask_path, self.classes, facts).shape, facts
+
+        return DECODED_FRAMES.get([mask_path], ("oct mask facts", self.classes), read) if self.cache else read()
+
+    def _frame(self, index: int, row: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(3, S, S)`` image (uint8 for 8-bit files) and ``(S, S)`` label map, decoded and resized."""
+        def read() -> tuple[torch.Tensor, torch.Tensor]:
+            return resize_oct(*_load_pair(row["image_path"], row["mask_path"], self.classes, self._summary),
+                              self.image_size)
+
+        if not self.cache:
+            return read()
+        if index not in self._frames:  # this dataset's own references: later epochs need not look at the files
+            self._frames[index] = DECODED_FRAMES.get([row["image_path"], row["mask_path"]],
+                                                     ("oct frame", self.classes, self.image_size), read)
+        return self._frames[index]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         row = self.pairs.iloc[index]
-        if index in self._frames:
-            image, mask = self._frames[index]
-        else:
-            image, mask = resize_oct(*_load_pair(row["image_path"], row["mask_path"], self.classes, self._summary),
-                                     self.image_size)
-            if self.cache:
-                self._frames[index] = (image, mask)
+        image, mask = self._frame(index, row)
         sample = preprocess_oct(image, mask, image_size=None, transform=self.transform)  # resized above
         return {"image": sample["image"], "mask": sample["mask"], "id": str(row["id"])}
 
