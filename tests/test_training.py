@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -272,3 +273,32 @@ def test_svsnet_activation_checkpointing_is_the_same_run(tmp_path):
     plain, checkpointed = create_model("svsnet", base_channels=4), create_model("svsnet", base_channels=4, checkpoint=True)
     assert _effective_spec(plain.model_spec) == _effective_spec(checkpointed.model_spec)
     assert _effective_spec(plain.model_spec) != _effective_spec(create_model("svsnet", base_channels=8).model_spec)
+
+
+def test_saving_every_second_epoch_resumes_exactly_and_keeps_the_best_epoch(tmp_path):
+    """save_every=2 over 5 epochs: files at epochs 2, 4 and 5; an interruption at epoch 3 repeats epoch 3."""
+    train, val = _loaders()
+    config = _config(epochs=5, save_every=2, monitor="val_dice", monitor_mode="max")
+    full = Trainer(_model(), _bce, config, tmp_path / "full", progress=False, metadata=META)
+    full.fit(train, val)
+    assert load_checkpoint(tmp_path / "full" / "last.pt")["epoch"] == 5
+    best_epochs = [int(row["epoch"]) for row in full.history if row["is_best"]]
+    assert load_checkpoint(tmp_path / "full" / "best.pt")["epoch"] == best_epochs[-1]
+
+    interrupted = Trainer(_model(), _bce, config, tmp_path / "resumed", callbacks=[_interrupt_after(3)],
+                          progress=False, metadata=META)
+    with pytest.raises(Interrupt):
+        interrupted.fit(train, val)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 2  # epoch 3 was not saved
+    saved_best = [int(row["epoch"]) for row in full.history[:2] if row["is_best"]][-1]
+    assert load_checkpoint(tmp_path / "resumed" / "best.pt")["epoch"] == saved_best  # agrees with last.pt
+
+    resumed = Trainer(_model(), _bce, replace(config, save_every=1), tmp_path / "resumed", progress=False,
+                      metadata=META)  # save_every may change on resume
+    history = resumed.fit(train, val)
+    assert list(history["epoch"]) == [1, 2, 3, 4, 5]
+    for name, value in full.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[name]), name
+    best_full = load_checkpoint(tmp_path / "full" / "best.pt")["model"]
+    best_resumed = load_checkpoint(tmp_path / "resumed" / "best.pt")["model"]
+    assert all(torch.equal(best_full[name], best_resumed[name]) for name in best_full)
