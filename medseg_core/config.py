@@ -200,6 +200,9 @@ class Profile:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
     paths: Paths = field(default_factory=Paths)
+    # Runs of a grid (ablations, the transfer curve) trained side by side, each process with torch's threads //
+    # grid_jobs (medseg_core.experiments.run_grid). cpu: 2 (two 1-thread runs use 2 cores 1.5x better than one).
+    grid_jobs: int = 1
 
     def override(self, overrides: Mapping[str, Any] | None = None, *, none_keeps: bool = True) -> "Profile":
         """Return a copy with dotted keys replaced, e.g. ``{"svsnet.epochs": 3}``.
@@ -246,7 +249,7 @@ class Profile:
         return dataclasses.asdict(self, dict_factory=lambda items: {k: str(v) if isinstance(v, Path) else v for k, v in items})
 
 
-_POSITIVE = ("epochs", "save_every", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
+_POSITIVE = ("epochs", "save_every", "grid_jobs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
              "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample",
              "train_frames", "steps", "num_threads")
 _NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
@@ -351,6 +354,7 @@ def _cpu() -> Profile:
             "deeplab.epochs": 16, "deeplab.batch_size": 4, "deeplab.lr": 2e-3,
         }, latency_repeats=5),
         transfer=TransferConfig(train_frames=(16, 64), seeds=(0, 1, 2), steps=160),
+        grid_jobs=2,
     )
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import torch.nn as nn
 
 from medseg_core import experiments
@@ -86,3 +87,21 @@ def test_atomic_output_keeps_the_old_file_when_writing_fails(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["state.bin"]
+
+
+def test_parallel_grid_equals_the_same_runs_in_one_process_with_the_same_threads(tmp_path, monkeypatch):
+    """jobs=2 trains in two spawned processes of torch threads // 2 each: the same numbers as those runs in turn."""
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "data"))
+    profile = get_profile("smoke", {"oct.image_size": 32, "grid_jobs": 2})
+    variants = {"unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4, "depth": 2}}}
+    parallel = experiments.run_grid("oct", profile, variants, [0, 1], tmp_path / "parallel")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads // 2))
+    try:
+        sequential = experiments.run_grid("oct", profile, variants, [0, 1], tmp_path / "sequential", jobs=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert parallel["seed"].tolist() == sequential["seed"].tolist()  # in the order of variants and seeds
+    pd.testing.assert_frame_equal(parallel.drop(columns="train_seconds"), sequential.drop(columns="train_seconds"),
+                                  check_exact=True)
+    assert not list((tmp_path / "parallel").glob("*/last.pt"))
