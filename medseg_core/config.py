@@ -342,12 +342,11 @@ def _cpu() -> Profile:
             epochs=20, batch_size=8, optimizer="adam", lr=1e-3, scheduler="cosine", monitor="val_dice", monitor_mode="max",
             save_every=4,
         ),
-        # Ablation budgets. ECA grid (notebook 05): 5 seeds on one fixed split with 5 test patients (14 pullbacks of
-        # 6 frames, 35 % held out for testing), 96² frames, 16 epochs of 10 steps: past the all-background phase
-        # (DeepLabV3+ from scratch starts finding plaque after about 70 steps). Window grid (notebook 06): 3 seeds
-        # at 64² (2026-12-01: 21 runs, 1064 s on 2 cores); at 128² with 5 seeds it would take about 1.5 hours
-        # (estimated from the measured time per step). Measured 2026-12-01: the ECA grid, 25 runs, 1248 s.
-        ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), grid_seeds={"ablation_window_length": (0, 1, 2)}, overrides={
+        # Ablation budgets, 5 seeds each. ECA grid (notebook 05): one fixed split with 5 test patients (14 pullbacks
+        # of 6 frames, 35 % held out for testing), 96² frames, 16 epochs of 10 steps: past the all-background phase
+        # (DeepLabV3+ from scratch starts finding plaque after about 70 steps). Window grid (notebook 06): 64²; at
+        # 128² it would take about 35 minutes more on 2 cores (estimated from the measured time per step).
+        ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), overrides={
             "xca.image_size": 64, "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2,
             "svsnet.epochs": 20,
             "oct.num_patients": 14, "oct.frames_per_patient": 6, "oct.test_fraction": 0.35, "oct.image_size": 96,
