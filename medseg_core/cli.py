@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "parse_overrides"]
 
 
-def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
+def parse_overrides(items: Sequence[str]) -> dict[str, object]:
     """``["svsnet.epochs=3", "xca.image_size=128"]`` -> dict with JSON-decoded values (strings as-is)."""
     from .errors import ConfigError
 
@@ -80,10 +80,10 @@ def _train(args: argparse.Namespace) -> int:
     from .stats import summarize
     from .tasks import get_task
 
-    profile = get_profile(args.profile, _parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
+    profile = get_profile(args.profile, parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
     task = get_task(args.task)
     model_name = args.model or task.default_model
-    model_kwargs = _parse_overrides(args.model_arg)
+    model_kwargs = parse_overrides(args.model_arg)
     task.model_kwargs(profile, model_name, model_kwargs)  # unknown or unsuitable model: fail before any work
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data {args.data}: no such folder")
@@ -135,7 +135,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .config import get_profile
     from .tasks import get_task
 
-    profile = get_profile(args.profile, _parse_overrides(args.set), none_keeps=False)
+    profile = get_profile(args.profile, parse_overrides(args.set), none_keeps=False)
     print(get_task(args.task).make_data(profile, overwrite=args.overwrite))
     return 0
 

@@ -83,3 +83,19 @@ def test_profile_step_splits_convolution_time_by_dimension(tmp_path: Path) -> No
     rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith(("2D", "3D"))]
     assert {(row[0], row[1]) for row in rows} >= {("3D", "forward"), ("3D", "backward"), ("2D", "forward")}
     assert all(float(row[2]) > 0 for row in rows)
+
+
+@pytest.mark.slow
+def test_quick_data_benchmark_prints_generation_loading_and_training_throughput(tmp_path: Path) -> None:
+    csv = tmp_path / "data.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "data_throughput.py"), "--quick", "--csv", str(csv)],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "Data against training" in run.stdout
+    table = pd.read_csv(csv)
+    assert list(table["task"]) == ["xca", "oct"]
+    for column in ("generation_frames/s", "load_first_epoch/s", "load_later_epoch/s", "load_next_run/s",
+                   "train_samples/s", "load/train first"):
+        assert _all_finite_positive(table[column]), (column, table[column].tolist())
+    assert (table["generated_frames"] > 0).all()
