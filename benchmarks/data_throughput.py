@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -71,8 +72,10 @@ def measure(task_name: str, profile_name: str, overrides: dict, train_steps: int
         later = _samples_per_second(loader)
         next_run = _samples_per_second(task.make_loaders(profile, root, model_name, seed=1)["train"])
         model = create_model(model_name, **task.model_kwargs(profile, model_name))
-        trainer = Trainer(model, task.make_loss(), task.train_config(profile), progress=False)
-        batches = [batch for _, batch in zip(range(train_steps + 1), loader)]
+        trainer = Trainer(model, task.make_loss(), task.train_config(profile), progress=False,
+                          metadata=task.run_metadata(profile, model_name))
+        epoch = list(loader)  # one epoch's batches, repeated when it holds fewer than the steps
+        batches = list(itertools.islice(itertools.cycle(epoch), train_steps + 1))
         trainer.train_step(batches[0])  # warm-up
         start, samples = time.perf_counter(), 0
         for batch in batches[1:]:
