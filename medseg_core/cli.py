@@ -106,8 +106,14 @@ def _train(args: argparse.Namespace) -> int:
     if "test" in run.loaders:
         results = run.evaluate("test")
         results.to_csv(run.run_dir / "test_metrics.csv", index=False)
-        print(f"\ntest metrics ({len(results)} cases):")
-        print(summarize(results).round(4).to_string())
+        foreground, empty = results[results["truth_pixels"] > 0], results[results["truth_pixels"] == 0]
+        print(f"\ntest metrics on the {len(foreground)} of {len(results)} cases with foreground (intervals resample "
+              "whole videos or patients, none below 5):")
+        if len(foreground):
+            print(summarize(foreground, cluster="cluster").round(4).to_string())
+        if len(empty):
+            print(f"false alarms: {int((empty['predicted_pixels'] > 0).sum())} of the {len(empty)} cases without "
+                  "foreground have predicted pixels")
     print(f"\ncheckpoints: {run.run_dir}")
     return 0
 

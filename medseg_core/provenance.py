@@ -206,7 +206,8 @@ of the same kind (cpu profile, same seeds): single SVSnet and DeepLabV3+ runs mo
 3-seed ECA ablation's variant means moved by up to 0.10 (one seed's run failing on one machine and not the
 other). So single-run tables are expected within this tolerance and ablation tables are not: their claims must
 rest on differences larger than the per-seed spread, and ``medseg check-figures`` shows which tables moved."""
-_KEY_COLUMNS = ("seed", "level", "window_length", "fold", "epoch", "frame", "pullback")  # numbers that name rows
+_KEY_COLUMNS = ("seed", "level", "window_length", "fold", "epoch", "frame", "pullback",
+                "train_frames")  # numbers that name rows
 _UNSTABLE_COLUMNS = re.compile(r"seconds|latency|_ms$|time|threads|timestamp")
 
 

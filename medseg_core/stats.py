@@ -49,11 +49,17 @@ def summarize(
     by: str | Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
     confidence: float = 0.95,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
-    """Mean, standard deviation, count and t-distribution confidence interval of each metric column.
+    """Mean, standard deviation, count and confidence interval of each metric column.
 
     NaN values (e.g. an undefined hd95) are left out; ``n`` counts the values used and ``n_missing`` those left
-    out. The interval is ``mean +- t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (NaN when ``n < 2``).
+    out. Without ``cluster`` the rows are taken as independent and the interval is
+    ``mean +- t_{(1+confidence)/2, n-1} * std / sqrt(n)`` (NaN when ``n < 2``). With ``cluster`` (the column naming
+    each case's video or patient, as :func:`~medseg_core.evaluation.evaluate` writes it) the interval is the
+    cluster bootstrap of :func:`bootstrap_interval`: whole videos or patients resampled, inside a bounded metric's
+    bounds, NaN below :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters; ``n_clusters`` says how many there were. Frames
+    of one video or patient are not independent: pass ``cluster`` for per-frame results.
 
     Args:
         df: one row per case (per image, per seed...), one column per metric.
@@ -61,9 +67,11 @@ def summarize(
         metrics: columns to summarise (default: every numeric column not in ``by`` nor in
             :data:`BOOKKEEPING_COLUMNS`).
         confidence: coverage of the interval.
+        cluster: the cluster column for a bootstrap interval, or None for the t-interval over rows.
 
     Returns:
-        A DataFrame indexed by ``(*by, "metric")`` with columns ``mean, std, n, n_missing, ci_low, ci_high``.
+        A DataFrame indexed by ``(*by, "metric")`` with columns ``mean, std, n, n_missing, ci_low, ci_high``
+        (and ``n_clusters`` with ``cluster``).
     """
     by_columns = [by] if isinstance(by, str) else list(by or [])
     if metrics is None:
@@ -75,7 +83,7 @@ def summarize(
             and pd.api.types.is_numeric_dtype(df[column])
             and not pd.api.types.is_bool_dtype(df[column])
         ]
-    missing = [column for column in [*by_columns, *metrics] if column not in df.columns]
+    missing = [column for column in [*by_columns, *metrics, *([cluster] if cluster else [])] if column not in df.columns]
     if missing:
         raise ValueError(f"columns {missing} are not in the table (columns: {list(df.columns)})")
     if not metrics:
@@ -95,6 +103,16 @@ def summarize(
         half_width = stats.t.ppf((1 + confidence) / 2, np.where(n > 1, n - 1, np.nan)) * table["std"] / np.sqrt(n)
     table["ci_low"] = table["mean"] - half_width
     table["ci_high"] = table["mean"] + half_width
+    if cluster:
+        groups = df.groupby(by_columns, sort=False) if by_columns else [((), df)]
+        for key, group in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            for metric in metrics:
+                row = (*key, metric)
+                table.loc[row, ["ci_low", "ci_high"]] = bootstrap_interval(
+                    pd.to_numeric(group[metric]).to_numpy(), group[cluster].to_numpy(), confidence=confidence)
+                table.loc[row, "n_clusters"] = group.loc[group[metric].notna(), cluster].nunique()
+        table["n_clusters"] = table["n_clusters"].astype(int)
     return table
 
 

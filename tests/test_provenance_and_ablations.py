@@ -215,3 +215,17 @@ def test_compare_tables_flags_moved_and_missing_tables(tmp_path):
     assert ("grid.csv", "train_seconds") not in result.index  # timings measure the machine
     assert not result.loc[("other.csv", "(missing)"), "within"]
     assert provenance.compare_tables(fresh, committed, tolerance=0.06).loc[0, "within"]
+
+
+def test_compare_tables_matches_rows_named_by_a_number_of_training_frames(tmp_path):
+    """Notebook 09's tables name rows by start and train_frames: an identical rerun is within, not "rows differ"."""
+    committed = tmp_path / "committed"
+    writer = provenance.FigureWriter(committed, "09_synthetic_to_real", "cpu", seeds=(0,))
+    table = pd.DataFrame({"start": ["scratch", "synthetic", "scratch", "synthetic"], "train_frames": [16, 16, 64, 64],
+                          "dice": [0.1, 0.2, 0.3, float("nan")]})
+    writer.save_table(table, "curve")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    table.to_csv(fresh / "curve.csv", index=False)
+    result = provenance.compare_tables(fresh, committed)
+    assert result["column"].tolist() == ["dice"] and result["within"].all()
