@@ -11,8 +11,8 @@ Fast paths, decided here for the Trainer, inference and the benchmarks alike:
   hangs or crashes (SIGSEGV) on CPU at 128² and above, so SVSnet trains in float32 there.
 * :func:`memory_format` and :func:`to_memory_format`: channels last. 2D models take ``channels_last`` (about 10 %
   faster float32 steps on CPU); models with 3D convolutions take ``channels_last_3d`` for their 5D tensors and
-  ``channels_last`` for their 4D ones (SVSnet's float32 train step on CPU: 1.7x faster at 256², 1.3x at 128²,
-  the same at 64²; oneDNN's channels-last ``Conv3d`` kernels are faster than its default-layout ones).
+  ``channels_last`` for their 4D ones (SVSnet's float32 train step on 2 CPU cores: 1.43x faster at 256² and 512²,
+  about 1.3x at 128², the same at 64²; oneDNN's channels-last ``Conv3d`` kernels beat its default-layout ones).
 
 Many processes (``torchrun``): :func:`init_distributed` joins the process group that ``torchrun`` describes in
 the environment (``WORLD_SIZE``, ``RANK``, ``MASTER_ADDR``, ...), NCCL on CUDA and Gloo on CPU;
