@@ -98,12 +98,14 @@ def summarize(
     grouped = long.groupby([*by_columns, "metric"], sort=False, dropna=False)["value"]
     table = grouped.agg(mean="mean", std="std", n="count", size="size")
     table["n_missing"] = table.pop("size") - table["n"]
-    n = table["n"].to_numpy()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        half_width = stats.t.ppf((1 + confidence) / 2, np.where(n > 1, n - 1, np.nan)) * table["std"] / np.sqrt(n)
-    table["ci_low"] = table["mean"] - half_width
-    table["ci_high"] = table["mean"] + half_width
-    if cluster:
+    if not cluster:
+        n = table["n"].to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            half_width = stats.t.ppf((1 + confidence) / 2, np.where(n > 1, n - 1, np.nan)) * table["std"] / np.sqrt(n)
+        table["ci_low"] = table["mean"] - half_width
+        table["ci_high"] = table["mean"] + half_width
+    else:
+        table[["ci_low", "ci_high", "n_clusters"]] = np.nan
         groups = df.groupby(by_columns, sort=False) if by_columns else [((), df)]
         for key, group in groups:
             key = key if isinstance(key, tuple) else (key,)

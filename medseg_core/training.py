@@ -273,7 +273,7 @@ class Trainer:
         self.best_score: float | None = None
         self.best_tie_break: float | None = None  # TIE_BREAK value of the best epoch
         self.epochs_without_improvement = 0
-        self._unsaved_best: str | dict[str, Any] | None = None  # a best epoch not yet on disk (save_every > 1)
+        self._unsaved_best: dict[str, Any] | None = None  # state of a best epoch not yet on disk (save_every > 1)
 
     # ----------------------------------------------------------------------------------------------- hooks
     def _inputs(self, batch: Batch) -> torch.Tensor:
@@ -357,15 +357,13 @@ class Trainer:
         ``best.pt`` when the best epoch changed since the last save: a link to ``last.pt`` when it is this epoch,
         else from the copy of that epoch's state kept in memory. On disk the two always agree on the best epoch.
         """
-        if improved:
-            self._unsaved_best = "this epoch"
         due = (self.epoch % self.config.save_every == 0 or self.epoch >= self.config.epochs or self._should_stop())
         if not due:
             if improved:  # tensors cloned: the live ones change in the next step
                 self._unsaved_best = _cloned(self.state_dict())
             return
         save_checkpoint(self.out_dir / "last.pt", self.state_dict())
-        if self._unsaved_best == "this epoch":  # the same state: link the file rather than write it twice
+        if improved:  # the same state: link the file rather than write it twice
             copy_checkpoint(self.out_dir / "last.pt", self.out_dir / "best.pt")
         elif self._unsaved_best is not None:
             save_checkpoint(self.out_dir / "best.pt", self._unsaved_best)

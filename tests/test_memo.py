@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from medseg_core.data import oct as oct_data
@@ -66,3 +67,14 @@ def test_a_second_dataset_of_the_same_files_decodes_nothing(tmp_path, monkeypatc
     os.utime(mask, ns=(mask.stat().st_atime_ns, mask.stat().st_mtime_ns + 10**9))  # touched: read again
     OCTDataset(pairs, image_size=32)
     assert reads == ["_load_pair", "read_oct_mask", "read_oct_mask"]
+
+
+def test_a_missing_file_gives_the_readers_own_error_and_is_not_kept(tmp_path):
+    memo = FileMemo(max_bytes=1000)
+
+    def read() -> np.ndarray:
+        raise FileNotFoundError(f"image not found: {tmp_path / 'gone.png'}")
+
+    with pytest.raises(FileNotFoundError, match="image not found"):
+        memo.get([tmp_path / "gone.png"], None, read)
+    assert len(memo) == 0 and memo.misses == 0

@@ -61,7 +61,10 @@ class FileMemo:
 
     def get(self, files: Sequence[str | Path], settings: Hashable, compute: Callable[[], T]) -> T:
         """The value of ``compute()`` for these ``files`` (as they are now) and ``settings``, computed once."""
-        key = (tuple(file_identity(path) for path in files), settings)
+        try:
+            key = (tuple(file_identity(path) for path in files), settings)
+        except OSError:  # a missing or unreadable file: compute() raises the reader's own error, naming it
+            return compute()
         if key in self._values:
             self._values.move_to_end(key)
             self.hits += 1
