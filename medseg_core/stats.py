@@ -32,7 +32,7 @@ from scipy import stats
 __all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize",
            "bootstrap_interval",
            "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "paired_comparison",
-           "describe_summary", "describe_comparisons"]
+           "paired_seed_effect", "describe_summary", "describe_comparisons"]
 
 UNITS = ("seed", "case")
 MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
@@ -407,6 +407,43 @@ def paired_comparison(
                 "seeds_agree": bool(len(seed_differences)) and bool((np.sign(seed_differences) == np.sign(mean)).all()),
             })
     return pd.DataFrame(rows)
+
+
+def paired_seed_effect(
+    results: pd.DataFrame,
+    pair: str,
+    treatment: str,
+    reference: str,
+    *,
+    by: str,
+    metric: str = "dice",
+    seed: str = "seed",
+    case: str = "id",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The effect of ``treatment`` against ``reference`` per group of ``by``, paired by seed and case.
+
+    For designs with one cluster (one patient: no bootstrap over patients exists), where the seed is the unit: a
+    seed trains one run of each arm (e.g. ``pair="start"``: ``"synthetic"`` and ``"scratch"``) on the same data,
+    so each seed's mean difference over the shared cases is one paired value. ``effect`` is
+    :func:`summarize_runs` of those differences with ``unit="seed"`` (per-seed values; a t-interval from
+    :data:`MIN_SEEDS_FOR_INTERVAL` seeds on), plus ``detectable`` (:func:`detectable_difference` over the seeds,
+    NaN below :data:`MIN_CLUSTERS_FOR_INTERVAL` of them) and ``seeds_agree`` (every seed's difference has the
+    sign of their mean).
+
+    Returns:
+        ``paired``: one row per ``by``, seed and case with both arms, ``<metric>_difference`` and ``pair`` set to
+        ``"<treatment> − <reference>"``; ``effect``: one row per group of ``by``.
+    """
+    _check_columns(results, [by, pair, seed, case, metric])
+    paired = results.pivot_table(index=[by, seed, case], columns=pair, values=metric).reset_index()
+    difference = f"{metric}_difference"
+    paired = paired.assign(**{difference: paired[treatment] - paired[reference], pair: f"{treatment} − {reference}"})
+    effect = summarize_runs(paired, by=by, metrics=[difference], unit="seed", seed=seed, case=case)
+    seed_effects = paired.groupby([by, seed])[difference].mean().groupby(level=by)
+    effect["detectable"] = effect[by].map(seed_effects.apply(detectable_difference))
+    agree = seed_effects.apply(lambda values: bool((np.sign(values) == np.sign(values.mean())).all()))
+    effect["seeds_agree"] = effect[by].map(agree)
+    return paired, effect
 
 
 def _fmt(value: float, digits: int = 3, signed: bool = False) -> str:

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from medseg_core.exercises import _pretraining_effect, _transfer_results
 from medseg_core.stats import (MIN_SEEDS_FOR_INTERVAL, bootstrap_interval, describe_comparisons, describe_summary,
-                               detectable_difference, foreground_split, paired_comparison, summarize_runs,
-                               summary_table)
+                               detectable_difference, foreground_split, paired_comparison, paired_seed_effect,
+                               summarize_runs, summary_table)
 
 
 def _grid(offsets: dict[str, float], seeds=(0, 1, 2), clusters=4, per_cluster=5, noise=0.02,
@@ -98,3 +99,16 @@ def test_describe_summary_names_the_unit_and_the_seeds():
     assert sentence.startswith("dice (mean over seeds, 3 seeds): both") and sentence.endswith("Highest mean: both.")
     with pytest.raises(ValueError, match="not in the summary"):
         describe_summary(summary, "hd95")
+
+
+def test_paired_seed_effect_pairs_arms_by_seed_and_case():
+    results = _transfer_results()
+    plaque = results[results["truth_pixels"] > 0]
+    paired, effect = paired_seed_effect(plaque, "start", "synthetic", "scratch", by="train_frames")
+    assert set(paired["start"]) == {"synthetic − scratch"}
+    per_seed = paired.groupby(["train_frames", "seed"])["dice_difference"].mean()
+    pd.testing.assert_series_equal(per_seed, _pretraining_effect(results), check_names=False)
+    assert effect["train_frames"].tolist() == [4, 16] and effect["n_seeds"].tolist() == [3, 3]
+    assert effect["seeds_agree"].all()  # the synthetic start gains in every seed by construction
+    assert effect["detectable"].isna().all()  # 3 seeds: below the 5 a spread needs
+    assert effect.loc[0, "mean"] > effect.loc[1, "mean"] > 0  # a larger gain at n = 4 than at n = 16
