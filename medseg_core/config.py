@@ -104,6 +104,9 @@ class TrainConfig:
     monitor_mode: str = "min"  # "min" or "max"
     early_stopping_patience: int | None = None  # epochs without improvement before stopping
     save_every: int = 1  # write last.pt (and a new best.pt) every N epochs and at the end; a resume loses < N epochs
+    # Validate every N epochs and at the last: the monitor, best.pt, plateau schedules and early stopping see the
+    # validated epochs only (their history rows have the val_ columns; the others leave them empty).
+    val_every: int = 1
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"
@@ -121,6 +124,10 @@ class XCAConfig:
     label_every: int = 5  # training/validation videos are labelled every n-th frame, as in MOSXAV
     window_length: int = 4  # T frames per window
     window_policy: str = "centre"  # "centre" (2 before, 1 after for T = 4) or "past"
+    # Training windows: a random train_crop x train_crop window of the image_size frames (one place for all T frames
+    # and the mask), after augmentation; validation and test see whole frames. None: whole frames. SVSnet: a
+    # multiple of 64. Vessels keep the image_size resolution at the cost of a crop-sized training step.
+    train_crop: int | None = None
     augment: bool = True
     seed: int = 0
 
@@ -251,7 +258,7 @@ class Profile:
 
 _POSITIVE = ("epochs", "save_every", "grid_jobs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
              "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample",
-             "train_frames", "steps", "num_threads")
+             "train_frames", "steps", "num_threads", "train_crop", "val_every", "validations")
 _NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
                  "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
 _FRACTIONS = ("val_fraction", "test_fraction", "momentum")

@@ -34,8 +34,9 @@ tests a scheduler's name.
 Choosing ``best.pt``. An epoch is the best so far when ``config.monitor`` improves, or when it ties the best
 value and ``val_loss`` is lower (the tie-break). A monitor that cannot tell epochs apart (validation Dice is
 0 in every epoch when the model finds nothing, or on a split without foreground) thus falls back to the
-validation loss instead of pinning ``best.pt`` to epoch 1, and :meth:`Trainer.fit` warns at the end when the
-monitor was constant or never improved after epoch 1, naming the monitor and what to do.
+validation loss instead of pinning ``best.pt`` to epoch 1. Only validated epochs compete (every
+``config.val_every``-th and the last), and :meth:`Trainer.fit` warns at the end when the
+monitor was constant or never improved after the first validated epoch, naming the monitor and what to do.
 
 Starting weights. :func:`initial_weights` loads a kit checkpoint's model weights into a new model (every
 tensor must match by name and shape); the Trainer stores the record it returns (``init_from``) in every
@@ -131,7 +132,8 @@ class ScheduledLR:
         if interval != self.interval:
             return
         if self.monitor is not None:
-            self.scheduler.step((row or {})[self.monitor])
+            if self.monitor in (row or {}):  # epochs without validation (TrainConfig.val_every) do not count
+                self.scheduler.step(row[self.monitor])
         else:
             self.scheduler.step()
 
@@ -341,7 +343,7 @@ class Trainer:
             self.best_score = score
             self.best_tie_break = None if math.isnan(tie_break) else tie_break
             self.epochs_without_improvement = 0
-        else:
+        elif self.config.monitor in row:  # patience counts the epochs that measured the monitor
             self.epochs_without_improvement += 1
         row["is_best"] = float(improved)
         self.history.append(row)
@@ -374,7 +376,8 @@ class Trainer:
         """Train until ``config.epochs`` (or early stopping); resume from ``out_dir/last.pt`` when ``resume``.
 
         Returns:
-            The history: one row per epoch with ``train_loss``, ``val_loss``, ``val_dice``, ``lr``, ``time_s``.
+            The history: one row per epoch with ``train_loss``, ``val_loss``, ``val_dice``, ``lr``, ``time_s``
+            (``val_`` columns empty on the epochs ``config.val_every`` skips).
         """
         if len(train_loader) == 0:
             raise ValueError("the training loader is empty: check the data folder and the batch size")
@@ -429,19 +432,23 @@ class Trainer:
         return self.history_frame()
 
     def _warn_if_monitor_stalled(self) -> None:
-        """Warn when the monitored value was constant, or never improved after epoch 1, over two or more epochs."""
+        """Warn when the monitored value was constant, or never improved after its first epoch, over two or more
+        validated epochs."""
         monitor = self.config.monitor
-        values = [row.get(monitor, math.nan) for row in self.history]
+        measured = [row for row in self.history if monitor in row]
+        values = [row[monitor] for row in measured]
         if len(values) < 2 or any(math.isnan(v) for v in values):
             return
         best_epochs = [int(row["epoch"]) for row in self.history if row.get("is_best")]
         best = best_epochs[-1] if best_epochs else None
+        first = int(measured[0]["epoch"])
         if len(set(values)) == 1:
             problem = f"was {values[0]:g} in all {len(values)} epochs, so it could not choose a checkpoint"
             if monitor != TIE_BREAK:
                 problem += f"; best.pt is epoch {best}, the lowest {TIE_BREAK} (the tie-break)"
-        elif best == 1:
-            problem = "never improved after epoch 1, so best.pt holds the epoch-1 weights"
+        elif best == first:
+            problem = (f"never improved after epoch {first}, the first validated one, so best.pt holds the epoch-{first} "
+                       "weights")
         else:
             return
         if monitor == TIE_BREAK:
@@ -456,6 +463,10 @@ class Trainer:
             UserWarning,
             stacklevel=3,
         )
+
+    def _validates(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (1-based) is validated: every ``config.val_every``-th and the last."""
+        return epoch % self.config.val_every == 0 or epoch >= self.config.epochs
 
     def _should_stop(self) -> bool:
         patience = self.config.early_stopping_patience
@@ -477,7 +488,7 @@ class Trainer:
                                                            disable=not self.progress)]
         loss_sum, steps = all_reduce_sum([sum(losses), len(losses)], self.device)
         row = {"epoch": float(epoch + 1), "train_loss": loss_sum / steps, "lr": self.optimizer.param_groups[0]["lr"]}
-        if val_loader is not None:
+        if val_loader is not None and self._validates(epoch + 1):
             row.update(self.validate(val_loader))
         row["time_s"] = time.perf_counter() - start
         self.epoch = epoch + 1

@@ -302,3 +302,19 @@ def test_saving_every_second_epoch_resumes_exactly_and_keeps_the_best_epoch(tmp_
     best_full = load_checkpoint(tmp_path / "full" / "best.pt")["model"]
     best_resumed = load_checkpoint(tmp_path / "resumed" / "best.pt")["model"]
     assert all(torch.equal(best_full[name], best_resumed[name]) for name in best_full)
+
+
+def test_validating_every_third_epoch_picks_best_among_validated_epochs(tmp_path):
+    """val_every=3 over 7 epochs validates epochs 3, 6 and 7; the others have empty val_ columns and never win."""
+    train, val = _loaders()
+    config = _config(epochs=7, val_every=3, monitor="val_dice", monitor_mode="max", scheduler="plateau",
+                     plateau_patience=0, early_stopping_patience=5)
+    history = Trainer(_model(), _bce, config, tmp_path, progress=False, metadata=META).fit(train, val)
+    validated = history.dropna(subset=["val_dice"])
+    assert list(validated["epoch"]) == [3, 6, 7]
+    assert history["val_loss"].isna().sum() == 4
+    assert set(history.loc[history["is_best"] == 1, "epoch"]) <= {3, 6, 7}
+    assert history.loc[history["epoch"] == 3, "is_best"].item() == 1  # the first validated epoch sets the best
+    best_epoch = int(history.loc[history["is_best"] == 1, "epoch"].iloc[-1])
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == best_epoch
+    assert len(history) == 7  # patience 5 counts validated epochs: 2 at most after the best, no early stop

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from medseg_core.config import XCAConfig
+from medseg_core.errors import ConfigError
 from medseg_core.data.io import DataError, write_image
 from medseg_core.data.transforms import xca_train_transforms
 from medseg_core.data.preprocess import scale_by_frame_max
@@ -351,6 +352,26 @@ def test_xca_dataloaders_builds_each_split(tmp_path: Path) -> None:
     assert loaders["test"].dataset.window_policy == "past"
     flat = xca_dataloaders(tmp_path, config, batch_size=3, splits=("test",), time_axis=False)
     assert next(iter(flat["test"]))["image"].shape == (3, 2, 8, 8)
+
+
+def test_train_crop_crops_training_windows_only_and_keeps_frames_and_mask_aligned(tmp_path: Path) -> None:
+    for seed, split in enumerate(["train", "val"]):
+        write_video(tmp_path / split, "v", 6, [0, 2, 4], video_seed=seed)
+    config = XCAConfig(image_size=16, window_length=2, train_crop=8, augment=False)
+    loaders = xca_dataloaders(tmp_path, config, batch_size=3, seed=0, splits=("train", "val"))
+    whole = XCAWindowDataset(tmp_path / "train", window_length=2, image_size=16)
+    torch.manual_seed(0)
+    batch = next(iter(loaders["train"]))
+    assert batch["image"].shape == (3, 1, 2, 8, 8) and batch["mask"].shape == (3, 1, 8, 8)
+    assert next(iter(loaders["val"]))["image"].shape == (3, 1, 2, 16, 16)  # validation sees whole frames
+    for image, mask, case in zip(batch["image"], batch["mask"], batch["id"]):
+        full = whole[whole.samples.index[whole.samples["id"] == case][0]]
+        # the crop is one window of the whole sample: find it, and the mask must come from the same place
+        places = [(top, left) for top in range(9) for left in range(9)
+                  if torch.equal(full["image"][..., top:top + 8, left:left + 8], image)]
+        assert places and any(torch.equal(full["mask"][..., t:t + 8, l:l + 8], mask) for t, l in places)
+    with pytest.raises(ConfigError, match="train_crop=32 is larger than the 16 px frames"):
+        xca_dataloaders(tmp_path, XCAConfig(image_size=16, train_crop=32), batch_size=1, splits=("train",))
 
 
 def test_xca_dataloaders_missing_split(tmp_path: Path) -> None:

@@ -39,8 +39,10 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 from medseg_core.config import XCAConfig
+from medseg_core.errors import ConfigError
 from medseg_core.data.io import (DataError, MaskSummary, image_size, list_images, read_image, read_label_mask,
                                  warn_aspect_change)
 from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
@@ -421,7 +423,8 @@ def xca_dataloaders(
 ) -> dict[str, DataLoader]:
     """DataLoaders for the split folders ``root/<split>``: "train" shuffled and augmented, the others neither.
 
-    Reads ``window_length``, ``window_policy``, ``image_size`` and ``augment`` from ``xca_config``. Shuffling
+    Reads ``window_length``, ``window_policy``, ``image_size``, ``augment`` and ``train_crop`` (training windows
+    cropped at random, validation and test whole) from ``xca_config``. Shuffling
     uses a ``torch.Generator`` seeded with ``seed``; DataLoader workers get seeds derived from it, so augmentation
     repeats in worker processes. With ``num_workers=0`` augmentation draws from torch's global generator: seed it
     with :func:`medseg_core.runtime.seed_everything`. Under ``torchrun`` the "train" and "val" loaders read this
@@ -463,9 +466,7 @@ def xca_dataloaders(
     loaders: dict[str, DataLoader] = {}
     for split in splits:
         is_train = split == "train"
-        transform = (
-            xca_train_transforms(xca_config.image_size, augment_strength) if is_train and xca_config.augment else None
-        )
+        transform = _train_transform(xca_config, augment_strength) if is_train else None
         dataset = XCAWindowDataset(
             root / ("train" if split in chosen else split),
             window_length=xca_config.window_length,
@@ -487,6 +488,20 @@ def xca_dataloaders(
             persistent_workers=num_workers > 0,
         )
     return loaders
+
+
+def _train_transform(xca_config: XCAConfig, augment_strength: str) -> v2.Transform | None:
+    """The training split's transform: augmentation (``xca.augment``), then the random crop (``xca.train_crop``)."""
+    steps: list[v2.Transform] = []
+    if xca_config.augment:
+        steps.append(xca_train_transforms(xca_config.image_size, augment_strength))
+    crop = xca_config.train_crop
+    if crop is not None:
+        if crop > min(size_pair(xca_config.image_size)):
+            raise ConfigError(f"xca.train_crop={crop} is larger than the {xca_config.image_size} px frames "
+                              "(xca.image_size); use a crop at most the frame size, or None for whole frames")
+        steps.append(v2.RandomCrop(crop))
+    return v2.Compose(steps) if steps else None
 
 
 def _carve_validation(root: Path, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
