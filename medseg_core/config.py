@@ -165,6 +165,8 @@ class AblationConfig:
     overrides: dict[str, Any] = field(default_factory=dict)
     latency_repeats: int = 5  # timed forward passes per model in architecture tables (median reported)
     grid_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # {grid name: seeds} where not ``seeds``
+    # {grid name: the variants run} where not all of them (a budget choice; the reference is always among them)
+    grid_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def seeds_for(self, grid: str) -> tuple[int, ...]:
         """The seeds of the grid named ``grid`` (e.g. ``"ablation_eca"``): ``grid_seeds[grid]``, else ``seeds``."""
@@ -177,12 +179,14 @@ class TransferConfig:
 
     Every run fine-tunes DeepLabV3+ on ``n`` real training frames (each of ``train_frames``), from random weights
     and from the synthetic-trained model of notebook 04, for the same number of optimisation ``steps`` whatever
-    ``n`` (so small sets are not also short trainings), with the ``real-oct`` recipe's split and ``overrides``.
+    ``n`` (so small sets are not also short trainings) and about the same number of ``validations`` (so small sets
+    do not also get more chances at a lucky checkpoint), with the ``real-oct`` recipe's split and ``overrides``.
     """
 
     train_frames: tuple[int, ...] = (8, 16, 32, 64)
     seeds: tuple[int, ...] = (0,)
     steps: int = 100  # optimisation steps per run
+    validations: int = 10  # validated epochs per run (deeplab.val_every = epochs // validations, at least 1)
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -351,14 +355,16 @@ def _cpu() -> Profile:
         ),
         # Ablation budgets, 5 seeds each. ECA grid (notebook 05): one fixed split with 5 test patients (14 pullbacks
         # of 6 frames, 35 % held out for testing), 96² frames, 16 epochs of 10 steps: past the all-background phase
-        # (DeepLabV3+ from scratch starts finding plaque after about 70 steps). Window grid (notebook 06): 64²; at
-        # 128² it would take about 35 minutes more on 2 cores (estimated from the measured time per step).
+        # (DeepLabV3+ from scratch starts finding plaque after about 70 steps). Window grid (notebook 06): 128²
+        # frames, where vessels are 0.5-3 px wide, trained on random 64² crops (a 64² step: whole 128² frames would
+        # take about 35 minutes more on 2 cores), validated every 2nd epoch and tested on whole frames; T = 1, 2, 4, 7
+        # and the U-Net (T = 3 and 5 add about 8 minutes: `ablation.grid_variants`).
         ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), overrides={
-            "xca.image_size": 64, "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2,
-            "svsnet.epochs": 20,
+            "xca.num_train_videos": 8, "xca.num_val_videos": 2, "xca.num_test_videos": 2, "xca.train_crop": 64,
+            "svsnet.epochs": 20, "svsnet.val_every": 2,
             "oct.num_patients": 14, "oct.frames_per_patient": 6, "oct.test_fraction": 0.35, "oct.image_size": 96,
             "deeplab.epochs": 16, "deeplab.batch_size": 4, "deeplab.lr": 2e-3,
-        }, latency_repeats=5),
+        }, latency_repeats=5, grid_variants={"ablation_window_length": ("T1", "T2", "T4", "T7", "unet2d")}),
         transfer=TransferConfig(train_frames=(16, 64), seeds=(0, 1, 2), steps=160),
         grid_jobs=2,
     )

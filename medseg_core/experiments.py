@@ -26,8 +26,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from .checkpoints import RunMetadata, load_checkpoint, load_model
-from .config import RECIPES, Profile
-from .errors import ConfigError
+from .config import RECIPES, Profile, TransferConfig
+from .errors import ConfigError, UnknownNameError
 from .evaluation import evaluate
 from .files import ensure_writable, folder_fingerprint, write_csv_atomic
 from .models import create_model
@@ -49,6 +49,7 @@ __all__ = [
     "TRANSFER_STARTS",
     "transfer_profile",
     "synthetic_to_real",
+    "transfer_budget",
     "transfer_run_dir",
     "RunSource",
     "svsnet_sources",
@@ -252,6 +253,7 @@ class Ablation:
         task: ``"xca"`` or ``"oct"``.
         variants: ``{variant: {"model_name", "model_kwargs", "overrides"}}`` as :func:`run_grid` takes them.
         reference: the variant the others are compared with.
+        notebook: the notebook that runs the grid (named in :meth:`source`).
         levels: an optional numeric level per variant (e.g. the window length), for curves.
     """
 
@@ -259,7 +261,25 @@ class Ablation:
     task: str
     variants: Mapping[str, Mapping[str, Any]]
     reference: str
+    notebook: str
     levels: Mapping[str, float] = field(default_factory=dict)
+
+    def variants_for(self, profile: Profile) -> dict[str, Mapping[str, Any]]:
+        """The variants ``profile`` runs, in the grid's order: ``profile.ablation.grid_variants[name]``, else all.
+
+        Raises:
+            UnknownNameError: a chosen variant is not in the grid, or the reference is left out; the message lists
+                the grid's variants.
+        """
+        chosen = profile.ablation.grid_variants.get(self.name)
+        if chosen is None:
+            return dict(self.variants)
+        unknown = sorted(set(chosen) - set(self.variants))
+        if unknown or self.reference not in chosen:
+            problem = f"unknown variants {unknown}" if unknown else f"the reference {self.reference!r} is left out"
+            raise UnknownNameError(f"ablation.grid_variants[{self.name!r}]: {problem}; the grid's variants: "
+                                   f"{', '.join(self.variants)} (the reference {self.reference!r} must be one)")
+        return {name: spec for name, spec in self.variants.items() if name in chosen}
 
     def results_dir(self, profile: Profile) -> Path:
         """Folder of the grid's run folders for ``profile``."""
@@ -271,15 +291,24 @@ class Ablation:
         variant_profile = profile.ablation_profile().override(spec.get("overrides"))
         return _grid_run_dir(get_task(self.task), variant_profile, self.results_dir(profile), spec, seed)
 
+    def source(self, profile: Profile, variant: str, seed: int = 0) -> RunSource:
+        """One run of the grid as a :class:`RunSource`, for :func:`reuse_or_train` (other notebooks reuse it)."""
+        spec = self.variants[variant]
+        return RunSource(self.notebook, self.task, profile.ablation_profile().override(spec.get("overrides")),
+                         self.run_dir(profile, variant, seed), spec.get("model_name") or get_task(self.task).default_model,
+                         dict(spec.get("model_kwargs") or {}), seed)
+
     def run(self, profile: Profile, seeds: Sequence[int] | None = None, recompute: bool = False,
             verbose: bool = True) -> pd.DataFrame:
-        """Train (or read back) every variant with every seed; per-case results (see :func:`run_grid`).
+        """Train (or read back) every variant of :meth:`variants_for` with every seed; per-case results (see
+        :func:`run_grid`).
 
         ``seeds`` defaults to ``profile.ablation.seeds_for(name)``; a ``level`` column is added when levels are
         defined.
         """
         seeds = profile.ablation.seeds_for(self.name) if seeds is None else seeds
-        results = run_grid(self.task, profile.ablation_profile(), self.variants, seeds, self.results_dir(profile),
+        results = run_grid(self.task, profile.ablation_profile(), self.variants_for(profile), seeds,
+                           self.results_dir(profile),
                            recompute=recompute, verbose=verbose)
         if self.levels:
             results["level"] = results["variant"].map(self.levels)
@@ -290,11 +319,12 @@ class Ablation:
         return _runs_relative(self.results_dir(profile), profile)
 
     def seeds_on_disk(self, profile: Profile) -> list[int]:
-        """Seeds whose results exist for every variant (what :meth:`run` can read back without training)."""
+        """Seeds whose results exist for every variant of :meth:`variants_for` (what :meth:`run` reads back)."""
         seeds = sorted({int(path.parent.name.rsplit("_seed", 1)[1])
                         for path in self.results_dir(profile).glob(f"*_seed*/{RESULTS_FILE}")})
         return [seed for seed in seeds
-                if all((self.run_dir(profile, variant, seed) / RESULTS_FILE).is_file() for variant in self.variants)]
+                if all((self.run_dir(profile, variant, seed) / RESULTS_FILE).is_file()
+                       for variant in self.variants_for(profile))]
 
 
 ECA_ABLATION = Ablation(
@@ -306,6 +336,7 @@ ECA_ABLATION = Ablation(
         "unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 28}},
     },
     reference="none",
+    notebook="05_ablation_eca",
 )
 
 WINDOW_LENGTHS = (1, 2, 3, 4, 5, 7)
@@ -317,6 +348,7 @@ WINDOW_LENGTH_ABLATION = Ablation(
         "unet2d": {"model_name": "unet2d"},  # the 2D U-Net sees the labelled frame alone
     },
     reference="T1",
+    notebook="06_ablation_window_length",
     levels={f"T{t}": t for t in WINDOW_LENGTHS},
 )
 
@@ -363,6 +395,16 @@ def transfer_profile(profile: Profile) -> Profile:
     return profile.override({**RECIPES["real-oct"], **profile.transfer.overrides, "name": f"{profile.name}_real-oct"})
 
 
+def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig) -> dict[str, int]:
+    """The overrides of a fine-tuning run on ``frames`` frames: epochs for ``transfer.steps`` optimisation steps
+    (the training loader drops a partial last batch, so ``frames // batch_size`` steps an epoch, or one step when
+    ``frames <= batch_size``) and ``deeplab.val_every`` for about ``transfer.validations`` validated epochs."""
+    steps_per_epoch = frames // batch_size if frames > batch_size else 1
+    epochs = math.ceil(transfer.steps / steps_per_epoch)
+    return {"oct.train_frames": frames, "deeplab.epochs": epochs,
+            "deeplab.val_every": max(1, epochs // transfer.validations)}
+
+
 def synthetic_to_real(
     profile: Profile,
     real_root: str | Path,
@@ -375,8 +417,9 @@ def synthetic_to_real(
 ) -> pd.DataFrame:
     """Fine-tune DeepLabV3+ on ``n`` real frames, from random weights and from ``pretrained``; test on the real block.
 
-    Every run has the same number of optimisation steps (``profile.transfer.steps``), so a small ``n`` means
-    less data, not also less training; the ``n`` frames are every k-th of the training block
+    Every run has the same number of optimisation steps (``profile.transfer.steps``) and about the same number of
+    validated epochs (``profile.transfer.validations``), so a small ``n`` means less data, not also less training
+    or more checkpoints to choose from; the ``n`` frames are every k-th of the training block
     (:func:`medseg_core.data.oct.every_kth_frame`), the same for every seed (seeds vary initialisation and
     order). Checkpoints are chosen on the validation block. Runs are read back when their results exist
     (:func:`run_grid`), under ``runs/<profile>_real-oct/synthetic_to_real/<start>_n<n>/``.
@@ -407,8 +450,7 @@ def synthetic_to_real(
             warnings.simplefilter("ignore")
             used_set = task.make_loaders(sized, Path(real_root), "deeplabv3plus", 0)["train"].dataset
         used = len(used_set)
-        steps_per_epoch = used // batch if used > batch else 1
-        budget = {"oct.train_frames": used, "deeplab.epochs": math.ceil(profile.transfer.steps / steps_per_epoch)}
+        budget = transfer_budget(used, batch, profile.transfer)
         for start in TRANSFER_STARTS:
             variant = f"{start}_n{used}"  # a count above the training block's size is the same variant: run once
             variants[variant] = {"model_name": "deeplabv3plus", "overrides": budget, "folder": variant,
@@ -479,8 +521,7 @@ def svsnet_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
     task, length = get_task("xca"), profile.xca.window_length
     return [
         RunSource("02_train_svsnet", "xca", profile, task.run_dir(profile, "svsnet", seed=seed), "svsnet", {}, seed),
-        RunSource("06_ablation_window_length", "xca", profile.ablation_profile().override({"xca.window_length": length}),
-                  WINDOW_LENGTH_ABLATION.run_dir(profile, f"T{length}", seed), "svsnet", {}, seed),
+        WINDOW_LENGTH_ABLATION.source(profile, f"T{length}", seed),
     ]
 
 
@@ -490,8 +531,7 @@ def deeplab_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
     return [
         RunSource("04_train_deeplabv3plus_eca", "oct", profile, task.run_dir(profile, "deeplabv3plus", seed=seed),
                   "deeplabv3plus", {}, seed),
-        RunSource("05_ablation_eca", "oct", profile.ablation_profile(), ECA_ABLATION.run_dir(profile, "both", seed),
-                  "deeplabv3plus", {"eca": "both"}, seed),
+        ECA_ABLATION.source(profile, "both", seed),
     ]
 
 

@@ -17,6 +17,7 @@ import torch.nn as nn  # noqa: E402
 from medseg_core import experiments as ex  # noqa: E402
 from medseg_core import provenance, viz  # noqa: E402
 from medseg_core.config import get_profile  # noqa: E402
+from medseg_core.errors import UnknownNameError  # noqa: E402
 from medseg_core.models import create_model  # noqa: E402
 from medseg_core.models import summary  # noqa: E402
 from medseg_core.models.summary import count_parameters  # noqa: E402
@@ -103,6 +104,14 @@ def test_grids_hold_the_issue_variants_and_a_size_matched_unet():
     assert ex.WINDOW_LENGTHS == (1, 2, 3, 4, 5, 7)
     assert {spec["overrides"]["xca.window_length"] for name, spec in ex.WINDOW_LENGTH_ABLATION.variants.items()
             if name != "unet2d"} == set(ex.WINDOW_LENGTHS)
+    grid = ex.WINDOW_LENGTH_ABLATION
+    assert list(grid.variants_for(get_profile("paper"))) == list(grid.variants)  # paper: every window length
+    assert list(grid.variants_for(get_profile("cpu"))) == ["T1", "T2", "T4", "T7", "unet2d"]
+    chosen = get_profile("cpu", {"ablation.grid_variants": {grid.name: ["T4", "T1"]}})
+    assert list(grid.variants_for(chosen)) == ["T1", "T4"]  # the grid's order
+    for wrong, message in ((["T1", "T9"], r"unknown variants \['T9'\]"), (["T4"], "the reference 'T1' is left out")):
+        with pytest.raises(UnknownNameError, match=message):
+            grid.variants_for(get_profile("cpu", {"ablation.grid_variants": {grid.name: wrong}}))
     unet = create_model("unet2d", in_channels=3, num_classes=2, **ex.ECA_ABLATION.variants["unet"]["model_kwargs"])
     deeplab = create_model("deeplabv3plus", num_classes=2, eca="none")
     assert abs(count_parameters(unet) / count_parameters(deeplab) - 1) < 0.05
@@ -229,3 +238,15 @@ def test_compare_tables_matches_rows_named_by_a_number_of_training_frames(tmp_pa
     table.to_csv(fresh / "curve.csv", index=False)
     result = provenance.compare_tables(fresh, committed)
     assert result["column"].tolist() == ["dice"] and result["within"].all()
+
+
+def test_transfer_runs_get_equal_steps_and_about_equal_validations_whatever_the_number_of_frames():
+    transfer = get_profile("cpu").transfer
+    for frames in (16, 64, 70):
+        budget = ex.transfer_budget(frames, 4, transfer)
+        steps = budget["deeplab.epochs"] * (frames // 4)
+        validated = budget["deeplab.epochs"] // budget["deeplab.val_every"] + (budget["deeplab.epochs"] % budget["deeplab.val_every"] > 0)
+        assert transfer.steps <= steps < transfer.steps + frames // 4  # the last epoch may run past the budget
+        assert abs(validated - transfer.validations) <= 1 + transfer.validations // 2, (frames, budget)
+    assert ex.transfer_budget(16, 4, transfer) == {"oct.train_frames": 16, "deeplab.epochs": 40, "deeplab.val_every": 4}
+    assert ex.transfer_budget(3, 4, transfer)["deeplab.epochs"] == transfer.steps  # one step an epoch
