@@ -443,12 +443,13 @@ class Trainer:
         best = best_epochs[-1] if best_epochs else None
         first = int(measured[0]["epoch"])
         if len(set(values)) == 1:
-            problem = f"was {values[0]:g} in all {len(values)} epochs, so it could not choose a checkpoint"
+            epochs = "epochs" if len(values) == len(self.history) else "validated epochs"
+            problem = f"was {values[0]:g} in all {len(values)} {epochs}, so it could not choose a checkpoint"
             if monitor != TIE_BREAK:
                 problem += f"; best.pt is epoch {best}, the lowest {TIE_BREAK} (the tie-break)"
         elif best == first:
-            problem = (f"never improved after epoch {first}, the first validated one, so best.pt holds the epoch-{first} "
-                       "weights")
+            which = f"epoch {first}," if first == 1 else f"epoch {first}, the first validated one,"
+            problem = f"never improved after {which} so best.pt holds the epoch-{first} weights"
         else:
             return
         if monitor == TIE_BREAK:
