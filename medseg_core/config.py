@@ -94,7 +94,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "none"  # "none" | "cosine" | "plateau" | "inverse_time"
     lr_decay: float = 0.0  # "inverse_time": lr_t = lr / (1 + lr_decay * iteration), Keras' ``decay``
-    plateau_patience: int = 5
+    plateau_patience: int = 5  # validated epochs without improvement before "plateau" lowers the lr
     grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
     amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs with native bf16 (runtime.autocast_dtype)
     channels_last: bool = True  # channels_last memory format for 2D models (runtime.memory_format)
@@ -102,7 +102,7 @@ class TrainConfig:
     num_threads: int | None = None  # torch.set_num_threads for the whole process; None keeps torch's default
     monitor: str = "val_loss"  # history column that picks the best checkpoint
     monitor_mode: str = "min"  # "min" or "max"
-    early_stopping_patience: int | None = None  # epochs without improvement before stopping
+    early_stopping_patience: int | None = None  # validated epochs without improvement before stopping
     save_every: int = 1  # write last.pt (and a new best.pt) every N epochs and at the end; a resume loses < N epochs
     # Validate every N epochs and at the last: the monitor, best.pt, plateau schedules and early stopping see the
     # validated epochs only (their history rows have the val_ columns; the others leave them empty).
@@ -186,7 +186,7 @@ class TransferConfig:
     train_frames: tuple[int, ...] = (8, 16, 32, 64)
     seeds: tuple[int, ...] = (0,)
     steps: int = 100  # optimisation steps per run
-    validations: int = 10  # validated epochs per run (deeplab.val_every = epochs // validations, at least 1)
+    validations: int = 10  # validated epochs per run, at most (deeplab.val_every = ceil(epochs / validations))
     overrides: dict[str, Any] = field(default_factory=dict)
 
 

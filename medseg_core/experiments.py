@@ -292,7 +292,13 @@ class Ablation:
         return _grid_run_dir(get_task(self.task), variant_profile, self.results_dir(profile), spec, seed)
 
     def source(self, profile: Profile, variant: str, seed: int = 0) -> RunSource:
-        """One run of the grid as a :class:`RunSource`, for :func:`reuse_or_train` (other notebooks reuse it)."""
+        """One run of the grid as a :class:`RunSource`, for :func:`reuse_or_train` (other notebooks reuse it).
+
+        Raises:
+            UnknownNameError: ``variant`` is not in the grid; the message lists its variants.
+        """
+        if variant not in self.variants:
+            raise UnknownNameError(f"{self.name} has no variant {variant!r}; its variants: {', '.join(self.variants)}")
         spec = self.variants[variant]
         return RunSource(self.notebook, self.task, profile.ablation_profile().override(spec.get("overrides")),
                          self.run_dir(profile, variant, seed), spec.get("model_name") or get_task(self.task).default_model,
@@ -398,11 +404,12 @@ def transfer_profile(profile: Profile) -> Profile:
 def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig) -> dict[str, int]:
     """The overrides of a fine-tuning run on ``frames`` frames: epochs for ``transfer.steps`` optimisation steps
     (the training loader drops a partial last batch, so ``frames // batch_size`` steps an epoch, or one step when
-    ``frames <= batch_size``) and ``deeplab.val_every`` for about ``transfer.validations`` validated epochs."""
+    ``frames <= batch_size``) and ``deeplab.val_every`` for at most ``transfer.validations`` validated epochs
+    (fewer by at most half when the epochs do not divide evenly)."""
     steps_per_epoch = frames // batch_size if frames > batch_size else 1
     epochs = math.ceil(transfer.steps / steps_per_epoch)
     return {"oct.train_frames": frames, "deeplab.epochs": epochs,
-            "deeplab.val_every": max(1, epochs // transfer.validations)}
+            "deeplab.val_every": math.ceil(epochs / transfer.validations)}
 
 
 def synthetic_to_real(
@@ -517,12 +524,13 @@ class RunSource:
 
 
 def svsnet_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
-    """Where an SVSnet run of ``profile`` may be: notebooks 00 / 02 (one folder), the window-length ablation."""
-    task, length = get_task("xca"), profile.xca.window_length
-    return [
-        RunSource("02_train_svsnet", "xca", profile, task.run_dir(profile, "svsnet", seed=seed), "svsnet", {}, seed),
-        WINDOW_LENGTH_ABLATION.source(profile, f"T{length}", seed),
-    ]
+    """Where an SVSnet run of ``profile`` may be: notebooks 00 / 02 (one folder), the window-length ablation (when
+    the profile's window length is one of its variants)."""
+    task, variant = get_task("xca"), f"T{profile.xca.window_length}"
+    sources = [RunSource("02_train_svsnet", "xca", profile, task.run_dir(profile, "svsnet", seed=seed), "svsnet", {}, seed)]
+    if variant in WINDOW_LENGTH_ABLATION.variants:
+        sources.append(WINDOW_LENGTH_ABLATION.source(profile, variant, seed))
+    return sources
 
 
 def deeplab_sources(profile: Profile, seed: int = 0) -> list[RunSource]:

@@ -132,8 +132,7 @@ class ScheduledLR:
         if interval != self.interval:
             return
         if self.monitor is not None:
-            if self.monitor in (row or {}):  # epochs without validation (TrainConfig.val_every) do not count
-                self.scheduler.step(row[self.monitor])
+            self.scheduler.step((row or {})[self.monitor])
         else:
             self.scheduler.step()
 
@@ -142,7 +141,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Sc
     """Scheduler named by ``config.scheduler``, with its interval.
 
     - ``"cosine"``: cosine annealing over ``config.epochs`` (every epoch).
-    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (every epoch; the OCT reference implementation's choice, on val Dice).
+    - ``"plateau"``: ReduceLROnPlateau on ``config.monitor`` (every validated epoch, see ``config.val_every``, so its
+      patience counts validations; the OCT reference implementation's choice, on val Dice).
     - ``"inverse_time"``: ``lr / (1 + lr_decay * iteration)``, every optimisation step. This is what Keras'
       ``SGD(decay=1e-6)`` in the official SVSnet code means; it is *not* weight decay.
     """
@@ -327,9 +327,13 @@ class Trainer:
         truth = (target[:, 0] if target.ndim == predicted.ndim + 1 else target) > 0
         return loss, 2.0 * (predicted & truth).sum().item(), float(predicted.sum().item() + truth.sum().item())
 
-    def on_epoch_end(self, row: dict[str, float]) -> None:
-        """Step epoch-level schedulers, track the best score, write checkpoints and history, run callbacks."""
-        if self.schedule is not None:
+    def on_epoch_end(self, row: dict[str, float], validated: bool = True) -> None:
+        """Step epoch-level schedulers, track the best score, write checkpoints and history, run callbacks.
+
+        ``validated``: whether this epoch ran validation (``config.val_every``). Epochs without it never become the
+        best, do not step a scheduler that reads the monitor and do not count towards early-stopping patience.
+        """
+        if self.schedule is not None and (validated or self.schedule.monitor is None):
             self.schedule.step("epoch", row)
         score = row.get(self.config.monitor, math.nan)
         tie_break = row.get(TIE_BREAK, math.nan)
@@ -343,7 +347,7 @@ class Trainer:
             self.best_score = score
             self.best_tie_break = None if math.isnan(tie_break) else tie_break
             self.epochs_without_improvement = 0
-        elif self.config.monitor in row:  # patience counts the epochs that measured the monitor
+        elif validated:
             self.epochs_without_improvement += 1
         row["is_best"] = float(improved)
         self.history.append(row)
@@ -426,7 +430,7 @@ class Trainer:
             if self._should_stop():
                 break
             row = self._run_epoch(epoch, train_loader, val_loader)
-            self.on_epoch_end(row)
+            self.on_epoch_end(row, validated=val_loader is None or self._validates(epoch + 1))
             epochs.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k in ("train_loss", "val_loss", "val_dice")})
         self._warn_if_monitor_stalled()
         return self.history_frame()

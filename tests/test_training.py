@@ -308,7 +308,7 @@ def test_validating_every_third_epoch_picks_best_among_validated_epochs(tmp_path
     """val_every=3 over 7 epochs validates epochs 3, 6 and 7; the others have empty val_ columns and never win."""
     train, val = _loaders()
     config = _config(epochs=7, val_every=3, monitor="val_dice", monitor_mode="max", scheduler="plateau",
-                     plateau_patience=0, early_stopping_patience=5)
+                     plateau_patience=0, early_stopping_patience=2)
     history = Trainer(_model(), _bce, config, tmp_path, progress=False, metadata=META).fit(train, val)
     validated = history.dropna(subset=["val_dice"])
     assert list(validated["epoch"]) == [3, 6, 7]
@@ -317,4 +317,25 @@ def test_validating_every_third_epoch_picks_best_among_validated_epochs(tmp_path
     assert history.loc[history["epoch"] == 3, "is_best"].item() == 1  # the first validated epoch sets the best
     best_epoch = int(history.loc[history["is_best"] == 1, "epoch"].iloc[-1])
     assert load_checkpoint(tmp_path / "best.pt")["epoch"] == best_epoch
-    assert len(history) == 7  # patience 5 counts validated epochs: 2 at most after the best, no early stop
+    # patience 2 counts validated epochs only: counting every epoch would have stopped after epoch 5
+    assert len(history) == 7
+    # the plateau scheduler steps after validated epochs only (a step without the monitor would lower the lr)
+    lrs = history.set_index("epoch")["lr"]
+    assert all(lrs[epoch + 1] == lrs[epoch] for epoch in (1, 2, 4, 5))
+
+
+def test_resume_inside_a_validation_cycle_repeats_the_run_exactly(tmp_path):
+    """val_every=3, save_every=2, interrupted after epoch 5 (last.pt at 4): the resumed run equals the full one."""
+    train, val = _loaders()
+    config = _config(epochs=7, val_every=3, save_every=2, monitor="val_dice", monitor_mode="max")
+    full = Trainer(_model(), _bce, config, tmp_path / "full", progress=False, metadata=META).fit(train, val)
+    interrupted = Trainer(_model(), _bce, config, tmp_path / "resumed", callbacks=[_interrupt_after(5)],
+                          progress=False, metadata=META)
+    with pytest.raises(Interrupt):
+        interrupted.fit(train, val)
+    resumed = Trainer(_model(), _bce, config, tmp_path / "resumed", progress=False, metadata=META).fit(train, val)
+    pd.testing.assert_frame_equal(full.drop(columns="time_s"), resumed.drop(columns="time_s"))
+    best_full = load_checkpoint(tmp_path / "full" / "best.pt")
+    best_resumed = load_checkpoint(tmp_path / "resumed" / "best.pt")
+    assert best_full["epoch"] == best_resumed["epoch"]
+    assert all(torch.equal(best_full["model"][name], best_resumed["model"][name]) for name in best_full["model"])
