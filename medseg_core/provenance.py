@@ -209,15 +209,18 @@ rest on differences larger than the per-seed spread, and ``medseg check-figures`
 _KEY_COLUMNS = ("seed", "level", "window_length", "fold", "epoch", "frame", "pullback",
                 "train_frames")  # numbers that name rows
 _UNSTABLE_COLUMNS = re.compile(r"seconds|latency|_ms$|time|threads|timestamp")
+_DERIVED_TEXT_COLUMNS = ("per_seed",)  # numbers written as text ("0: 0.415, 1: 0.523"), compared through their columns
 
 
 def compare_tables(fresh: str | Path, committed: str | Path | None = None, *,
                    tolerance: float = RERUN_TOLERANCE) -> pd.DataFrame:
     """Compare every table of the committed manifest with the same table in ``fresh`` (a figures folder).
 
-    Rows are matched on the text columns (variant, metric, id, ...); numeric columns are compared by their
-    largest absolute difference. Timing columns (seconds, latency, threads) are left out: they measure the
-    machine, not the method.
+    Rows are matched on the text columns (variant, metric, id, ...) and the numbers that name rows (seed, level,
+    train_frames, ...); numeric columns are compared by their largest absolute difference, true/false columns
+    (``hd95_failed``, ``seeds_agree``) as 0/1. Timing columns (seconds, latency, threads) are left out: they
+    measure the machine, not the method; so are per-seed values written as text (``per_seed``), whose numbers
+    the other tables hold.
 
     Returns:
         One row per table and numeric column: ``table``, ``column``, ``max_abs_difference``, ``within``
@@ -234,6 +237,10 @@ def compare_tables(fresh: str | Path, committed: str | Path | None = None, *,
             rows.append({"table": name, "column": "(missing)", "max_abs_difference": float("nan"), "within": False})
             continue
         candidate = pd.read_csv(Path(fresh) / name)
+        reference, candidate = (table.drop(columns=[c for c in _DERIVED_TEXT_COLUMNS if c in table])
+                                for table in (reference, candidate))
+        flags = [c for c in reference.select_dtypes("bool").columns if c in candidate]
+        reference[flags], candidate[flags] = reference[flags].astype(float), candidate[flags].astype(float)
         numeric = [c for c in reference.select_dtypes("number").columns
                    if c in candidate and not _UNSTABLE_COLUMNS.search(c)]
         keys = [c for c in reference.columns if c in candidate and

@@ -226,6 +226,23 @@ def test_compare_tables_flags_moved_and_missing_tables(tmp_path):
     assert provenance.compare_tables(fresh, committed, tolerance=0.06).loc[0, "within"]
 
 
+def test_compare_tables_compares_flags_and_ignores_per_seed_text(tmp_path):
+    """A rerun that flips an hd95 failure and rewrites per_seed is compared column by column, not "rows differ"."""
+    committed = tmp_path / "committed"
+    writer = provenance.FigureWriter(committed, "06_ablation_window_length", "cpu", seeds=(0, 1))
+    table = pd.DataFrame({"variant": ["T1", "T4"], "dice": [0.40, 0.55], "per_seed": ["0: 0.40", "0: 0.55"],
+                          "hd95_failed": [False, False]})
+    writer.save_table(table, "summary")
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    table.assign(dice=[0.41, 0.55], per_seed=["0: 0.41", "0: 0.55"], hd95_failed=[False, True]).to_csv(
+        fresh / "summary.csv", index=False)
+    result = provenance.compare_tables(fresh, committed).set_index("column")
+    assert list(result.index) == ["dice", "hd95_failed"]
+    assert result.loc["dice", "within"] and not result.loc["hd95_failed", "within"]
+    assert result.loc["hd95_failed", "max_abs_difference"] == 1.0
+
+
 def test_compare_tables_matches_rows_named_by_a_number_of_training_frames(tmp_path):
     """Notebook 09's tables name rows by start and train_frames: an identical rerun is within, not "rows differ"."""
     committed = tmp_path / "committed"
