@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .experiments import train
     from .runtime import is_main_process
-    from .stats import summarize
+    from .stats import foreground_split, summarize
     from .tasks import get_task
 
     profile = get_profile(args.profile, parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
@@ -106,14 +106,15 @@ def _train(args: argparse.Namespace) -> int:
     if "test" in run.loaders:
         results = run.evaluate("test")
         results.to_csv(run.run_dir / "test_metrics.csv", index=False)
-        foreground, empty = results[results["truth_pixels"] > 0], results[results["truth_pixels"] == 0]
+        foreground = results[results["truth_pixels"] > 0]
         print(f"\ntest metrics on the {len(foreground)} of {len(results)} cases with foreground (intervals resample "
               "whole videos or patients, none below 5):")
         if len(foreground):
             print(summarize(foreground, cluster="cluster").round(4).to_string())
-        if len(empty):
-            print(f"false alarms: {int((empty['predicted_pixels'] > 0).sum())} of the {len(empty)} cases without "
-                  "foreground have predicted pixels")
+        for row in foreground_split(results, metrics=()).to_dict("records"):  # the kit's false-alarm rule, per class
+            if row["empty_frames"]:
+                print(f"false alarms ({row['class']}): {round(row['false_alarm_rate'] * row['empty_frames'])} of the "
+                      f"{row['empty_frames']} cases without foreground have predicted pixels")
     print(f"\ncheckpoints: {run.run_dir}")
     return 0
 

@@ -42,6 +42,19 @@ def test_train_oct_writes_checkpoint_history_and_test_metrics(oct_checkpoint):
     assert {"dice", "iou", "precision", "recall"} <= set(pd.read_csv(run_dir / "test_metrics.csv").columns)
 
 
+def test_train_prints_false_alarms_on_cases_without_foreground_apart(isolated, capsys):
+    out = isolated / "oct_summary"
+    assert main(["train", "--task", "oct", "--profile", "smoke", "--out", str(out),
+                 "--set", "oct.num_patients=5", "oct.frames_per_patient=2"]) == 0
+    results = pd.read_csv(out / "test_metrics.csv")
+    empty = results[results["truth_pixels"] == 0]
+    printed = capsys.readouterr().out
+    assert f"test metrics on the {len(results) - len(empty)} of {len(results)} cases with foreground" in printed
+    assert len(empty) > 0  # this split holds a plaque-free test frame, so the false-alarm line must be there
+    alarms = int((empty["predicted_pixels"] > 0).sum())
+    assert f"false alarms (lipid_core): {alarms} of the {len(empty)} cases without foreground" in printed
+
+
 def test_predict_writes_masks_and_overlays_for_real_oct_frames(oct_checkpoint, tmp_path):
     if not REAL_OCT_SAMPLE.is_dir():
         pytest.skip(f"real OCT sample not found at {REAL_OCT_SAMPLE} (set MEDSEG_OCT_SAMPLE)")
