@@ -19,6 +19,9 @@ peak memory, all in fresh processes (``spawn``).
   - Fast paths (``TrainCase.fast_paths``): the mixed-precision dtype :func:`medseg_core.runtime.autocast_dtype`
     and the layout :func:`medseg_core.runtime.memory_format` choose for the model on the device, as the Trainer
     does by default; without them float32 and the contiguous layout (the kit's previous default).
+  - The allocator (``keep_memory``, per process, so for all cases of a run alike): by default every benchmark
+    process calls :func:`medseg_core.runtime.keep_freed_memory`, as the Trainer does on CPU; ``bench.py
+    --release-freed-memory`` leaves glibc's default (the kit's previous one) to measure what it changes.
   - Forward FLOPs: :func:`medseg_core.models.summary.count_flops` (``FlopCounterMode``, convolutions and matrix
     products, 2 per multiply-add) on the case's batch. A train step is counted as 3x the forward FLOPs (backward
     about twice the forward), so achieved GFLOP/s = 3 x forward FLOPs / median step time.
@@ -62,8 +65,8 @@ import torch
 import torch.nn as nn
 
 from medseg_core.models.summary import count_flops, count_parameters
-from medseg_core.runtime import (autocast_dtype, cpu_has_native_bf16, get_device, memory_format, seed_everything,
-                                to_memory_format)
+from medseg_core.runtime import (autocast_dtype, cpu_has_native_bf16, get_device, keep_freed_memory, memory_format,
+                                seed_everything, to_memory_format)
 
 __all__ = [
     "TrainCase",
@@ -167,8 +170,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def machine_info(device: torch.device, threads: int | None) -> dict[str, str]:
-    """Describe where the benchmark runs: date, torch version, device, threads, CPU model, native bfloat16."""
+def machine_info(device: torch.device, threads: int | None, keep_memory: bool = True) -> dict[str, str]:
+    """Describe where the benchmark runs: date, torch version, device, threads, CPU model, native bfloat16, and
+    whether the benchmark processes keep freed memory (:func:`medseg_core.runtime.keep_freed_memory`)."""
     if device.type == "cuda":
         device_name = f"{device} ({torch.cuda.get_device_name(device)})"
     else:
@@ -182,6 +186,7 @@ def machine_info(device: torch.device, threads: int | None) -> dict[str, str]:
         "cpu": _cpu_model(),
         "usable_cpus": str(usable_cpus),
         "cpu_native_bf16": str(cpu_has_native_bf16()),
+        "freed_memory_kept": str(keep_memory and device.type == "cpu"),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }
@@ -309,9 +314,14 @@ class _Case:
             self.model(self.images)
 
 
-def _set_threads(threads: int | None) -> None:
+def _prepare_process(device_name: str, threads: int | None, keep_memory: bool) -> torch.device:
+    """Thread count and allocator of a fresh benchmark process, as the Trainer sets them; returns the device."""
     if threads is not None:
         torch.set_num_threads(threads)
+    device = get_device(device_name)
+    if keep_memory and device.type == "cpu":
+        keep_freed_memory()
+    return device
 
 
 def fast_gemm_dtype(device: torch.device) -> torch.dtype | None:
@@ -335,14 +345,14 @@ def gemm_gflops(device: torch.device, dtype: torch.dtype, n: int = GEMM_SIZE, re
     return rates
 
 
-def measure_memory(case: TrainCase, device_name: str, threads: int | None, steps: int) -> tuple[float, float, str]:
+def measure_memory(case: TrainCase, device_name: str, threads: int | None, steps: int,
+                   keep_memory: bool = True) -> tuple[float, float, str]:
     """Peak memory of ``steps`` train steps of ``case``; run it in a fresh process (the figures assume it).
 
     Returns:
         ``(peak_total_mib, peak_increase_mib, method)``, see the module docstring.
     """
-    _set_threads(threads)
-    device = get_device(device_name)
+    device = _prepare_process(device_name, threads, keep_memory)
     built = _Case(case, device)
     memory = _PeakMemory(device)
     memory.start()
@@ -386,13 +396,12 @@ def _interleave(
 
 
 def time_interleaved(cases: Sequence[TrainCase], device_name: str, threads: int | None, warmup: int,
-                     steps: int) -> _Timing:
+                     steps: int, keep_memory: bool = True) -> _Timing:
     """Count FLOPs, measure GEMM, then time train steps and inference steps of every case, interleaved ABBA.
 
     Run it in a fresh process. The GEMM rates are the medians over repetitions before and after the timed steps.
     """
-    _set_threads(threads)
-    device = get_device(device_name)
+    device = _prepare_process(device_name, threads, keep_memory)
     built = [_Case(case, device) for case in cases]
     flops = [count_flops(case.model, case.images) for case in built]  # eval mode, float32, no autocast
     gemm_dtypes = [torch.float32] + [dtype for dtype in [fast_gemm_dtype(device)] if dtype is not None]
@@ -425,9 +434,11 @@ def _in_fresh_process(function: Callable[..., Any], *args: Any) -> Any:
 
 
 def run_benchmark(
-    cases: Sequence[TrainCase], *, device: torch.device, threads: int | None, warmup: int, steps: int
+    cases: Sequence[TrainCase], *, device: torch.device, threads: int | None, warmup: int, steps: int,
+    keep_memory: bool = True,
 ) -> tuple[list[CaseResult], dict[str, float]]:
-    """Measure peak memory (one fresh process per case), then time all cases interleaved (one fresh process).
+    """Measure peak memory (one fresh process per case), then time all cases interleaved (one fresh process);
+    ``keep_memory``: every process keeps freed memory (:func:`medseg_core.runtime.keep_freed_memory`).
 
     Returns:
         ``(results, gemm)``: one :class:`CaseResult` per case, and the GEMM GFLOP/s by dtype name of the timing
@@ -436,11 +447,12 @@ def run_benchmark(
     memory_steps = max(warmup, 2)
     memory = []
     for case in cases:
-        memory.append(_in_fresh_process(measure_memory, case, str(device), threads, memory_steps))
+        memory.append(_in_fresh_process(measure_memory, case, str(device), threads, memory_steps, keep_memory))
         print(f"  memory {case.label}: +{memory[-1][1]:.0f} MiB over {memory_steps} steps", file=sys.stderr, flush=True)
     print(f"  timing {len(cases)} model(s): {warmup} warm-up + {steps} interleaved train steps each, then the same "
           "for inference", file=sys.stderr, flush=True)
-    timing: _Timing = _in_fresh_process(time_interleaved, list(cases), str(device), threads, warmup, steps)
+    timing: _Timing = _in_fresh_process(time_interleaved, list(cases), str(device), threads, warmup, steps,
+                                        keep_memory)
     results = [
         CaseResult(
             label=case.label,

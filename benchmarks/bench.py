@@ -19,8 +19,10 @@ Models (``--models``, all by default), each trained with its paper's loss and op
 Every kit model runs twice in the same process: with the kit's default fast paths (what the Trainer does:
 :func:`medseg_core.runtime.autocast_dtype` and :func:`medseg_core.runtime.memory_format`, i.e. bfloat16 autocast
 on CPUs with native bf16 for 2D models, channels last for all) and with the previous default (float32, contiguous).
-smp gets the same fast paths as the kit's DeepLabV3+, for a fair comparison. See ``benchmarks/_common.py`` for the timing, FLOP,
-GEMM and memory protocol.
+smp gets the same fast paths as the kit's DeepLabV3+, for a fair comparison. Every benchmark process keeps freed
+memory for reuse as the Trainer does on CPU (:func:`medseg_core.runtime.keep_freed_memory`; all models alike);
+``--release-freed-memory`` measures glibc's default instead, in a separate run. See ``benchmarks/_common.py`` for
+the timing, FLOP, GEMM and memory protocol.
 
 Usage::
 
@@ -259,6 +261,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the model weights and of the batches")
+    parser.add_argument("--release-freed-memory", action="store_true",
+                        help="leave glibc's malloc as it is (freed memory back to the OS, the kit's previous default) "
+                             "instead of runtime.keep_freed_memory in every process, as the Trainer does on CPU")
     parser.add_argument("--csv", type=Path, default=None,
                         help="append the result rows to this CSV file (the ratios to <stem>_ratios.csv beside it)")
     args = parser.parse_args(argv)
@@ -304,7 +309,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Parse options, measure every size, print the tables, append the CSVs; return the result table."""
     args = _parse(argv)
     device = get_device(args.device)
-    machine = machine_info(device, args.threads)
+    keep_memory = not args.release_freed_memory
+    machine = machine_info(device, args.threads, keep_memory)
     _print_header(args, machine)
     model_settings = {name: settings(name, device) for name in args.models}
     same = [MODELS[name].label for name, values in model_settings.items() if values == [SAME]]
@@ -315,7 +321,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for size in args.sizes:
         cases = build_cases(model_settings, size, args.seed, args.batch_size)
         results, gemm = run_benchmark(cases, device=device, threads=args.threads, warmup=args.warmup,
-                                      steps=args.steps)
+                                      steps=args.steps, keep_memory=keep_memory)
         fast_dtypes = [name for name in gemm if name != "float32"]
         table = results_table(cases, results, size, gemm).assign(
             **{"sgemm_GFLOP/s": gemm["float32"],

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import _Case  # noqa: E402
 from bench import DEFAULT, MODELS, build_cases  # noqa: E402
 
-from medseg_core.runtime import get_device  # noqa: E402
+from medseg_core.runtime import get_device, keep_freed_memory  # noqa: E402
 
 CONVOLUTIONS = {"aten::mkldnn_convolution": "forward", "aten::convolution_backward": "backward"}
 
@@ -37,7 +37,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    case = _Case(build_cases({args.model: [DEFAULT]}, args.size, seed=0)[0], get_device("auto"))
+    device = get_device("auto")
+    if device.type == "cpu":
+        keep_freed_memory()  # as the Trainer and bench.py
+    case = _Case(build_cases({args.model: [DEFAULT]}, args.size, seed=0)[0], device)
     case.train_step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(args.steps):

@@ -100,6 +100,7 @@ class TrainConfig:
     channels_last: bool = True  # channels_last memory format for 2D models (runtime.memory_format)
     compile: bool = False  # torch.compile the model's forward (CPU needs a C++ compiler; checkpoints are unchanged)
     num_threads: int | None = None  # torch.set_num_threads for the whole process; None keeps torch's default
+    keep_freed_memory: bool = True  # CPU: malloc keeps freed memory, no page faults per step (runtime.keep_freed_memory)
     monitor: str = "val_loss"  # history column that picks the best checkpoint
     monitor_mode: str = "min"  # "min" or "max"
     early_stopping_patience: int | None = None  # validated epochs without improvement before stopping

@@ -27,7 +27,8 @@ same result.
 What a checkpoint holds, and reading and writing it, is :mod:`medseg_core.checkpoints`; every checkpoint
 carries the run's :class:`~medseg_core.checkpoints.RunMetadata`, so ``medseg predict`` accepts any of them.
 Resuming compares the stored model, run metadata and settings with the new ones and refuses a mismatch (only
-``epochs`` may change, to extend a run, and the speed settings ``compile``, ``num_threads`` and ``save_every``). Schedulers
+``epochs`` may change, to extend a run, and the speed settings ``compile``, ``num_threads``, ``keep_freed_memory``
+and ``save_every``). Schedulers
 declare when they step (Lightning's ``interval``: every optimisation step or every epoch), so the loop never
 tests a scheduler's name.
 
@@ -72,12 +73,13 @@ from .errors import ConfigError, UnknownNameError
 from .files import file_digest, write_csv_atomic
 from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
-                      memory_format, rank, seed_everything, to_memory_format, world_size)
+                      keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
-RESUME_MAY_CHANGE = ("epochs", "compile", "num_threads", "save_every")  # a resume accepts changed: length, speed
+# a resume accepts changed: the length, and the speed settings
+RESUME_MAY_CHANGE = ("epochs", "compile", "num_threads", "keep_freed_memory", "save_every")
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
@@ -250,6 +252,8 @@ class Trainer:
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)
         self.device = get_device(config.device)
+        if config.keep_freed_memory and self.device.type == "cpu":
+            keep_freed_memory()
         self.memory_format = memory_format(model, config.channels_last)
         self.model = to_memory_format(model.to(self.device), self.memory_format)
         self.forward_model = torch.compile(self.model) if config.compile else self.model
@@ -544,7 +548,8 @@ class Trainer:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
         Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the speed settings
-        ``compile``, ``num_threads`` and ``save_every``); the data must be the same when both runs name it.
+        ``compile``, ``num_threads``, ``keep_freed_memory`` and ``save_every``); the data must be the same when both
+        runs name it.
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
         stored_config = {k: v for k, v in (state.get("config") or {}).items() if k not in RESUME_MAY_CHANGE}

@@ -144,10 +144,11 @@ def test_checkpoint_rebuilds_model_with_weights_only(tmp_path):
 
 
 def test_speed_settings_keep_checkpoints_and_may_change_on_resume(tmp_path):
-    """compile and num_threads: checkpoints hold the plain module's tensors, and a resume accepts a change."""
+    """compile, num_threads, keep_freed_memory: checkpoints hold the plain module's tensors, and a resume accepts
+    a change."""
     train, val = _loaders()
     Trainer(_model(), _bce, _config(epochs=1), tmp_path, progress=False, metadata=META).fit(train, val)
-    faster = _config(epochs=1, compile=True, num_threads=torch.get_num_threads())
+    faster = _config(epochs=1, compile=True, num_threads=torch.get_num_threads(), keep_freed_memory=False)
     trainer = Trainer(_model(), _bce, faster, tmp_path, progress=False, metadata=META)
     assert trainer.forward_model is not trainer.model  # compiled lazily, at its first forward pass
     trainer.fit(train, val)  # resumes a finished epoch 1: nothing runs
