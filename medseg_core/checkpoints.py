@@ -97,8 +97,9 @@ def copy_checkpoint(source: str | Path, destination: str | Path) -> Path:
     return Path(destination)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (no code in the file runs).
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no code in the file runs); ``mmap=True`` maps the tensors
+    instead of reading them (fast when only the settings are needed).
 
     Raises:
         CheckpointNotFoundError: (a ``FileNotFoundError``) no file at ``path``.
@@ -112,7 +113,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes; an interrupted copy?). "
                               f"{_way_out(path)}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for truncated or foreign files
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(error).__name__  # torch puts the cause last

@@ -34,7 +34,7 @@ from .models import create_model
 from .models.summary import count_parameters
 from .runtime import main_process_first, seed_everything
 from .tasks import Task, get_task
-from .training import Trainer, initial_weights
+from .training import Trainer, config_differences, initial_weights
 
 __all__ = [
     "TrainedRun",
@@ -146,6 +146,33 @@ def _grid_run(task: Task, profile: Profile, spec: Mapping[str, Any], variant: st
     return table, seconds
 
 
+def _check_read_back(csv: Path, task: Task, profile: Profile, spec: Mapping[str, Any], seed: int) -> None:
+    """Refuse to read back a finished grid run that was trained with other settings than ``profile`` gives it.
+
+    Compares the training settings (all but the speed settings; ``epochs`` included) and the run metadata stored
+    in the run's ``best.pt`` with this variant's; loader settings that checkpoints do not hold (e.g.
+    ``xca.train_crop``) are not compared. A run without ``best.pt`` is read back as it is.
+
+    Raises:
+        ConfigError: the settings differ; the message names each and the way out.
+    """
+    best = csv.parent / "best.pt"
+    if not best.is_file():
+        return
+    state = load_checkpoint(best, mmap=True)
+    config = replace(task.train_config(profile), seed=seed)
+    differences = config_differences(state, config)
+    metadata = task.run_metadata(profile, spec.get("model_name") or task.default_model).to_dict()
+    if state.get("metadata") not in (None, metadata):
+        differences.append(f"run metadata: stored {state['metadata']}, now {metadata}")
+    if differences:
+        raise ConfigError(
+            f"the finished run {csv.parent} was trained with other settings ({'; '.join(differences)}), so its "
+            f"{csv.name} does not answer this grid. Retrain it (recompute=True; notebooks: recompute = True), or "
+            "give the changed grid another results folder."
+        )
+
+
 def _init_grid_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -199,6 +226,7 @@ def run_grid(
             run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
             csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
+                _check_read_back(csv, task, variant_profile, spec, seed)
                 # ids and patients such as 001 stay text (else a read-back cluster 1 differs from a fresh "001")
                 tables[variant, seed] = pd.read_csv(csv, dtype={"id": str, "cluster": str})
                 if verbose:

@@ -75,14 +75,23 @@ from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
-__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
+__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights", "config_differences"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
-# a resume accepts changed: the length, and the speed settings
-RESUME_MAY_CHANGE = ("epochs", "compile", "num_threads", "keep_freed_memory", "save_every")
+SPEED_SETTINGS = ("compile", "num_threads", "keep_freed_memory", "save_every")  # change speed, not results
+RESUME_MAY_CHANGE = ("epochs", *SPEED_SETTINGS)  # a resume accepts a changed length and speed settings
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
+
+
+def config_differences(state: Mapping[str, Any], config: TrainConfig,
+                       ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
+    """``"key: stored ..., now ..."`` for each setting of ``config`` that differs from the one a checkpoint
+    ``state`` was trained with, leaving out ``ignore`` and settings the checkpoint predates."""
+    stored = state.get("config") or {}
+    return [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
+            if key not in ignore and key in stored and stored[key] != value]
 
 
 def build_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -552,10 +561,7 @@ class Trainer:
         runs name it.
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
-        stored_config = {k: v for k, v in (state.get("config") or {}).items() if k not in RESUME_MAY_CHANGE}
-        current_config = {k: v for k, v in asdict(self.config).items() if k not in RESUME_MAY_CHANGE}
-        differences = [f"{key}: stored {stored_config.get(key)!r}, now {value!r}" for key, value in current_config.items()
-                       if key in stored_config and stored_config[key] != value]
+        differences = config_differences(state, self.config, ignore=RESUME_MAY_CHANGE)
         spec = getattr(self.model, "model_spec", None)
         if _effective_spec(state.get("model_spec")) != _effective_spec(spec):
             differences.append(f"model: stored {state.get('model_spec')}, now {spec}")

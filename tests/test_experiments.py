@@ -105,3 +105,22 @@ def test_parallel_grid_equals_the_same_runs_in_one_process_with_the_same_threads
     pd.testing.assert_frame_equal(parallel.drop(columns="train_seconds"), sequential.drop(columns="train_seconds"),
                                   check_exact=True)
     assert not list((tmp_path / "parallel").glob("*/last.pt"))
+
+
+def test_grid_refuses_to_read_back_a_run_trained_with_other_settings(tmp_path, monkeypatch):
+    """A finished run answers the grid only for the settings it was trained with; speed settings may change."""
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "data"))
+    profile = get_profile("smoke", {"oct.image_size": 32})
+    variants = {"unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4, "depth": 2}}}
+    first = experiments.run_grid("oct", profile, variants, [0], tmp_path / "grid", jobs=1)
+    (csv,) = (tmp_path / "grid").glob(f"*/{experiments.RESULTS_FILE}")
+    written = csv.stat().st_mtime_ns
+    faster = profile.override({"deeplab.num_threads": 1, "deeplab.keep_freed_memory": False})
+    again = experiments.run_grid("oct", faster, variants, [0], tmp_path / "grid", jobs=1)
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+    assert csv.stat().st_mtime_ns == written, "speed settings read the finished run back"
+    longer = profile.override({"deeplab.epochs": profile.deeplab.epochs + 1})
+    with pytest.raises(experiments.ConfigError, match=r"epochs: stored 1, now 2.*recompute=True"):
+        experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1)
+    experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1, recompute=True)
+    assert csv.stat().st_mtime_ns != written
