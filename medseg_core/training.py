@@ -28,9 +28,8 @@ What a checkpoint holds, and reading and writing it, is :mod:`medseg_core.checkp
 carries the run's :class:`~medseg_core.checkpoints.RunMetadata`, so ``medseg predict`` accepts any of them.
 Resuming compares the stored model, run metadata and settings with the new ones and refuses a mismatch (only
 ``epochs`` may change, to extend a run, and the speed settings ``compile``, ``num_threads``, ``keep_freed_memory``
-and ``save_every``). Schedulers
-declare when they step (Lightning's ``interval``: every optimisation step or every epoch), so the loop never
-tests a scheduler's name.
+and ``save_every``). Schedulers declare when they step (Lightning's ``interval``: every optimisation step or every
+epoch), so the loop never tests a scheduler's name.
 
 Choosing ``best.pt``. An epoch is the best so far when ``config.monitor`` improves, or when it ties the best
 value and ``val_loss`` is lower (the tie-break). A monitor that cannot tell epochs apart (validation Dice is
