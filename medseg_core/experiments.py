@@ -34,7 +34,7 @@ from .models import create_model
 from .models.summary import count_parameters
 from .runtime import main_process_first, seed_everything
 from .tasks import Task, get_task
-from .training import Trainer, config_differences, initial_weights
+from .training import Trainer, initial_weights, settings_differences
 
 __all__ = [
     "TrainedRun",
@@ -55,6 +55,7 @@ __all__ = [
     "svsnet_sources",
     "deeplab_sources",
     "reuse_or_train",
+    "check_finished_run",
     "kit_architectures",
 ]
 
@@ -146,30 +147,27 @@ def _grid_run(task: Task, profile: Profile, spec: Mapping[str, Any], variant: st
     return table, seconds
 
 
-def _check_read_back(csv: Path, task: Task, profile: Profile, spec: Mapping[str, Any], seed: int) -> None:
-    """Refuse to read back a finished grid run that was trained with other settings than ``profile`` gives it.
+def check_finished_run(run_dir: Path, task: Task, profile: Profile, model_name: str, seed: int) -> None:
+    """Refuse to reuse a finished run that was trained with other settings than ``profile`` gives it.
 
     Compares the training settings (all but the speed settings; ``epochs`` included) and the run metadata stored
-    in the run's ``best.pt`` with this variant's; loader settings that checkpoints do not hold (e.g.
-    ``xca.train_crop``) are not compared. A run without ``best.pt`` is read back as it is.
+    in ``run_dir/best.pt`` with those of ``profile`` (:func:`~medseg_core.training.settings_differences`); loader
+    settings that checkpoints do not hold (e.g. ``xca.train_crop``) are not compared. Without ``best.pt`` there is
+    nothing to compare. Used by grids reading results back and by :func:`reuse_or_train`.
 
     Raises:
         ConfigError: the settings differ; the message names each and the way out.
     """
-    best = csv.parent / "best.pt"
+    best = run_dir / "best.pt"
     if not best.is_file():
         return
-    state = load_checkpoint(best, mmap=True)
-    config = replace(task.train_config(profile), seed=seed)
-    differences = config_differences(state, config)
-    metadata = task.run_metadata(profile, spec.get("model_name") or task.default_model).to_dict()
-    if state.get("metadata") not in (None, metadata):
-        differences.append(f"run metadata: stored {state['metadata']}, now {metadata}")
+    differences = settings_differences(load_checkpoint(best, mmap=True), replace(task.train_config(profile), seed=seed),
+                                       task.run_metadata(profile, model_name))
     if differences:
         raise ConfigError(
-            f"the finished run {csv.parent} was trained with other settings ({'; '.join(differences)}), so its "
-            f"{csv.name} does not answer this grid. Retrain it (recompute=True; notebooks: recompute = True), or "
-            "give the changed grid another results folder."
+            f"the finished run {run_dir} was trained with other settings ({'; '.join(differences)}), so it does not "
+            "answer these. Retrain it (in a grid: recompute=True, in the notebooks' parameters: recompute = True; "
+            "elsewhere move the folder away), or keep runs with the changed settings in another results folder."
         )
 
 
@@ -226,7 +224,7 @@ def run_grid(
             run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
             csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
-                _check_read_back(csv, task, variant_profile, spec, seed)
+                check_finished_run(run_dir, task, variant_profile, spec.get("model_name") or task.default_model, seed)
                 # ids and patients such as 001 stay text (else a read-back cluster 1 differs from a fresh "001")
                 tables[variant, seed] = pd.read_csv(csv, dtype={"id": str, "cluster": str})
                 if verbose:
@@ -576,12 +574,17 @@ def reuse_or_train(sources: Sequence[RunSource], progress: bool = False) -> tupl
 
     Returns:
         The run (best weights, eval mode, its history and the loaders of its profile) and the source used.
+
+    Raises:
+        ConfigError: the first finished run was trained with other settings than its source's profile gives it
+            (:func:`check_finished_run`).
     """
     if not sources:
         raise ValueError("no run sources given")
     for source in sources:
         if source.is_finished():
             task = get_task(source.task)
+            check_finished_run(source.run_dir, task, source.profile, source.model_name, source.seed)
             model = load_model(source.run_dir / "best.pt")
             loaders = task.make_loaders(source.profile, task.make_data(source.profile), source.model_name, source.seed)
             history = pd.read_csv(source.run_dir / "history.csv")

@@ -74,7 +74,8 @@ from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
-__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights", "config_differences"]
+__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights",
+           "settings_differences"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
 SPEED_SETTINGS = ("compile", "num_threads", "keep_freed_memory", "save_every")  # change speed, not results
@@ -84,13 +85,17 @@ Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
 
 
-def config_differences(state: Mapping[str, Any], config: TrainConfig,
-                       ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
-    """``"key: stored ..., now ..."`` for each setting of ``config`` that differs from the one a checkpoint
-    ``state`` was trained with, leaving out ``ignore`` and settings the checkpoint predates."""
+def settings_differences(state: Mapping[str, Any], config: TrainConfig, metadata: RunMetadata,
+                         ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
+    """How a checkpoint ``state`` was trained otherwise than ``config`` and ``metadata`` say: ``"key: stored ...,
+    now ..."`` per training setting (leaving out ``ignore`` and settings the checkpoint predates), and the run
+    metadata when it differs. Empty when they agree."""
     stored = state.get("config") or {}
-    return [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
-            if key not in ignore and key in stored and stored[key] != value]
+    differences = [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
+                   if key not in ignore and key in stored and stored[key] != value]
+    if (state.get("metadata") or {}) != metadata.to_dict():
+        differences.append(f"run metadata: stored {state.get('metadata')}, now {metadata.to_dict()}")
+    return differences
 
 
 def build_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -555,17 +560,14 @@ class Trainer:
     def check_resumable(self, state: Mapping[str, Any]) -> None:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
-        Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the speed settings
-        ``compile``, ``num_threads``, ``keep_freed_memory`` and ``save_every``); the data must be the same when both
-        runs name it.
+        Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the
+        :data:`SPEED_SETTINGS`); the data must be the same when both runs name it.
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
-        differences = config_differences(state, self.config, ignore=RESUME_MAY_CHANGE)
+        differences = settings_differences(state, self.config, self.metadata, ignore=RESUME_MAY_CHANGE)
         spec = getattr(self.model, "model_spec", None)
         if _effective_spec(state.get("model_spec")) != _effective_spec(spec):
             differences.append(f"model: stored {state.get('model_spec')}, now {spec}")
-        if (state.get("metadata") or {}) != self.metadata.to_dict():
-            differences.append(f"run metadata: stored {state.get('metadata')}, now {self.metadata.to_dict()}")
         if None not in (state.get("data_id"), self.data_id) and state["data_id"] != self.data_id:
             differences.append(f"data: stored {state['data_id']}, now {self.data_id} (files added, removed or changed)")
         stored_init, init = state.get("init_from"), self.init_from

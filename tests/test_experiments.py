@@ -108,7 +108,8 @@ def test_parallel_grid_equals_the_same_runs_in_one_process_with_the_same_threads
 
 
 def test_grid_refuses_to_read_back_a_run_trained_with_other_settings(tmp_path, monkeypatch):
-    """A finished run answers the grid only for the settings it was trained with; speed settings may change."""
+    """A finished run answers a grid, or a notebook reusing it, only for the settings it was trained with; speed
+    settings may change."""
     monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "data"))
     profile = get_profile("smoke", {"oct.image_size": 32})
     variants = {"unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4, "depth": 2}}}
@@ -124,3 +125,8 @@ def test_grid_refuses_to_read_back_a_run_trained_with_other_settings(tmp_path, m
         experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1)
     experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1, recompute=True)
     assert csv.stat().st_mtime_ns != written
+    # notebooks reusing a run (reuse_or_train) apply the same check
+    other_lr = longer.override({"deeplab.lr": longer.deeplab.lr * 2})
+    source = experiments.RunSource("05", "oct", other_lr, csv.parent, "unet2d", variants["unet"]["model_kwargs"], 0)
+    with pytest.raises(experiments.ConfigError, match=r"lr: stored .*, now "):
+        experiments.reuse_or_train([source])
