@@ -20,7 +20,7 @@ from medseg_core.metrics import (
     miou_mpa,
     multiclass_metrics,
 )
-from medseg_core.stats import bootstrap_interval, summarize
+from medseg_core.stats import cluster_interval, summarize
 
 monai_metrics = pytest.importorskip("monai.metrics")
 
@@ -292,14 +292,14 @@ def test_summarize_skips_bookkeeping_columns_by_default():
     assert summarize(table, metrics=["truth_pixels"]).index.tolist() == ["truth_pixels"]
 
 
-def test_summarize_with_clusters_resamples_them_and_stays_in_bounds() -> None:
+def test_summarize_with_clusters_averages_them_and_stays_in_bounds() -> None:
     rng = np.random.default_rng(5)
     patients = np.repeat([f"p{i}" for i in range(6)], 8)
     frame = pd.DataFrame({"cluster": patients, "dice": np.clip(rng.normal(0.9, 0.1, 48), 0, 1)})
     clustered = summarize(frame, metrics=["dice"], cluster="cluster").loc["dice"]
     assert clustered["n_clusters"] == 6
-    low, high = bootstrap_interval(frame["dice"], frame["cluster"])
-    assert (clustered["ci_low"], clustered["ci_high"]) == (low, high) and 0 <= low < high <= 1
+    mean, low, high = cluster_interval(frame["dice"], frame["cluster"], bounds=(0, 1))
+    assert (clustered["mean"], clustered["ci_low"], clustered["ci_high"]) == (mean, low, high) and 0 <= low < high <= 1
     two = summarize(frame[frame["cluster"].isin(["p0", "p1"])], metrics=["dice"], cluster="cluster").loc["dice"]
     assert math.isnan(two["ci_low"]) and two["n_clusters"] == 2  # 16 frames of 2 patients: no interval
     assert not math.isnan(summarize(frame[frame["cluster"].isin(["p0", "p1"])], metrics=["dice"]).loc["dice", "ci_low"])

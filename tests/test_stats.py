@@ -1,4 +1,4 @@
-"""Statistics: cluster bootstrap inside the bounds, per-seed values with few seeds, effect sizes, foreground split."""
+"""Statistics: cluster t-intervals that cover, per-seed values with few seeds, effect sizes, foreground split."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from medseg_core.exercises import _pretraining_effect, _transfer_results
-from medseg_core.stats import (MIN_SEEDS_FOR_INTERVAL, bootstrap_interval, describe_comparisons, describe_summary,
-                               detectable_difference, foreground_split, paired_comparison, paired_seed_effect,
-                               summarize_runs, summary_table)
+from scipy import stats as scipy_stats
+
+from medseg_core.stats import (MIN_SEEDS_FOR_INTERVAL, cluster_interval, describe_comparisons, describe_summary,
+                               detectable_difference, detectable_effect_size, family_confidence, foreground_split,
+                               paired_comparison, paired_seed_effect, shown_effects, summarize_runs, summary_table)
 
 
 def _grid(offsets: dict[str, float], seeds=(0, 1, 2), clusters=4, per_cluster=5, noise=0.02,
@@ -27,15 +29,44 @@ def _grid(offsets: dict[str, float], seeds=(0, 1, 2), clusters=4, per_cluster=5,
     return pd.DataFrame(rows)
 
 
-def test_bootstrap_interval_resamples_clusters_and_stays_in_bounds():
+def test_cluster_interval_averages_clusters_first_and_stays_in_bounds():
     clusters = np.repeat(list("abcdef"), 10)
     values = np.where(np.isin(clusters, ["a", "b", "c"]), 1.0, 0.0)  # three all-1 clusters, three all-0
-    independent = bootstrap_interval(values)
-    clustered = bootstrap_interval(values, clusters)
-    assert 0 <= clustered[0] < independent[0] < 0.5 < independent[1] < clustered[1] <= 1  # clustering widens
-    assert np.isnan(bootstrap_interval(values, np.repeat(list("abcd"), 15))[0])  # 4 clusters: no interval
-    near_one = bootstrap_interval(np.r_[np.ones(30), 0.9], None)
-    assert near_one[1] <= 1.0
+    _, *independent = cluster_interval(values)
+    mean, *clustered = cluster_interval(values, clusters, bounds=(0, 1))
+    assert mean == 0.5 and 0 <= clustered[0] < independent[0] < 0.5 < independent[1] < clustered[1] <= 1
+    assert cluster_interval([0.2, 0.4, 0.9], ["a", "a", "b"])[0] == pytest.approx(0.6)  # each cluster weighs once
+    assert np.isnan(cluster_interval(values, np.repeat(list("ab"), 30))[1])  # 2 clusters: no interval
+    assert cluster_interval(np.r_[np.ones(30), 0.9], None, bounds=(0, 1))[2] <= 1.0
+
+
+def _simulated_coverage(sizes_of, clusters: int, skewed: bool, variants: int, confidence: float,
+                        repeats: int, rng: np.random.Generator) -> float:
+    """Share of simulated designs in which all ``variants`` intervals (family level) hold the true mean 0."""
+    held = 0
+    for _ in range(repeats):
+        covered = True
+        for _ in range(variants):
+            sizes = sizes_of(clusters)
+            effects = (rng.gamma(4, 1, clusters) - 4) / 2 * 0.08 if skewed else rng.normal(0, 0.08, clusters)
+            labels = np.repeat(np.arange(clusters), sizes)
+            values = effects[labels] + rng.normal(0, 0.05, len(labels))
+            _, low, high = cluster_interval(values, labels, confidence=family_confidence(confidence, variants))
+            covered &= low <= 0 <= high
+        held += covered
+    return held / repeats
+
+
+@pytest.mark.parametrize("clusters", [5, 10, 20])
+@pytest.mark.parametrize("skewed", [False, True], ids=["normal", "skewed"])
+def test_cluster_intervals_cover_at_few_unequal_clusters(clusters, skewed):
+    """Nominal 95 % covers >= 0.93, alone and for a family of 4 comparisons, clusters of unequal size
+    (5 clusters: 3, 3, 3, 2, 2 frames as in the former ECA grid; else 1-6 frames), cluster effects normal or
+    skewed (gamma, skewness 1) around a true mean difference of 0, frame noise on top."""
+    rng = np.random.default_rng(clusters + 100 * skewed)
+    sizes_of = (lambda g: np.array([3, 3, 3, 2, 2])) if clusters == 5 else (lambda g: rng.integers(1, 7, g))
+    assert _simulated_coverage(sizes_of, clusters, skewed, 1, 0.95, 3000, rng) >= 0.93
+    assert _simulated_coverage(sizes_of, clusters, skewed, 4, 0.95, 800, rng) >= 0.93
 
 
 def test_few_seeds_list_their_values_instead_of_an_interval():
@@ -47,16 +78,19 @@ def test_few_seeds_list_their_values_instead_of_an_interval():
     assert row["per_seed"] == ", ".join(f"{s}: {v:.3f}" for s, v in seed_means.items())
     assert "(seeds 0: " in summary_table(summarize_runs(results, metrics=["dice"])).loc["both", "dice"]
     many = summarize_runs(_grid({"a": 0.0}, seeds=range(MIN_SEEDS_FOR_INTERVAL)), metrics=["dice"]).iloc[0]
+    assert row["n_clusters"] == 4
     assert 0 <= many["ci_low"] < many["mean"] < many["ci_high"] <= 1
 
 
-def test_case_unit_bootstraps_over_clusters():
+def test_case_unit_draws_intervals_over_clusters():
     results = _grid({"a": 0.0}, clusters=6)
     by_cluster = summarize_runs(results, metrics=["dice"], unit="case").iloc[0]
     by_case = summarize_runs(results.drop(columns="cluster"), metrics=["dice"], unit="case").iloc[0]
     assert by_cluster["n_clusters"] == 6 and by_case["n_clusters"] == 30
-    few = summarize_runs(_grid({"a": 0.0}, clusters=3), metrics=["dice"], unit="case").iloc[0]
-    assert np.isnan(few["ci_low"])  # three videos cannot give an interval
+    few = summarize_runs(_grid({"a": 0.0}, clusters=2), metrics=["dice"], unit="case").iloc[0]
+    assert np.isnan(few["ci_low"])  # two videos cannot give an interval
+    seed_unit = summarize_runs(results, metrics=["dice"], unit="seed").iloc[0]
+    assert seed_unit["mean"] == pytest.approx(by_cluster["mean"])  # one estimate, two units of spread
     assert by_cluster["ci_high"] - by_cluster["ci_low"] > by_case["ci_high"] - by_case["ci_low"]  # clustering widens
 
 
@@ -68,18 +102,45 @@ def test_paired_comparison_reports_effects_with_family_wise_intervals():
     assert both["ci_low"] > 0 and both["seeds_agree"] and both["n_clusters"] == 8
     assert skip["ci_low"] < 0 < skip["ci_high"]
     assert 0 < skip["detectable"] < 0.5 and np.isnan(both["seed_ci_low"])  # 3 seeds: no seed interval
+    assert both["verdict"] == "these models only" and skip["verdict"] == "not shown"  # 3 seeds: not across seeds
     few = paired_comparison(_grid({"none": 0.0, "both": 0.1}, clusters=2), "none", ["dice"])
-    assert np.isnan(few.loc[0, "ci_low"]) and "cannot give an interval" in describe_comparisons(few)[0]
-    sentences = dict(zip(["both", "skip"], describe_comparisons(paired_comparison(results, "none", ["dice"]))))
-    assert "higher than none on these test cases, and all 3 seeds agree" in sentences["both"]
+    assert np.isnan(few.loc[0, "ci_low"]) and "gives no interval" in describe_comparisons(few)[0]
+    sentences = dict(zip(["both", "skip"], describe_comparisons(table.reset_index())))
+    assert "higher than none on these test cases for these trained models, but not shown across seeds" in sentences["both"]
     assert "no difference shown; this design detects about" in sentences["skip"]
+    assert all("family: 2 comparisons with none on dice, 97.5 % each" in s for s in sentences.values())
     assert "p =" not in sentences["both"]  # no saturated p-value as evidence
+    assert shown_effects(table.reset_index()) == []
+
+
+def test_an_effect_is_shown_only_when_cases_and_seeds_agree_at_the_family_level():
+    results = _grid({"none": 0.0, "both": 0.10, "skip": 0.0}, clusters=8, seeds=range(5))
+    table = paired_comparison(results, "none", ["dice"]).set_index("variant")
+    assert table.loc["both", "verdict"] == "shown" and table.loc["both", "seed_ci_low"] > 0
+    assert shown_effects(table.reset_index()) == ["both higher than none on dice"]
+    level = table.loc["both", "confidence"]
+    seed_values = results.groupby(["variant", "seed", "cluster"])["dice"].mean().groupby(["variant", "seed"]).mean()
+    differences = (seed_values["both"] - seed_values["none"]).to_numpy()
+    half = scipy_stats.t.ppf((1 + level) / 2, 4) * differences.std(ddof=1) / np.sqrt(5)
+    assert table.loc["both", "seed_ci_low"] == pytest.approx(differences.mean() - half)  # the family's level
 
 
 def test_detectable_difference_shrinks_with_more_clusters():
     rng = np.random.default_rng(0)
     assert detectable_difference(rng.normal(0, 0.1, 40)) < detectable_difference(rng.normal(0, 0.1, 10))
-    assert np.isnan(detectable_difference([0.1]))
+    assert np.isnan(detectable_difference([0.1, 0.2]))
+    values = rng.normal(0, 0.1, 5)
+    assert detectable_difference(values, alpha=0.0125) == pytest.approx(detectable_effect_size(5, 0.0125) * values.std(ddof=1))
+
+
+@pytest.mark.parametrize("n, alpha", [(5, 0.05), (5, 0.0125), (10, 0.05)])
+def test_detectable_effect_size_has_the_stated_power(n, alpha):
+    """A paired t-test on n normal differences of the detectable size rejects in about 80 % of simulated designs."""
+    effect = detectable_effect_size(n, alpha)
+    samples = np.random.default_rng(n).normal(effect, 1.0, size=(20000, n))
+    rejected = scipy_stats.ttest_1samp(samples, 0.0, axis=1).pvalue < alpha
+    assert rejected.mean() == pytest.approx(0.8, abs=0.015)
+    assert effect > (scipy_stats.norm.ppf(1 - alpha / 2) + scipy_stats.norm.ppf(0.8)) / np.sqrt(n)  # z understates
 
 
 def test_foreground_split_keeps_empty_frames_apart():
@@ -91,12 +152,22 @@ def test_foreground_split_keeps_empty_frames_apart():
     row = foreground_split(results).iloc[0]
     assert row["foreground_frames"] == 2 and row["dice"] == pytest.approx(0.7)
     assert row["empty_frames"] == 2 and row["false_alarm_rate"] == 0.5 and row["false_alarm_pixels"] == 3.5
+    assert row["n_clusters"] == 2 and row["n_seeds"] == 1
+
+
+def test_false_alarm_rate_is_the_mean_per_seed_rate_not_any_seed():
+    """Four empty frames of one patient; seed 1 flags all of them, seeds 0 and 2 none: the rate is 1/3, not 1."""
+    rows = [{"id": f"f{i}", "cluster": "p1", "seed": seed, "dice": float(seed != 1), "truth_pixels": 0,
+             "predicted_pixels": 5 if seed == 1 else 0} for seed in range(3) for i in range(4)]
+    row = foreground_split(pd.DataFrame(rows), metrics=["dice"]).iloc[0]
+    assert row["false_alarm_rate"] == pytest.approx(1 / 3) and row["false_alarm_rate_any_seed"] == 1.0
+    assert row["false_alarm_rate_per_seed"] == "0: 0.000, 1: 1.000, 2: 0.000" and row["n_seeds"] == 3
 
 
 def test_describe_summary_names_the_unit_and_the_seeds():
     summary = summarize_runs(_grid({"none": 0.0, "both": 0.05}), metrics=["dice"])
     sentence = describe_summary(summary, "dice")
-    assert sentence.startswith("dice (mean over seeds, 3 seeds): both") and sentence.endswith("Highest mean: both.")
+    assert sentence.startswith("dice (mean over seeds, 3 seeds): both") and sentence.endswith("Highest mean: both (a ranking, not an effect: see the paired comparisons).")
     with pytest.raises(ValueError, match="not in the summary"):
         describe_summary(summary, "hd95")
 
@@ -111,4 +182,6 @@ def test_paired_seed_effect_pairs_arms_by_seed_and_case():
     assert effect["train_frames"].tolist() == [4, 16] and effect["n_seeds"].tolist() == [3, 3]
     assert effect["seeds_agree"].all()  # the synthetic start gains in every seed by construction
     assert effect["detectable"].isna().all()  # 3 seeds: below the 5 a spread needs
+    _, one_patient = paired_seed_effect(plaque.assign(cluster="001"), "start", "synthetic", "scratch", by="train_frames")
+    assert one_patient["n_clusters"].tolist() == [1, 1]  # one pullback is one cluster, whatever its frames
     assert effect.loc[0, "mean"] > effect.loc[1, "mean"] > 0  # a larger gain at n = 4 than at n = 16

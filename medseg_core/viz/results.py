@@ -307,8 +307,9 @@ def plot_ablation(
 def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title: str = "") -> plt.Figure:
     """Forest plot of a :func:`~medseg_core.stats.paired_comparison` table: mean difference and interval per variant.
 
-    One panel per metric, two panels per row. Black: the family-wise cluster-bootstrap interval across test cases;
-    orange (from :data:`~medseg_core.stats.MIN_SEEDS_FOR_INTERVAL` seeds on): the t-interval across seeds. Beside
+    One panel per metric, two panels per row. Black: the family-wise t-interval over test clusters (videos or patients);
+    orange (from :data:`~medseg_core.stats.MIN_SEEDS_FOR_INTERVAL` seeds on): the t-interval across seeds at the
+    same family-wise level. Beside
     each: the smallest difference the design detects (80 % power), so an interval around 0 is read correctly.
     """
     metrics = list(pd.unique(comparison["metric"]))
@@ -319,18 +320,18 @@ def plot_paired_differences(comparison: pd.DataFrame, by: str = "variant", title
                                                               + 0.5), squeeze=False, sharey=True)
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
-    level = f"{100 * comparison['confidence'].iloc[0]:.1f} %"
+    level = f"{100 * comparison['confidence'].iloc[0]:.4g} %"  # one family-wise level for both units
     for ax, metric in zip(axes.flat, metrics):
         rows = comparison[comparison["metric"] == metric].set_index(by).loc[variants]
         y = np.arange(len(variants))
         error = np.vstack([rows["mean_difference"] - rows["ci_low"], rows["ci_high"] - rows["mean_difference"]])
         ax.errorbar(rows["mean_difference"], y, xerr=np.nan_to_num(error), fmt="o", color="black", capsize=4,
-                    label=f"{level} CI across test cases (cluster bootstrap, family-wise)")
+                    label=f"{level} CI over test clusters (t, family-wise)")
         seed_error = np.vstack([rows["mean_difference"] - rows["seed_ci_low"],
                                 rows["seed_ci_high"] - rows["mean_difference"]])
         if np.isfinite(seed_error).any():
             ax.errorbar(rows["mean_difference"], y + 0.22, xerr=seed_error, fmt="none", color="C1", capsize=3,
-                        linewidth=2.5, alpha=0.7, label="95 % CI across seeds")
+                        linewidth=2.5, alpha=0.7, label=f"{level} CI across seeds (family-wise)")
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)
         for position, (_, row) in zip(y, rows.iterrows()):
             ax.annotate(f"detects ≥ {row['detectable']:.3f}", (1.0, position), xycoords=("axes fraction", "data"),
