@@ -9,8 +9,8 @@ Paths live here too, once. Data, runs and figures go under the kit's home folder
 checkout of the kit that holds the working directory (the nearest folder upwards with the kit's
 ``pyproject.toml``, so notebooks started in ``notebooks/`` write beside them), else the working directory
 itself (a plain ``pip install`` writes where you run it, never beside ``site-packages``). ``MEDSEG_DATA``,
-``MEDSEG_RUNS`` and ``MEDSEG_FIGURES`` move single folders, as MONAI and nnU-Net do. The real data sets next to
-a checkout (``shared/data/<name>``) are found by :func:`real_data_path`, and each has its own variable.
+``MEDSEG_RUNS`` and ``MEDSEG_FIGURES`` move single folders, as MONAI and nnU-Net do. The real samples the kit
+carries (``data/real/<name>``, :data:`REAL_DATASETS`) are found by :func:`real_data_path`, and each has its own variable.
 """
 from __future__ import annotations
 
@@ -37,14 +37,19 @@ __all__ = [
     "list_recipes",
     "kit_home",
     "REAL_DATASETS",
+    "REAL_DATA_FOLDER",
     "real_data_path",
 ]
 
 REAL_DATASETS = {
-    "oct_zenodo_sample": "MEDSEG_OCT_SAMPLE",  # 11 real IVOCT frames (CC BY 4.0)
-    "oct_zenodo_pullback": "MEDSEG_OCT_PULLBACK",  # 111 more frames of the same pullback
-    "xca_real_masks": "MEDSEG_XCA_REAL_MASKS",  # 30 expert vessel masks of real angiograms
+    "oct_zenodo_sample": "MEDSEG_OCT_SAMPLE",  # 11 real IVOCT frames (CC BY 4.0), shipped in data/real
+    "oct_zenodo_pullback": "MEDSEG_OCT_PULLBACK",  # 111 more frames of the same pullback: optional, not shipped
+    "xca_real_masks": "MEDSEG_XCA_REAL_MASKS",  # 30 expert vessel masks of real angiograms (MIT), shipped in data/real
 }
+"""The real data sets, by folder name, with the environment variable that points to each."""
+
+REAL_DATA_FOLDER = Path(__file__).resolve().parents[1] / "data" / "real"
+"""Where the checkout keeps the real samples it ships (``data/real/<name>``, with their licences)."""
 
 
 def _is_kit_checkout(folder: Path) -> bool:
@@ -61,9 +66,10 @@ def kit_home() -> Path:
 
 
 def real_data_path(name: str) -> Path:
-    """Folder of a real data set in :data:`REAL_DATASETS`: its environment variable, else ``shared/data/<name>``
-    in the kit's home or any folder above it (where it lies next to a checkout). The path may not exist: callers
-    say what is missing (tests skip with the path in the reason).
+    """Folder of a real data set in :data:`REAL_DATASETS`: its environment variable, else ``data/real/<name>`` in
+    the checkout (:data:`REAL_DATA_FOLDER`, where the kit ships its samples), else in the kit's home (a plain
+    ``pip install``). Nothing outside the kit is searched. The path may not exist (the optional pullback): callers
+    say what is missing.
 
     Raises:
         KeyError: ``name`` is not a known data set; the message lists them.
@@ -72,8 +78,7 @@ def real_data_path(name: str) -> Path:
         raise KeyError(f"unknown real data set {name!r}; valid names: {', '.join(REAL_DATASETS)}")
     if os.environ.get(REAL_DATASETS[name]):
         return Path(os.environ[REAL_DATASETS[name]])
-    home = kit_home().resolve()
-    candidates = [folder / "shared" / "data" / name for folder in (home, *home.parents)]
+    candidates = [REAL_DATA_FOLDER / name, kit_home() / "data" / "real" / name]
     return next((path for path in candidates if path.exists()), candidates[0])
 
 
@@ -146,9 +151,13 @@ class OCTConfig:
     # One patient only (a single pullback): the held-out blocks start at these frame numbers; None = at the end.
     val_block_start: int | None = None
     test_block_start: int | None = None
+    block_gap: int | None = None  # stored frames left out on each side of a block; None: data.oct.BLOCK_GAP (5)
     train_frames: int | None = None  # keep this many training frames, evenly spaced (every k-th); None: all
     foreground_oversample: float = 1.0  # training frames with foreground are drawn this many times as often
     rotation: float = 0.0  # with augment: extra random rotation of training frames, up to +-rotation degrees
+    # DeepLabV3+'s ASPP rates scaled with the feature map of image_size (models.deeplabv3plus.scaled_atrous_rates),
+    # so that no dilated branch reads only padding; False: the paper's (6, 12, 18), for seed parity.
+    scale_atrous_rates: bool = True
     augment: bool = True
     seed: int = 0
 
@@ -189,6 +198,7 @@ class TransferConfig:
     steps: int = 100  # optimisation steps per run
     validations: int = 10  # validated epochs per run, at most (deeplab.val_every = ceil(epochs / validations))
     overrides: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "real-oct"  # the RECIPES entry that splits the real frames ("real-oct-sample": the 11 frames alone)
 
 
 @dataclass
@@ -264,7 +274,7 @@ class Profile:
 _POSITIVE = ("epochs", "save_every", "grid_jobs", "batch_size", "image_size", "frames_per_video", "frames_per_patient", "num_patients",
              "num_train_videos", "window_length", "label_every", "latency_repeats", "foreground_oversample",
              "train_frames", "steps", "num_threads", "train_crop", "val_every", "validations")
-_NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
+_NON_NEGATIVE = ("rotation", "val_block_start", "test_block_start", "block_gap", "num_workers", "num_val_videos", "num_test_videos", "momentum", "weight_decay", "lr_decay",
                  "plateau_patience", "early_stopping_patience", "val_fraction", "test_fraction")
 _FRACTIONS = ("val_fraction", "test_fraction", "momentum")
 
@@ -375,7 +385,7 @@ def _paper() -> Profile:
     return Profile(
         name="paper",
         xca=XCAConfig(image_size=512, num_train_videos=30, num_val_videos=6, num_test_videos=12, frames_per_video=40),
-        oct=OCTConfig(image_size=256, num_patients=60, frames_per_patient=20),
+        oct=OCTConfig(image_size=256, num_patients=60, frames_per_patient=20, scale_atrous_rates=False),
         # SVSnet (Hao et al. 2020): SGD 0.01, momentum 0.9, Nesterov, Keras decay=1e-6 per iteration, 601 epochs, batch 4.
         svsnet=TrainConfig(
             epochs=601, batch_size=4, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
@@ -394,7 +404,7 @@ def _paper() -> Profile:
 PROFILES = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # Lipid core on the real pullback of shared/data (oct_zenodo_sample + oct_zenodo_pullback in one flat folder,
+    # Lipid core on the real pullback (data/real: oct_zenodo_sample + the optional oct_zenodo_pullback in one flat folder,
     # 122 frames of ONE patient). Validation is the sample's 11 frames (001-031; lipid in 001-019), test the block
     # 110-133 (lipid in 113-115, 131-133), each with 5 stored frames left out on both sides; training gets 081-104
     # and 139-186 (lipid in 081-086, 093, 097-098). Scores on these blocks are not patient-independent.
@@ -414,6 +424,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 """Named override sets for a use case (``get_profile(..., recipe=)``, ``medseg train --recipe``), one home."""
+# The same recipe on the kit's own 11-frame sample alone (data/real/oct_zenodo_sample: frames 001, 004, ..., 031,
+# lipid in 001-019), for a clone without the pullback. Its frames are 3 apart, so a gap of 1 stored frame keeps every
+# held-out frame 6 frames from the nearest training frame, as the gap of 5 does on the pullback. Test block 019-022
+# (one frame with lipid, one without), validation 001 (lipid), training 007-013 and 028-031 (lipid in 007-013): a
+# demonstration of the workflow on 8 frames of one patient, not a measurement.
+RECIPES["real-oct-sample"] = {**RECIPES["real-oct"], "oct.test_block_start": 19, "oct.block_gap": 1}
 
 
 def list_profiles() -> list[str]:

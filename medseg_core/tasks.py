@@ -199,10 +199,15 @@ class OCTTask(Task):
         return profile.deeplab
 
     def task_model_kwargs(self, profile: Profile, model_name: str) -> dict[str, Any]:
-        num_classes = 1 + len(profile.oct.classes)
-        if "in_channels" in inspect.signature(model_class(model_name).__init__).parameters:
-            return {"in_channels": 3, "num_classes": num_classes}
-        return {"num_classes": num_classes}
+        parameters = inspect.signature(model_class(model_name).__init__).parameters
+        kwargs: dict[str, Any] = {"num_classes": 1 + len(profile.oct.classes)}
+        if "in_channels" in parameters:
+            kwargs["in_channels"] = 3
+        if "atrous_rates" in parameters and profile.oct.scale_atrous_rates:
+            from .models.deeplabv3plus import scaled_atrous_rates
+
+            kwargs["atrous_rates"] = scaled_atrous_rates(profile.oct.image_size)
+        return kwargs
 
     def case_cluster(self, case_id: str) -> str:
         """``"<patient>_<pullback>_<frame>"`` (the dataset's names) -> the patient; other names are their own."""

@@ -402,3 +402,43 @@ def test_deeplab_offline_imagenet_error_is_actionable(monkeypatch) -> None:
     message = str(error.value)
     assert torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url in message
     assert "name resolution" in message and "checkpoints" in message and "pretrained=" in message
+
+
+def _branch_output_from_centre_tap_only(model: DeepLabV3Plus, branch: int, x: torch.Tensor) -> bool:
+    """True when a dilated ASPP branch gives what its centre weight alone (a 1x1 convolution) gives."""
+    conv = model.aspp.branches[branch].conv
+    centre = torch.nn.functional.conv2d(x, conv.weight[:, :, 1:2, 1:2], conv.bias)
+    return torch.allclose(conv(x), centre, atol=1e-5)
+
+
+def test_aspp_taps_find_the_branches_that_read_only_padding() -> None:
+    from medseg_core.models.deeplabv3plus import aspp_taps, scaled_atrous_rates
+
+    paper_96 = aspp_taps(96)  # 6x6 feature map: rates 6, 12 and 18 reach past it from every position
+    assert [row["is_1x1"] for row in paper_96] == [True, True, True]
+    assert all(row["image_taps"] == pytest.approx(1 / 9) for row in paper_96)
+    assert [row["is_1x1"] for row in aspp_taps(128)] == [False, True, True]
+    for size in (64, 96, 128, 256):
+        rates = scaled_atrous_rates(size)
+        assert not any(row["is_1x1"] for row in aspp_taps(size, 16, rates)) and list(rates) == sorted(rates)
+    assert scaled_atrous_rates(513) == (6, 12, 18)  # DeepLab's own crop size keeps DeepLab's rates
+    model = DeepLabV3Plus(atrous_rates=scaled_atrous_rates(96), eca="none").eval()
+    paper = DeepLabV3Plus(eca="none").eval()
+    features = torch.randn(1, 320, 6, 6)
+    for branch, row in enumerate(aspp_taps(96), start=1):  # the tap table agrees with the convolutions
+        assert _branch_output_from_centre_tap_only(paper, branch, features) == row["is_1x1"]
+    assert not any(_branch_output_from_centre_tap_only(model, branch, features) for branch in (1, 2, 3))
+
+
+def test_cpu_profiles_scale_aspp_rates_and_paper_keeps_them() -> None:
+    from medseg_core.config import get_profile
+    from medseg_core.models.deeplabv3plus import aspp_taps
+    from medseg_core.tasks import get_task
+
+    oct_task = get_task("oct")
+    for name in ("smoke", "cpu"):
+        for profile in (get_profile(name), get_profile(name).ablation_profile()):
+            kwargs = oct_task.model_kwargs(profile, "deeplabv3plus")
+            assert not any(row["is_1x1"] for row in aspp_taps(profile.oct.image_size, 16, kwargs["atrous_rates"]))
+    assert "atrous_rates" not in oct_task.model_kwargs(get_profile("paper"), "deeplabv3plus")
+    assert create_model("deeplabv3plus", **oct_task.model_kwargs(get_profile("paper"), "deeplabv3plus")).aspp.atrous_rates == (6, 12, 18)

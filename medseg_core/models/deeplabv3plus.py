@@ -47,7 +47,8 @@ from . import register_model
 from .base import SegmentationModel
 from .blocks import ECA, ConvNormAct, SeparableConvNormAct
 
-__all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "deeplabv3plus"]
+__all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "deeplabv3plus", "PAPER_ATROUS_RATES",
+           "scaled_atrous_rates", "aspp_taps"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,53 @@ BACKBONE_CHANNELS = 320
 LOW_LEVEL_CHANNELS = 24
 # Dilation surgery: {output stride: [(first block, end block, dilation), ...]} on MobileNetV2's features.
 DILATED_BLOCKS = {16: [(14, 17, 2)], 8: [(7, 14, 2), (14, 17, 4)]}
+PAPER_ATROUS_RATES = (6, 12, 18)  # at output stride 16 (doubled at 8), for DeepLab's 513-pixel crops
+PAPER_FEATURE_SIZE = 33  # ceil(513 / 16): the feature map those rates were chosen for
+
+
+def _feature_size(image_size: int, output_stride: int) -> int:
+    return -(-image_size // output_stride)
+
+
+def scaled_atrous_rates(image_size: int, output_stride: int = 16) -> tuple[int, int, int]:
+    """ASPP dilation rates scaled with the feature map, so that no 3x3 branch degenerates at small frames.
+
+    DeepLab chose (6, 12, 18) at output stride 16 for a 33-pixel feature map (513-pixel crops) and doubles them at
+    output stride 8, i.e. it keeps rate / feature size fixed. This keeps that ratio for
+    ``ceil(image_size / output_stride)`` pixels, rounded, at least 1, increasing where the map allows, and below
+    the feature size: a rate at or above it reads only padding off the centre tap, which makes the branch a 1x1
+    convolution (:func:`aspp_taps`). E.g. 96 px -> (1, 2, 3), 128 px -> (1, 3, 4), 256 px -> (3, 6, 9),
+    513 px -> (6, 12, 18).
+    """
+    size = _feature_size(image_size, output_stride)
+    rates: list[int] = []
+    for paper_rate in PAPER_ATROUS_RATES:
+        rate = max(1, round(paper_rate * size / PAPER_FEATURE_SIZE), rates[-1] + 1 if rates else 1)
+        rates.append(min(rate, max(size - 1, 1)))
+    return tuple(rates)  # type: ignore[return-value]
+
+
+def aspp_taps(image_size: int, output_stride: int = 16,
+              atrous_rates: tuple[int, ...] | None = None) -> list[dict[str, object]]:
+    """Where each dilated 3x3 ASPP branch reads, for a square ``image_size`` frame: image or zero padding.
+
+    For every output position of the ``h x h`` feature map (``h = ceil(image_size / output_stride)``) the 9 taps
+    of a 3x3 kernel with dilation ``rate`` sit at offsets ``{-rate, 0, rate}``; a tap outside the map reads
+    padding. Returns one row per branch: ``rate``, ``feature_size``, ``image_taps`` (share of all taps over all
+    positions that read the image; 1/9 means only the centre) and ``is_1x1`` (True when no position has an
+    off-centre tap in the image: the branch computes what a 1x1 convolution computes).
+    """
+    size = _feature_size(image_size, output_stride)
+    rates = tuple(atrous_rates) if atrous_rates is not None else tuple(r * 16 // output_stride for r in PAPER_ATROUS_RATES)
+    rows = []
+    positions = torch.arange(size)
+    for rate in rates:
+        inside_1d = torch.stack([(positions + offset >= 0) & (positions + offset < size)
+                                 for offset in (-rate, 0, rate)]).float()  # (3, h): tap offset x position
+        inside = inside_1d.sum(0)  # per position: taps of one axis in the image
+        image_taps = float((inside[:, None] * inside[None, :]).mean() / 9)
+        rows.append({"rate": rate, "feature_size": size, "image_taps": image_taps, "is_1x1": bool(inside.max() == 1)})
+    return rows
 
 
 def _dilate_blocks(blocks: nn.Module, dilation: int) -> None:
@@ -215,6 +263,9 @@ class DeepLabV3Plus(SegmentationModel):
     Args:
         num_classes: Output classes K (2 for background / lipid plaque).
         output_stride: 16 (seed, faster) or 8 (finer features, about 3x the compute).
+        atrous_rates: dilations of the three 3x3 ASPP branches; None: the paper's (6, 12, 18) x 16 / output
+            stride. Below about 400-pixel frames some of those read only padding (:func:`aspp_taps`); the
+            kit's ``cpu`` and ``smoke`` profiles pass :func:`scaled_atrous_rates` of their frame size.
         eca: ECA placement: ``"none"``, ``"skip"``, ``"aspp"`` or ``"both"`` (seed).
         separable: Depthwise-separable 3x3 convolutions in ASPP and the decoder (Chen et al. 2018, smp); the
             default ``False`` is the reference implementation's dense model.
@@ -232,6 +283,7 @@ class DeepLabV3Plus(SegmentationModel):
         self,
         num_classes: int = 2,
         output_stride: int = 16,
+        atrous_rates: tuple[int, int, int] | None = None,
         eca: str = "both",
         separable: bool = False,
         pretrained: str | Path | None = None,
@@ -246,10 +298,10 @@ class DeepLabV3Plus(SegmentationModel):
         self.eca = eca
         self.separable = separable
         self.backbone = mobilenet_v2_backbone(output_stride)
-        rate = 16 // output_stride
+        if atrous_rates is None:
+            atrous_rates = tuple(rate * 16 // output_stride for rate in PAPER_ATROUS_RATES)  # type: ignore[assignment]
         self.aspp = ASPP(
-            BACKBONE_CHANNELS, 256, atrous_rates=(6 * rate, 12 * rate, 18 * rate), eca=eca in ("aspp", "both"),
-            separable=separable,
+            BACKBONE_CHANNELS, 256, atrous_rates=tuple(atrous_rates), eca=eca in ("aspp", "both"), separable=separable,
         )
         self.low_level_attention = ECA(LOW_LEVEL_CHANNELS) if eca in ("skip", "both") else nn.Identity()
         self.low_level_projection = ConvNormAct(2, LOW_LEVEL_CHANNELS, 48, 1, bias=True)
