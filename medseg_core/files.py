@@ -16,7 +16,8 @@ import pandas as pd
 
 from .errors import ConfigError
 
-__all__ = ["atomic_output", "write_csv_atomic", "file_digest", "folder_fingerprint", "ensure_writable"]
+__all__ = ["atomic_output", "write_csv_atomic", "file_digest", "folder_fingerprint", "ensure_writable",
+           "separate_folders"]
 
 _CHUNK_BYTES = 1 << 20
 
@@ -86,3 +87,21 @@ def ensure_writable(folder: str | Path) -> Path:
     except OSError as error:
         raise ConfigError(f"cannot write to {folder}: {error.strerror or error}") from error
     return folder
+
+
+def separate_folders(source: str | Path, output: str | Path, *, source_flag: str = "--source",
+                     output_flag: str = "--output") -> tuple[Path, Path]:
+    """``source`` and ``output`` as absolute paths (``..`` and symbolic links resolved), checked to be apart.
+
+    A writer that reads one folder and writes another must never get one folder twice, or one inside the other:
+    replacing its output would delete what it reads (or read what it writes). The flags name the two in the message.
+
+    Raises:
+        ConfigError: the folders are one, or one lies inside the other.
+    """
+    source, output = Path(source).resolve(), Path(output).resolve()
+    if source == output or source in output.parents or output in source.parents:
+        raise ConfigError(f"{output_flag} {output} and {source_flag} {source} overlap (one folder, or one inside the "
+                          "other): writing the output could delete or replace what is read. Choose another "
+                          f"{output_flag} outside {source}")
+    return source, output

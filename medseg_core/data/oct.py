@@ -27,7 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from ..files import file_digest
+from ..files import file_digest, separate_folders
 from .cache import DatasetWriter
 from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
                  warn_aspect_change, write_image)
@@ -569,7 +569,8 @@ def prepare_lipid_dataset(
             other settings (without ``overwrite``), or the source is unusable (the message names the file).
     """
     classes = _check_classes(classes)
-    src_root, dst_root = Path(src_root).resolve(), Path(dst_root)
+        ConfigError: ``dst_root`` and ``src_root`` are one folder or one lies inside the other (paths resolved).
+    src_root, dst_root = separate_folders(src_root, dst_root)  # before anything is read or deleted
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)
     listing = [(row.id, file_digest(row.image_path), file_digest(row.mask_path)) for row in frames.itertuples()]
