@@ -24,38 +24,62 @@ def _mixed_gap(synthetic, real):
     return gap, gap / synthetic["dice"].mean()
 
 
-WRONG_ANSWERS = {  # id: (a typical mistake, a phrase the feedback must contain)
-    "hard_dice": (lambda p, t: 2 * (p & t).sum() / max(p.sum() + t.sum(), 1), "both masks empty"),
-    "empty_mask_rule": ({"dice_both_empty": 0.0, "dice_false_alarm": 0.0, "hd95_both_empty": 0.0,
-                         "hd95_false_alarm": float("nan")}, "dice_both_empty"),
-    "window_indices": (lambda c, n, t, p: [min(max(c + o - (t - 1), 0), n - 1) for o in range(t)], "'centre'"),
-    "temporal_fusion_shape": ((2, 8, 4, 32, 32), "you kept T = 4"),
-    "soft_dice": (_sigmoid_then_threshold, "expected"),
-    "threshold_on_validation": (lambda val, test: float(test.loc[test["dice"].idxmax(), "threshold"]),
-                                "best threshold on the test split"),
-    "patient_split": (lambda pairs, f: (pairs.iloc[::3 + 0].pipe(lambda v: pairs.drop(v.index)), pairs.iloc[::3]),
-                      "in both training and validation"),
-    "label_mask": (lambda mask: mask / 255.0, "must be integers"),
-    "eca_kernel": (lambda c: int(round(np.log2(c) / 2 + 0.5)), "for C="),
-    "ce_dice": (lambda logits, target: torch.nn.functional.cross_entropy(logits, target), "cross-entropy alone"),
-    "soft_dice_empty": (0.0, "not 0"),
-    "eca_block": (lambda x, k: x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True)), "differs"),
-    "aspp_field": (lambda rates, os: [3 * os for _ in rates], "2r + 1"),
-    "output_stride": (lambda size, os: (size // 4, size // 32), "output stride"),
-    "fusion_parameters": (lambda c, t: c * c * t, "left out the C biases"),
-    "svsnet_window_parameters": (3 * 256 * 256, "parameters"),
-    "moved_columns": (lambda committed, fresh, tolerance: [c for c in committed.select_dtypes("number")
-                                                          if abs((committed[c] - fresh[c]).mean()) > tolerance],
-                      "largest absolute difference"),
-    "uncommitted_figures": (lambda manifest: sorted(manifest.loc[manifest["uncommitted_changes"] == "true", "file"]),
-                            "'unknown'"),
-    "domain_gap": (_mixed_gap, "plaque-free frames"),
-    "pretraining_effect": (_unpaired_effect, "same n and seed"),
+def _mean_absolute_change(committed, fresh, tolerance):
+    """The mean absolute change per column: a single row that moved far hides among rows that did not."""
+    return [c for c in committed.select_dtypes("number") if (committed[c] - fresh[c]).abs().mean() > tolerance]
+
+
+WRONG_ANSWERS = {  # id: [(a typical mistake, a phrase the feedback must contain), ...]
+    "hard_dice": [(lambda p, t: 2 * (p & t).sum() / max(p.sum() + t.sum(), 1), "both masks empty")],
+    "empty_mask_rule": [({"dice_both_empty": 0.0, "dice_false_alarm": 0.0, "hd95_both_empty": 0.0,
+                          "hd95_false_alarm": float("nan")}, "dice_both_empty")],
+    "window_indices": [(lambda c, n, t, p: [min(max(c + o - (t - 1), 0), n - 1) for o in range(t)], "'centre'")],
+    "temporal_fusion_shape": [((2, 8, 4, 32, 32), "you kept T = 4"), ((2, 8, 32, 32), "squeeze")],
+    "soft_dice": [(_sigmoid_then_threshold, "expected")],
+    "threshold_on_validation": [(lambda val, test: float(test.loc[test["dice"].idxmax(), "threshold"]),
+                                 "best threshold on the test split")],
+    "patient_split": [(lambda pairs, f: (pairs.drop(pairs.index[::3]), pairs.iloc[::3]),
+                       "in both training and validation")],
+    "label_mask": [(lambda mask: mask / 255.0, "must be integers")],
+    "eca_kernel": [(lambda c: int(round(np.log2(c) / 2 + 0.5)), "for C=")],
+    "ce_dice": [(lambda logits, target: torch.nn.functional.cross_entropy(logits, target), "cross-entropy alone")],
+    "soft_dice_empty": [(0.0, "two numbers"), (1, "two numbers"), ((1.0, 1.0), "eps = 1"),
+                        ((0.0, 0.0), "not 0")],
+    "eca_block": [(lambda x, k: x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True)), "differs")],
+    "aspp_field": [(lambda rates, os: [3 * os for _ in rates], "2r + 1")],
+    "output_stride": [(lambda size, os: (size // 4, size // 32), "output stride")],
+    "fusion_parameters": [(lambda c, t: c * c * t, "left out the C biases")],
+    "svsnet_window_parameters": [(3 * 256 * 256, "parameters")],
+    "moved_columns": [(lambda committed, fresh, tolerance: [c for c in committed.select_dtypes("number")
+                                                           if abs((committed[c] - fresh[c]).mean()) > tolerance],
+                       "largest absolute difference"),
+                      (_mean_absolute_change, "largest absolute difference")],
+    "uncommitted_figures": [(lambda manifest: sorted(manifest.loc[manifest["uncommitted_changes"] == "true", "file"]),
+                             "'unknown'")],
+    "domain_gap": [(_mixed_gap, "plaque-free frames")],
+    "pretraining_effect": [(_unpaired_effect, "same n and seed")],
 }
+WRONG_CASES = [(exercise_id, index) for exercise_id, answers in WRONG_ANSWERS.items() for index in range(len(answers))]
+
+
+def _stubs(exercise_id):
+    """The placeholders a notebook's untouched exercise cell passes: values, or functions that return them."""
+    answer = solution(exercise_id)
+    if callable(answer):
+        def raises(*args, **kwargs):
+            raise NotImplementedError
+
+        return [lambda *args, **kwargs: None, lambda *args, **kwargs: ..., raises, None]
+    if isinstance(answer, dict):
+        return [None, ..., dict.fromkeys(answer)]
+    if isinstance(answer, (tuple, list)):
+        return [None, ..., (None,) * len(answer)]
+    return [None, ...]
 
 
 def test_every_exercise_has_a_wrong_answer_here():
     assert set(WRONG_ANSWERS) == set(EXERCISES)
+    assert all(WRONG_ANSWERS.values())
 
 
 @pytest.mark.parametrize("exercise_id", list(EXERCISES))
@@ -65,12 +89,25 @@ def test_solution_passes(exercise_id):
     assert feedback.message.startswith("✓ ") and repr(feedback) == feedback.message
 
 
-@pytest.mark.parametrize("exercise_id", list(EXERCISES))
-def test_wrong_answer_is_reported_wrong_with_a_reason(exercise_id):
-    answer, phrase = WRONG_ANSWERS[exercise_id]
+@pytest.mark.parametrize("exercise_id, index", WRONG_CASES, ids=[f"{i}-{n}" for i, n in WRONG_CASES])
+def test_wrong_answer_is_reported_wrong_with_a_reason(exercise_id, index):
+    answer, phrase = WRONG_ANSWERS[exercise_id][index]
     feedback = check(exercise_id, answer)
-    assert not feedback and feedback.message.startswith("✗ ")
+    assert not feedback and feedback.answered and feedback.message.startswith("✗ "), feedback.message
     assert phrase in feedback.message
+
+
+@pytest.mark.parametrize("exercise_id", list(EXERCISES))
+def test_untouched_stub_is_not_answered_yet(exercise_id):
+    for stub in _stubs(exercise_id):
+        feedback = check(exercise_id, stub)
+        assert not feedback and not feedback.answered, feedback.message
+        assert feedback.message.startswith("○ not answered yet") and f"solution('{exercise_id}')" in feedback.message
+
+
+def test_a_function_that_returns_none_for_some_inputs_is_wrong_not_unanswered():
+    feedback = check("eca_kernel", lambda channels: 3 if channels < 64 else None)
+    assert not feedback and feedback.answered and "every path" in feedback.message
 
 
 def test_feedback_names_the_input_and_the_expected_value():
