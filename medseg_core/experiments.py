@@ -106,6 +106,9 @@ def train(
             instead of its random initialisation; every tensor must match (see
             :func:`medseg_core.training.initial_weights`). The run records the checkpoint's path and digest.
     """
+
+    A weight-free baseline (``create_model("tophat")``, ``"intensity"``: ``model.weight_free``) is not trained:
+    its thresholds are fitted on the validation frames (``model.fit``) and ``history`` holds the fitted numbers.
     task = get_task(task)
     model_name = model_name or task.default_model
     kwargs = task.model_kwargs(profile, model_name, model_kwargs)  # checks the model before any work
@@ -116,8 +119,11 @@ def train(
     seed_everything(seed)
     model = create_model(model_name, **kwargs)
     init = initial_weights(model, init_from) if init_from is not None else None
-    config = replace(task.train_config(profile), seed=seed)
     metadata = task.run_metadata(profile, model_name)
+    if getattr(model, "weight_free", False):  # a baseline: its thresholds are fitted on validation frames
+        fitted = model.fit(loaders["val"] if loaders.get("val") is not None else loaders["train"])
+        return TrainedRun(model.eval(), pd.DataFrame([fitted]), loaders, run_dir, metadata)
+    config = replace(task.train_config(profile), seed=seed)
     trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
                       data_id=folder_fingerprint(root), init_from=init)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
@@ -282,6 +288,8 @@ class Ablation:
         notebook: the notebook that runs the grid (named in :meth:`source`).
         levels: an optional numeric level per variant (e.g. the window length), for curves.
     """
+        baseline: a weight-free variant (a classical filter or intensity rule, fitted on validation frames) that
+            every table shows as a row: what the networks add over it. It is not part of the question's family.
 
     name: str
     task: str
@@ -290,6 +298,7 @@ class Ablation:
     notebook: str
     levels: Mapping[str, float] = field(default_factory=dict)
 
+    baseline: str | None = None
     def variants_for(self, profile: Profile) -> dict[str, Mapping[str, Any]]:
         """The variants ``profile`` runs, in the grid's order: ``profile.ablation.grid_variants[name]``, else all.
 
@@ -301,6 +310,7 @@ class Ablation:
         if chosen is None:
             return dict(self.variants)
         unknown = sorted(set(chosen) - set(self.variants))
+        chosen = (*chosen, *([self.baseline] if self.baseline and self.baseline not in chosen else []))
         if unknown or self.reference not in chosen:
             problem = f"unknown variants {unknown}" if unknown else f"the reference {self.reference!r} is left out"
             raise UnknownNameError(f"ablation.grid_variants[{self.name!r}]: {problem}; the grid's variants: "
@@ -347,6 +357,47 @@ class Ablation:
         return results
 
     def describe(self, profile: Profile) -> str:
+    def design(self, profile: Profile, metric_sd: float | None = None) -> pd.DataFrame:
+        """The design before it runs: what it can detect. One row per unit of the question (test clusters, seeds).
+
+        ``comparisons`` is the family (every network variant of :meth:`variants_for` against the reference),
+        ``level`` each interval's family-wise confidence, ``detectable_sd`` the smallest mean difference a paired
+        t-test on that many units detects with 80 % power at that level, in standard deviations of the per-unit
+        differences (noncentral t, :func:`~medseg_core.stats.detectable_effect_size`); with ``metric_sd`` (e.g.
+        the spread of per-cluster differences of an earlier run) also in metric units, a plug-in estimate.
+        """
+        from .stats import MIN_SEEDS_FOR_INTERVAL, POWER, detectable_effect_size, family_confidence
+
+        ablation = profile.ablation_profile()
+        comparisons = len([v for v in self.variants_for(profile) if v not in (self.reference, self.baseline)])
+        level = family_confidence(0.95, comparisons)
+        units = {"test " + ("videos" if self.task == "xca" else "patients"): get_task(self.task).test_clusters(ablation),
+                 "seeds": len(profile.ablation.seeds_for(self.name))}
+        rows = []
+        for unit, count in units.items():
+            minimum = MIN_SEEDS_FOR_INTERVAL if unit == "seeds" else 3
+            effect = detectable_effect_size(count, 1 - level, POWER) if count >= minimum else float("nan")
+            rows.append({"unit": unit, "count": count, "comparisons": comparisons, "level": level,
+                         "detectable_sd": effect,
+                         **({"detectable": effect * metric_sd} if metric_sd is not None else {}),
+                         "question": (f"do these trained models differ on test {unit.split()[-1]} like these?"
+                                      if unit != "seeds" else "does the difference survive retraining?")})
+        return pd.DataFrame(rows)
+
+    def analyse(self, results: pd.DataFrame, metrics: Sequence[str]) -> "AblationAnalysis":
+        """Summary (baseline row included), the question's family and the networks-vs-baseline family, from the
+        per-case table of :meth:`run` (or :func:`read_committed_results`)."""
+        from .stats import paired_comparison, summarize_runs
+
+        metrics = list(metrics)
+        networks = results[results["variant"] != self.baseline] if self.baseline else results
+        summary = summarize_runs(results, by="variant", metrics=metrics)
+        comparison = paired_comparison(networks, self.reference, metrics)
+        against_baseline = None
+        if self.baseline and self.baseline in set(results["variant"]):
+            against_baseline = paired_comparison(results, self.baseline, metrics)
+        return AblationAnalysis(self, summary, comparison, against_baseline)
+
         """The grid's results folder relative to the runs folder (``runs/cpu_ablation/ablation_eca``), for manifests."""
         return _runs_relative(self.results_dir(profile), profile)
 
@@ -360,6 +411,26 @@ class Ablation:
 
 
 ECA_ABLATION = Ablation(
+@dataclass(frozen=True)
+class AblationAnalysis:
+    """What :meth:`Ablation.analyse` finds: ``summary`` (:func:`~medseg_core.stats.summarize_runs`, baseline row
+    included), ``comparison`` (the question's family: every network against the reference) and
+    ``against_baseline`` (every network against the weight-free baseline, its own family; None without one)."""
+
+    grid: Ablation
+    summary: pd.DataFrame
+    comparison: pd.DataFrame
+    against_baseline: pd.DataFrame | None
+
+    def verdicts(self, metric: str = "dice") -> list[str]:
+        """Every sentence that states an effect of this grid, generated from its tables
+        (:func:`~medseg_core.stats.describe_comparisons`): the question's family, then the baseline's."""
+        from .stats import describe_comparisons
+
+        tables = [self.comparison, *([self.against_baseline] if self.against_baseline is not None else [])]
+        return [sentence for table in tables for sentence in describe_comparisons(table[table["metric"] == metric])]
+
+
     name="ablation_eca",
     task="oct",
     variants={
@@ -379,10 +450,12 @@ WINDOW_LENGTH_ABLATION = Ablation(
         **{f"T{t}": {"model_name": "svsnet", "overrides": {"xca.window_length": t}} for t in WINDOW_LENGTHS},
         "unet2d": {"model_name": "unet2d"},  # the 2D U-Net sees the labelled frame alone
     },
+        "tophat": {"model_name": "tophat"},  # black top-hat on the labelled frame, threshold fitted on validation
     reference="T1",
     notebook="06_ablation_window_length",
     levels={f"T{t}": t for t in WINDOW_LENGTHS},
 )
+    baseline="tophat",
 
 
 ABLATIONS = {grid.name: grid for grid in (ECA_ABLATION, WINDOW_LENGTH_ABLATION)}

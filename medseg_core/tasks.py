@@ -86,6 +86,10 @@ class Task:
         """The cluster a test case belongs to (its video or patient): the unit statistics resample."""
         raise NotImplementedError
 
+    def test_clusters(self, profile: Profile) -> int:
+        """How many test videos or patients the profile's synthetic data hold (to size a design before running)."""
+        raise NotImplementedError
+
     def check_model(self, model_name: str) -> None:
         """Raise before any work when ``model_name`` is unknown or cannot take this task's input."""
         kind = model_class(model_name).input_kind
@@ -168,6 +172,9 @@ class XCATask(Task):
         """``"<video>/<frame>"`` -> the video."""
         return case_id.split("/", 1)[0]
 
+    def test_clusters(self, profile: Profile) -> int:
+        return profile.xca.num_test_videos
+
     def window_tag(self, profile: Profile, model_name: str) -> str:
         xca = self._profile_for(profile, model_name).xca
         return f"_T{xca.window_length}-{xca.window_policy}"
@@ -215,6 +222,12 @@ class OCTTask(Task):
 
         match = OCT_NAME_PATTERN.match(case_id)
         return match["patient"] if match else case_id
+
+    def test_clusters(self, profile: Profile) -> int:
+        """Synthetic pullbacks are one patient each; the flat layout holds ``oct.test_fraction`` of them out."""
+        from .data.oct import held_out_patients
+
+        return held_out_patients(profile.oct.num_patients, profile.oct.test_fraction)
 
     def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
         return RunMetadata(task="oct", image_size=profile.oct.image_size, class_names=tuple(profile.oct.classes),

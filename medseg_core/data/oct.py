@@ -287,6 +287,12 @@ def _check_pair_sizes(pairs: pd.DataFrame) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def held_out_patients(patients: int, fraction: float) -> int:
+    """How many of ``patients`` a patient-wise split holds out: ``round(fraction * patients)``, at least one, and at
+    least one left for training (the rule of :func:`patient_split`, also used to size designs before any data)."""
+    return min(patients - 1, max(1, int(round(fraction * patients))))
+
+
 def patient_split(
     pairs: pd.DataFrame, val_fraction: float = 0.2, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -309,7 +315,7 @@ def patient_split(
     patients = np.array(sorted(pairs["patient"].unique()))
     if patients.size < 2:
         raise ValueError(f"a patient-wise split needs at least 2 patients, got {patients.tolist()}")
-    num_val = min(patients.size - 1, max(1, int(round(val_fraction * patients.size))))
+    num_val = held_out_patients(patients.size, val_fraction)
     val_patients = set(patients[np.random.default_rng(seed).permutation(patients.size)[:num_val]])
     is_val = pairs["patient"].isin(val_patients)
     train, val = pairs[~is_val].reset_index(drop=True), pairs[is_val].reset_index(drop=True)

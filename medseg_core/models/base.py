@@ -10,10 +10,13 @@ sigmoid vessel/foreground probability thresholded at ``threshold``; K channels a
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 from .blocks import collect_attention_weights
 
@@ -50,9 +53,18 @@ class SegmentationModel(nn.Module):
     """
 
     input_kind: ClassVar[str] = "image"
+    # Weight-free baselines (classical filters, intensity rules) are not trained: ``fit(loader)`` sets their few
+    # numbers (thresholds) on training or validation frames; :func:`medseg_core.experiments.train` calls it instead
+    # of the Trainer.
+    weight_free: ClassVar[bool] = False
     in_channels: int
     num_classes: int
     size_divisor: int = 1
+
+    def fit(self, loader: "DataLoader") -> dict[str, float]:
+        """Weight-free models: fit their numbers on ``loader`` (training or validation frames, never test) and
+        return them by name. Networks are trained, not fitted."""
+        raise TypeError(f"{type(self).__name__} is trained, not fitted (only weight-free baselines have fit)")
 
     def expected_input(self) -> str:
         """The accepted input shape in words, e.g. ``(B, 1, T, H, W) with H, W divisible by 64``."""

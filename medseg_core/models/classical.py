@@ -69,6 +69,7 @@ class ClassicalFilter(SegmentationModel):
     """
 
     input_kind: ClassVar[str] = "window"
+    weight_free: ClassVar[bool] = True
     default_threshold: ClassVar[float] = 0.05
 
     def __init__(self, window_length: int = 4, window_policy: str = "centre", threshold: float | None = None,
@@ -85,6 +86,10 @@ class ClassicalFilter(SegmentationModel):
         self.num_classes = 1
         self.steepness = steepness
         self.register_buffer("threshold", torch.tensor(float(threshold)))
+
+    def fit(self, loader: DataLoader) -> dict[str, float]:
+        """The threshold of the best pooled Dice on ``loader`` (:func:`fit_threshold`)."""
+        return {"threshold": fit_threshold(self, loader)}
 
     def check_input_shape(self, x: torch.Tensor) -> None:
         """The base checks, then T: the window must have the ``window_length`` the filter was built for."""

@@ -255,6 +255,17 @@ def _order(values: pd.Series, order: Sequence[str] | None) -> list[str]:
     return [v for v in order if v in present] if order is not None else present
 
 
+def _check_foreground_only(results: pd.DataFrame, include_empty: bool) -> None:
+    """Refuse rows whose ground truth is empty (they score 0 or 1 by the empty-mask rule) unless asked."""
+    if include_empty or "truth_pixels" not in results.columns:
+        return
+    empty = int((results["truth_pixels"] == 0).sum())
+    if empty:
+        raise ValueError(f"{empty} rows have an empty ground truth (truth_pixels == 0): they score exactly 0 or 1 and "
+                         "would mix false alarms into the scores. Plot results[results['truth_pixels'] > 0], or pass "
+                         "include_empty=True and say so in the title.")
+
+
 def plot_ablation(
     results: pd.DataFrame,
     metrics: Sequence[str] = ("dice", "iou", "precision", "recall"),
@@ -262,6 +273,7 @@ def plot_ablation(
     order: Sequence[str] | None = None,
     reference: str | None = None,
     title: str = "",
+    include_empty: bool = False,
 ) -> plt.Figure:
     """Per-variant mean over seeds with each seed's mean as a dot, one panel per metric.
 
@@ -273,7 +285,14 @@ def plot_ablation(
         results: per-case results of a grid (``by``, ``seed``, ``id`` and metric columns).
         order: variants from left to right (default: as they appear).
         reference: a variant to draw as a horizontal line.
+        include_empty: allow cases whose ground truth is empty (``truth_pixels == 0``): they score exactly 0 or 1
+            by the empty-mask rule, so by default such rows are refused (select the foreground cases, or say so
+            in the title and pass True).
+
+    Raises:
+        ValueError: rows with an empty ground truth and ``include_empty`` is False.
     """
+    _check_foreground_only(results, include_empty)
     order = _order(results[by], order)
     summary = summarize_runs(results, by=by, metrics=metrics)
     seed_means = results.groupby([by, "seed"], sort=False)[list(metrics)].mean().reset_index()
@@ -358,13 +377,15 @@ def plot_metric_boxes(
     order: Sequence[str] | None = None,
     case: str | Sequence[str] = "id",
     title: str = "",
+    include_empty: bool = False,
 ) -> plt.Figure:
     """Box plots of per-case metrics: metrics along x, one coloured box per group; each dot is one test case.
 
     A case's value is its mean over the seeds present (so every case counts once); values a group does not have
     (NaN, e.g. an undefined HD95) are left out. Use bounded metrics (Dice, IoU, ...) together: they share one
-    0-1 axis.
+    0-1 axis. Cases with an empty ground truth are refused unless ``include_empty`` (see :func:`plot_ablation`).
     """
+    _check_foreground_only(results, include_empty)
     case = [case] if isinstance(case, str) else list(case)
     order = _order(results[by], order)
     per_case = results.groupby([by, *case], sort=False)[list(metrics)].mean().reset_index()
