@@ -79,6 +79,7 @@ def _train(args: argparse.Namespace) -> int:
     from .runtime import is_main_process
     from .stats import foreground_split, summarize
     from .tasks import get_task
+    from .training import RUN_FILES, run_folder_lock
 
     profile = get_profile(args.profile, parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
     task = get_task(args.task)
@@ -91,15 +92,15 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--init-from {args.init_from}: no such checkpoint (the best.pt or last.pt of a run)")
     run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)
     if args.restart:
-        results = [name for name in ("best.pt", "last.pt", "history.csv") if (run_dir / name).exists()]
+        results = [name for name in RUN_FILES if (run_dir / name).exists()]
         if results and not args.overwrite:
             raise ConfigError(f"--restart would replace {', '.join(results)} in {run_dir}; add --overwrite to start "
                               "again on purpose, or choose another --out")
-        if is_main_process():
-            for name in results:
-                (run_dir / name).unlink()
+    if is_main_process():
+        with run_folder_lock(run_dir):  # in use by another training: refused now, not after generating data
+            pass
     run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=args.seed, run_dir=run_dir,
-                data_root=args.data, resume=not args.restart, init_from=args.init_from)
+                data_root=args.data, resume=not args.restart, init_from=args.init_from)  # restart: clears under lock
     if not is_main_process():
         return 0
     print(run.history.round(4).to_string(index=False))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +18,17 @@ import pandas as pd
 
 from .errors import ConfigError
 
+try:
+    import fcntl
+except ImportError:  # Windows: folders are not locked
+    fcntl = None
+
 __all__ = ["atomic_output", "write_csv_atomic", "file_digest", "folder_fingerprint", "ensure_writable",
-           "separate_folders"]
+           "separate_folders", "folder_lock", "remove_stale_temporaries"]
 
 _CHUNK_BYTES = 1 << 20
+_LOCK_FILE = ".lock"
+_TEMPORARY_NAME = re.compile(r"^\.(?:.+\.tmp|medseg-write-test)(\d+)$")  # atomic_output and ensure_writable names
 
 
 @contextmanager
@@ -33,7 +42,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")  # a kill leaves it: remove_stale_temporaries
     try:
         yield temporary
         os.replace(temporary, path)
@@ -105,3 +114,66 @@ def separate_folders(source: str | Path, output: str | Path, *, source_flag: str
                           "other): writing the output could delete or replace what is read. Choose another "
                           f"{output_flag} outside {source}")
     return source, output
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, advice: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (POSIX ``flock`` on ``folder/.lock``, folder created) for the block.
+
+    Another holder, in this process or another, is refused at once, by name (the lock file records ``process N on
+    HOST``), with ``advice``. Not locked where ``fcntl`` is missing (Windows).
+
+    Raises:
+        ConfigError: the folder cannot be created or written, or someone else holds its lock.
+    """
+    if fcntl is None:
+        yield
+        return
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / _LOCK_FILE, "a+")
+    except OSError as error:
+        raise ConfigError(f"cannot write to {folder}: {error.strerror or error}") from error
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(f"{folder} is in use by {holder}: {advice}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writers killed mid-write left in ``folder`` (not its sub-folders).
+
+    Only the kit's own names (:func:`atomic_output`'s ``.NAME.tmpPID``, :func:`ensure_writable`'s probe) whose
+    process ``PID`` no longer runs on this machine are removed, so a live writer's file is never touched. Returns
+    the removed paths.
+    """
+    removed = []
+    for path in Path(folder).iterdir():
+        match = _TEMPORARY_NAME.match(path.name)
+        if match and path.is_file() and not _process_runs(int(match[1])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -46,19 +46,12 @@ from __future__ import annotations
 
 import inspect
 import math
-import os
-import socket
 import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
-
-try:
-    import fcntl
-except ImportError:  # Windows: run folders are not locked
-    fcntl = None
 
 import pandas as pd
 import torch
@@ -69,15 +62,16 @@ from tqdm.auto import tqdm
 from .checkpoints import RunMetadata, copy_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .errors import ConfigError, UnknownNameError
-from .files import file_digest, write_csv_atomic
+from .files import file_digest, folder_lock, remove_stale_temporaries, write_csv_atomic
 from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
 __all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights",
-           "settings_differences"]
+           "settings_differences", "run_folder_lock"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
+RUN_FILES = ("best.pt", "last.pt", "history.csv")  # what a Trainer writes into its run folder
 SPEED_SETTINGS = ("compile", "num_threads", "keep_freed_memory", "save_every")  # change speed, not results
 RESUME_MAY_CHANGE = ("epochs", *SPEED_SETTINGS)  # a resume accepts a changed length and speed settings
 
@@ -96,6 +90,20 @@ def settings_differences(state: Mapping[str, Any], config: TrainConfig, metadata
     if (state.get("metadata") or {}) != metadata.to_dict():
         differences.append(f"run metadata: stored {state.get('metadata')}, now {metadata.to_dict()}")
     return differences
+
+
+@contextmanager
+def run_folder_lock(run_dir: str | Path) -> Iterator[None]:
+    """Exclusive lock on a run folder (:func:`medseg_core.files.folder_lock`), held by the Trainer for a whole fit,
+    before any of its files is touched (a restart deletes the earlier results under it). Once held, temporary files
+    of writers that were killed mid-write are removed.
+
+    Raises:
+        ConfigError: another process trains in the folder (named), or it cannot be written.
+    """
+    with folder_lock(run_dir, advice="wait for it to finish, or train into another run folder"):
+        remove_stale_temporaries(run_dir)
+        yield
 
 
 def build_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -394,7 +402,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ main loop
     def fit(self, train_loader: DataLoader, val_loader: DataLoader | None = None, resume: bool = True) -> pd.DataFrame:
-        """Train until ``config.epochs`` (or early stopping); resume from ``out_dir/last.pt`` when ``resume``.
+        """Train until ``config.epochs`` (or early stopping); resume from ``out_dir/last.pt`` when ``resume``, else
+        start again: an earlier run's :data:`RUN_FILES` are deleted first, under the run-folder lock
+        (:func:`run_folder_lock`, held for the whole fit), never while another process trains there.
 
         Returns:
             The history: one row per epoch with ``train_loss``, ``val_loss``, ``val_dice``, ``lr``, ``time_s``
@@ -407,36 +417,19 @@ class Trainer:
 
     @contextmanager
     def _run_folder_lock(self) -> Iterator[None]:
-        """Hold an exclusive lock on ``out_dir`` (``.lock``) so two trainings never write one run folder."""
-        if self.out_dir is None or not is_main_process() or fcntl is None:
+        """Hold :func:`run_folder_lock` on ``out_dir`` (main process) so two trainings never write one run folder."""
+        if self.out_dir is None or not is_main_process():
             yield
             return
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            handle = open(self.out_dir / ".lock", "a+")
-        except OSError as error:
-            raise ConfigError(f"cannot write to the run folder {self.out_dir}: {error.strerror}") from error
-        with handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
-                raise ConfigError(f"{self.out_dir} is in use by {holder}: wait for it to finish, or train into another "
-                                  "run folder") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"process {os.getpid()} on {socket.gethostname()}")
-            handle.flush()
-            try:
-                yield
-            finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with run_folder_lock(self.out_dir):
+            yield
 
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader | None, resume: bool) -> pd.DataFrame:
         if val_loader is None and self.config.monitor.startswith("val_"):
             warnings.warn(f"no validation loader: monitor {self.config.monitor!r} is unavailable", stacklevel=2)
+        if not resume and self.out_dir is not None and is_main_process():
+            for name in RUN_FILES:  # a fresh start, under the lock: nothing of an earlier run mixes with this one
+                (self.out_dir / name).unlink(missing_ok=True)
         if resume and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
             state = load_checkpoint(self.out_dir / "last.pt", map_location=self.device)
             self.check_resumable(state)

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from medseg_core.checkpoints import load_checkpoint
 from medseg_core.cli import main
 from medseg_core.data.synthetic_oct import write_oct_dataset
 from medseg_core.files import file_digest
@@ -64,3 +66,65 @@ def test_prepare_refuses_an_output_that_overlaps_its_source(oct_source, tmp_path
     _one_line_error(capsys, "inside")
     assert _hashes(prepared, oct_source) == before, "nothing deleted, nothing added"
     assert not (oct_source / "derived").exists()
+
+
+# ------------------------------------------------------------------------------- 2. restart under a lock
+
+_HOLD_LOCK = """
+import fcntl, os, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX)
+handle.write(f"process {os.getpid()} on this machine")
+handle.flush()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture()
+def held_lock():
+    """``held_lock(path)``: another process holds an exclusive ``flock`` on ``path`` until the test ends."""
+    processes = []
+
+    def hold(path: Path) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        assert process.stdout.readline().strip() == "locked"
+        return process
+
+    yield hold
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def test_restart_overwrite_on_a_run_another_process_trains_deletes_nothing(isolated, held_lock, capsys):
+    run = isolated / "run"
+    run.mkdir()
+    for name in ("best.pt", "last.pt", "history.csv"):
+        (run / name).write_bytes(f"the other run's {name}".encode())
+    holder = held_lock(run / ".lock")
+    before = _hashes(run)
+    assert main(["train", "--profile", "smoke", "--out", str(run), "--restart", "--overwrite"]) == 2
+    _one_line_error(capsys, f"in use by process {holder.pid}")
+    assert _hashes(run) == before
+    assert not (isolated / "data").exists(), "refused before any data was generated"
+    holder.kill()
+    holder.wait()
+    assert main(["train", "--profile", "smoke", "--out", str(run), "--restart", "--overwrite"]) == 0
+    assert load_checkpoint(run / "best.pt")["epoch"] == 1 and len(pd.read_csv(run / "history.csv")) == 1
+
+
+def test_temporaries_of_a_killed_writer_are_removed_on_the_next_start(tmp_path, held_lock):
+    from medseg_core.training import run_folder_lock
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(finished.stdout), held_lock(tmp_path / "other.lock").pid
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / f".last.pt.tmp{dead}").write_bytes(b"half a checkpoint")
+    (run / f".history.csv.tmp{dead}").write_text("epoch\n")
+    (run / f".best.pt.tmp{alive}").write_bytes(b"being written")
+    (run / "best.pt").write_bytes(b"a model")
+    with run_folder_lock(run):
+        assert sorted(p.name for p in run.iterdir()) == [f".best.pt.tmp{alive}", ".lock", "best.pt"]
