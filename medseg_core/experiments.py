@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoints import RunMetadata, load_checkpoint, load_model
 from .config import RECIPES, Profile, TransferConfig
-from .errors import ConfigError, UnknownNameError
+from .errors import ConfigError, DataError, UnknownNameError
 from .evaluation import evaluate
 from .files import ensure_writable, folder_fingerprint, write_csv_atomic
 from .models import create_model
@@ -48,6 +48,7 @@ __all__ = [
     "read_committed_results",
     "TRANSFER_STARTS",
     "transfer_profile",
+    "real_transfer_data",
     "synthetic_to_real",
     "transfer_budget",
     "transfer_run_dir",
@@ -494,10 +495,41 @@ TRANSFER_STARTS = ("scratch", "synthetic")
 
 
 def transfer_profile(profile: Profile) -> Profile:
-    """The profile of every run of :func:`synthetic_to_real`: ``profile`` with the ``real-oct`` recipe (the single
-    pullback's blocks, plaque oversampling, rotation) and then ``profile.transfer.overrides``, named
-    ``<profile>_real-oct`` as ``get_profile(..., recipe="real-oct")`` names it."""
-    return profile.override({**RECIPES["real-oct"], **profile.transfer.overrides, "name": f"{profile.name}_real-oct"})
+    """The profile of every run of :func:`synthetic_to_real`: ``profile`` with the recipe ``profile.transfer.recipe``
+    (``real-oct``: the single pullback's blocks, plaque oversampling, rotation) and then
+    ``profile.transfer.overrides``, named ``<profile>_<recipe>`` as ``get_profile(..., recipe=)`` names it.
+
+    Raises:
+        UnknownNameError: ``transfer.recipe`` is not in :data:`~medseg_core.config.RECIPES`; the message lists them.
+    """
+    recipe = profile.transfer.recipe
+    if recipe not in RECIPES:
+        raise UnknownNameError(f"unknown recipe {recipe!r} (transfer.recipe); valid recipes: {', '.join(RECIPES)}")
+    return profile.override({**RECIPES[recipe], **profile.transfer.overrides, "name": f"{profile.name}_{recipe}"})
+
+
+def real_transfer_data(links_folder: str | Path, pullback: str | Path | None = None) -> tuple[Path, str]:
+    """The real OCT frames of :func:`synthetic_to_real` and the recipe (``transfer.recipe``) that splits them.
+
+    With the 111-frame pullback (``pullback``, else :func:`~medseg_core.config.real_data_path`'s
+    ``oct_zenodo_pullback``, optional), the kit's 11-frame sample and the pullback are linked into ``links_folder``
+    (:func:`~medseg_core.data.oct.real_pullback_folder`): 122 frames, recipe ``real-oct``. Without it, the bundled
+    sample's own folder, recipe ``real-oct-sample``.
+
+    Raises:
+        DataError: ``pullback`` was given but has no ``img/`` and ``mask/``, or the sample is missing.
+    """
+    from .config import REAL_DATASETS, real_data_path
+    from .data.oct import real_pullback_folder
+
+    sample = real_data_path("oct_zenodo_sample")
+    found = Path(pullback) if pullback is not None else real_data_path("oct_zenodo_pullback")
+    if pullback is not None or (found / "img").is_dir():
+        return real_pullback_folder(links_folder, [sample, found]), "real-oct"
+    if not (sample / "img").is_dir() or not (sample / "mask").is_dir():
+        raise DataError(f"the kit's real OCT sample is missing at {sample} (no img/ and mask/ there): restore "
+                        f"data/real/oct_zenodo_sample from git or set {REAL_DATASETS['oct_zenodo_sample']}")
+    return sample, "real-oct-sample"
 
 
 def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig) -> dict[str, int]:
@@ -528,10 +560,10 @@ def synthetic_to_real(
     or more checkpoints to choose from; the ``n`` frames are every k-th of the training block
     (:func:`medseg_core.data.oct.every_kth_frame`), the same for every seed (seeds vary initialisation and
     order). Checkpoints are chosen on the validation block. Runs are read back when their results exist
-    (:func:`run_grid`), under ``runs/<profile>_real-oct/synthetic_to_real/<start>_n<n>/``.
+    (:func:`run_grid`), under ``runs/<profile>_<recipe>/synthetic_to_real/<start>_n<n>/`` (:func:`transfer_profile`).
 
     Args:
-        real_root: the real pullback in one flat folder (:func:`medseg_core.data.oct.real_pullback_folder`).
+        real_root: the real frames in one flat folder (:func:`real_transfer_data`), split by ``transfer.recipe``.
         pretrained: a DeepLabV3+ checkpoint trained on synthetic frames (notebook 04's ``best.pt``).
         train_frames: the ``n`` values (default ``profile.transfer.train_frames``); values above the training
             block's size mean all of it, and are run once.

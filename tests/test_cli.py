@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from medseg_core.tasks import get_task
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ from PIL import Image
 
 from medseg_core.cli import main
 from medseg_core.checkpoints import load_checkpoint
+from medseg_core.config import real_data_path
 
-REAL_OCT_SAMPLE = Path(os.environ.get("MEDSEG_OCT_SAMPLE", Path(__file__).resolve().parents[2] / "shared/data/oct_zenodo_sample"))
+REAL_OCT_SAMPLE = real_data_path("oct_zenodo_sample")  # shipped with the kit: data/real/oct_zenodo_sample
 
 
 @pytest.fixture()
@@ -56,8 +56,6 @@ def test_train_prints_false_alarms_on_cases_without_foreground_apart(isolated, c
 
 
 def test_predict_writes_masks_and_overlays_for_real_oct_frames(oct_checkpoint, tmp_path):
-    if not REAL_OCT_SAMPLE.is_dir():
-        pytest.skip(f"real OCT sample not found at {REAL_OCT_SAMPLE} (set MEDSEG_OCT_SAMPLE)")
     out = tmp_path / "predicted"
     assert main(["predict", "--checkpoint", str(oct_checkpoint), "--input", str(REAL_OCT_SAMPLE / "img"),
                  "--output", str(out)]) == 0

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from medseg_core.cli import main
-from medseg_core.config import real_data_path
 from medseg_core.notebooks import NotebookError, list_notebooks, run_notebooks
 from medseg_core.provenance import check_figures, committed_manifest
 
 NOTEBOOKS = list_notebooks()
-# Notebook 03 draws the real OCT sample's frame only when the sample is found (as in notebook 03).
-REAL_OCT_SAMPLE = real_data_path("oct_zenodo_sample")
 # The notebooks that build their own Trainer: their checkpoints must work with `medseg predict` as they are.
 PREDICT_INPUTS = {"02_train_svsnet": ("xca_svsnet_*", "xca_*/test"), "04_train_deeplabv3plus_eca": ("oct_deeplabv3plus_*",
                                                                                                     "oct_*/**/img")}
@@ -56,8 +53,7 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, monkeypatch):
     assert table["notebook"].tolist() == [notebook.name]
     assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
     if committed_manifest().is_file():  # every figure and table the committed cpu run lists for this notebook
-        check_figures(tmp_path / "executed" / "figures", notebooks=[notebook.stem],
-                      exclude_sources=() if REAL_OCT_SAMPLE.is_dir() else [REAL_OCT_SAMPLE.name])
+        check_figures(tmp_path / "executed" / "figures", notebooks=[notebook.stem])
     if notebook.stem in PREDICT_INPUTS:
         run_pattern, input_pattern = PREDICT_INPUTS[notebook.stem]
         checkpoint = next((tmp_path / "runs" / "smoke").glob(f"{run_pattern}/best.pt"))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import warnings
 from pathlib import Path
@@ -15,7 +14,7 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from medseg_core.config import OCTConfig
+from medseg_core.config import OCTConfig, real_data_path
 from medseg_core.data.io import DataError
 from medseg_core.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from medseg_core.data.oct import (
@@ -32,14 +31,8 @@ from medseg_core.data.synthetic_oct import write_oct_dataset
 
 
 def real_sample_root() -> Path:
-    """The real 11-frame sample next to the repository, or ``$MEDSEG_OCT_SAMPLE``; skips the test otherwise."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared/data/oct_zenodo_sample"]
-    if os.environ.get("MEDSEG_OCT_SAMPLE"):
-        candidates.append(Path(os.environ["MEDSEG_OCT_SAMPLE"]))
-    for candidate in candidates:
-        if (candidate / "img").is_dir() and (candidate / "mask").is_dir():
-            return candidate
-    pytest.skip("real OCT sample not found (shared/data/oct_zenodo_sample next to the repo, or set MEDSEG_OCT_SAMPLE)")
+    """The real 11-frame sample the kit ships (``data/real/oct_zenodo_sample``), or ``$MEDSEG_OCT_SAMPLE``."""
+    return real_data_path("oct_zenodo_sample")
 
 
 @pytest.fixture(scope="module")

@@ -198,3 +198,45 @@ def test_rotation_turns_training_frames_and_keeps_mask_labels(tmp_path: Path) ->
     torch.manual_seed(0)
     masks = [turned[i]["mask"] for i in range(len(turned))]
     assert all(set(mask.unique().tolist()) <= {0, 1} for mask in masks)
+
+
+def test_real_oct_sample_recipe_splits_the_shipped_frames_into_gapped_blocks() -> None:
+    root = real_data_path("oct_zenodo_sample")  # shipped with the kit
+    profile = get_profile("smoke", {"oct.augment": False}, recipe="real-oct-sample")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaders = oct_dataloaders(root, profile.oct, batch_size=2)
+    frames = {split: sorted(loader.dataset.pairs["frame"]) for split, loader in loaders.items()}
+    assert frames == {"train": [7, 10, 13, 28, 31], "val": [1], "test": [19, 22]}
+    # Frames are 3 apart: a gap of 1 keeps every held-out frame 6 frames from training, as 5 do on the pullback.
+    held = frames["val"] + frames["test"]
+    assert min(abs(h - t) for h in held for t in frames["train"]) == 6
+    assert loaders["test"].dataset.has_foreground == [True, False] and loaders["val"].dataset.has_foreground == [True]
+    assert sum(loaders["train"].dataset.has_foreground) == 3
+    messages = [str(w.message) for w in caught]
+    assert sum("with 1 frames left out on each side" in m and "not patient-independent" in m for m in messages) == 2
+
+
+def test_real_transfer_data_uses_the_pullback_when_there_else_the_shipped_sample(tmp_path: Path, monkeypatch) -> None:
+    from medseg_core.errors import DataError
+    from medseg_core.experiments import real_transfer_data, transfer_profile
+
+    sample = real_data_path("oct_zenodo_sample")
+    monkeypatch.setenv(REAL_DATASETS["oct_zenodo_pullback"], str(tmp_path / "absent"))
+    assert real_transfer_data(tmp_path / "links") == (sample, "real-oct-sample")
+    assert not (tmp_path / "links").exists()
+    pullback = tmp_path / "pullback"  # the released layout, one frame (the reader is tested elsewhere)
+    for sub, suffix in (("img", "png"), ("mask", "tiff")):
+        (pullback / sub).mkdir(parents=True)
+        (pullback / sub / f"001_1_076.{suffix}").write_bytes(b"")
+    root, recipe = real_transfer_data(tmp_path / "links", pullback)
+    assert recipe == "real-oct" and root == tmp_path / "links"
+    assert sorted(p.name for p in (root / "img").iterdir()) == sorted(
+        [p.name for p in (sample / "img").iterdir()] + ["001_1_076.png"])
+    with pytest.raises(DataError, match="not found at .*absent"):
+        real_transfer_data(tmp_path / "other", tmp_path / "absent")
+    profile = get_profile("smoke", {"transfer.recipe": "real-oct-sample"})
+    assert transfer_profile(profile).name == "smoke_real-oct-sample"
+    assert transfer_profile(profile).oct.block_gap == 1 and transfer_profile(get_profile("smoke")).oct.block_gap is None
+    with pytest.raises(UnknownNameError, match="valid recipes: real-oct, real-oct-sample"):
+        transfer_profile(get_profile("smoke", {"transfer.recipe": "nope"}))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
+from medseg_core.config import real_data_path
 from medseg_core.data.io import DataError
 from medseg_core.data.oct import OCT_CLASSES
 from medseg_core.data.synthetic_oct import (
@@ -28,12 +28,9 @@ from medseg_core.data.synthetic_oct import (
 SIZE = 128
 
 
-def real_sample_root() -> Path | None:
-    """The real 11-frame sample next to the repository, or ``$MEDSEG_OCT_SAMPLE``."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared/data/oct_zenodo_sample"]
-    if os.environ.get("MEDSEG_OCT_SAMPLE"):
-        candidates.append(Path(os.environ["MEDSEG_OCT_SAMPLE"]))
-    return next((c for c in candidates if (c / "img").is_dir() and (c / "mask").is_dir()), None)
+def real_sample_root() -> Path:
+    """The real 11-frame sample the kit ships (``data/real/oct_zenodo_sample``), or ``$MEDSEG_OCT_SAMPLE``."""
+    return real_data_path("oct_zenodo_sample")
 
 
 def channel(frame_mask: np.ndarray, name: str) -> np.ndarray:
@@ -241,9 +238,7 @@ def test_full_size_frame_matches_the_real_file_format(tmp_path):
     manifest = write_oct_dataset(tmp_path, num_patients=1, frames_per_patient=1, seed=0, size=750)
     image_path, mask_path = tmp_path / manifest["image_path"][0], tmp_path / manifest["mask_path"][0]
     real = real_sample_root()
-    references = [(image_path, mask_path)]
-    if real is not None:
-        references.append((real / "img/001_1_001.png", real / "mask/001_1_001.tiff"))
+    references = [(image_path, mask_path), (real / "img/001_1_001.png", real / "mask/001_1_001.tiff")]
     for png, tiff in references:
         with Image.open(png) as image:
             assert (image.format, image.mode, image.size) == ("PNG", "RGB", (750, 750))

@@ -19,7 +19,7 @@ the mask's own frame (the real masks are 512 x 512; statistics in pixels are onl
   territory spans (a frame-spanning net is near 1, a compact tree much less).
 * ``components``: connected components of the vessel pixels (4-connectivity).
 
-The first six and ``components`` follow the definitions of the README of ``shared/data/xca_real_masks``, and
+The first six and ``components`` follow the definitions of the README of ``data/real/xca_real_masks`` (shipped with the kit), and
 reproduce the percentiles it lists.
 """
 from __future__ import annotations
@@ -172,8 +172,8 @@ def load_real_xca_masks(path: str | Path | None = None) -> np.ndarray:
     file = path / REAL_XCA_MASKS_FILE if path.suffix != ".npz" else path
     if not file.is_file():
         raise DataError(
-            f"real XCA masks not found: {file}; put {REAL_XCA_MASKS_FILE} in shared/data/xca_real_masks next to the "
-            "checkout or set MEDSEG_XCA_REAL_MASKS to its folder"
+            f"real XCA masks not found: {file}; the kit ships {REAL_XCA_MASKS_FILE} in data/real/xca_real_masks "
+            "(restore it from git) or set MEDSEG_XCA_REAL_MASKS to its folder"
         )
     with np.load(file) as archive:
         if "masks" not in archive.files:

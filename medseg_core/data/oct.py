@@ -379,23 +379,25 @@ def every_kth_frame(pairs: pd.DataFrame, count: int) -> pd.DataFrame:
     return ordered.iloc[np.linspace(0, len(ordered) - 1, count).round().astype(int)].reset_index(drop=True)
 
 
-def real_pullback_folder(folder: str | Path, names: Sequence[str] = ("oct_zenodo_sample", "oct_zenodo_pullback")
-                         ) -> Path:
-    """One flat ``img/`` + ``mask/`` folder of links to the real frames of the data sets ``names`` (the 122 frames of
-    one pullback in ``shared/data``, see :func:`medseg_core.config.real_data_path`), as the ``real-oct`` recipe
-    reads them. Links that exist are kept, so calling it twice is harmless.
+def real_pullback_folder(folder: str | Path, sources: Sequence[str | Path] | None = None) -> Path:
+    """One flat ``img/`` + ``mask/`` folder of links to the real frames in ``sources`` (default: the kit's 11-frame
+    sample and the optional 111-frame pullback, 122 frames of one pullback, see
+    :func:`medseg_core.config.real_data_path`), as the ``real-oct`` recipe reads them. Links that exist are kept, so
+    calling it twice is harmless.
 
     Raises:
-        DataError: a data set is missing; the message names its folder and environment variable.
+        DataError: a source is missing; the message names its folder (and environment variable for the defaults).
     """
     from ..config import REAL_DATASETS, real_data_path
 
     folder = Path(folder)
-    for name in names:
-        source = real_data_path(name)
+    defaults = ("oct_zenodo_sample", "oct_zenodo_pullback")
+    named = ({real_data_path(name): f" or set {REAL_DATASETS[name]} to its folder" for name in defaults}
+             if sources is None else {Path(source): "" for source in sources})
+    for source, remedy in named.items():
         if not (source / "img").is_dir() or not (source / "mask").is_dir():
-            raise DataError(f"real OCT data {name!r} not found at {source} (no img/ and mask/ there): put the data "
-                            f"set there or set {REAL_DATASETS[name]} to its folder")
+            raise DataError(f"real OCT data {source.name!r} not found at {source} (no img/ and mask/ there): put the "
+                            f"data set there{remedy}")
         for sub in ("img", "mask"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
             for path in sorted((source / sub).iterdir()):
@@ -406,16 +408,18 @@ def real_pullback_folder(folder: str | Path, names: Sequence[str] = ("oct_zenodo
 
 
 def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: Path,
-           block_start: int | None = None) -> tuple[pd.DataFrame, ...]:
-    """Patient-wise split, or a block split (from frame ``block_start``) with a warning for a single patient."""
+           block_start: int | None = None, gap: int | None = None) -> tuple[pd.DataFrame, ...]:
+    """Patient-wise split, or a block split (from frame ``block_start``, ``gap`` frames left out on each side,
+    default :data:`BLOCK_GAP`) with a warning for a single patient."""
     if pairs["patient"].nunique() >= 2:
         return patient_split(pairs, fraction, seed=seed)
-    rest, held = block_split(pairs, fraction, start=block_start)
+    gap = BLOCK_GAP if gap is None else gap
+    rest, held = block_split(pairs, fraction, gap=gap, start=block_start)
     where = (f"last {len(held)} frames of the pullback" if block_start is None
              else f"block of {len(held)} frames from frame {block_start}")
     warnings.warn(
         f"{root}: one patient ({pairs['patient'].iloc[0]}) for {len(pairs)} frames, so the {purpose} split is the "
-        f"{where} (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with {BLOCK_GAP} frames left out on each side. Neighbouring frames are near "
+        f"{where} (frames {held['frame'].iloc[0]}-{held['frame'].iloc[-1]}), with {gap} frames left out on each side. Neighbouring frames are near "
         f"duplicates: the {purpose} score is not patient-independent; say so wherever it is reported",
         UserWarning,
         stacklevel=3,
@@ -642,9 +646,9 @@ def oct_dataloaders(
     test set and its training split is divided into training and validation (``oct_config.val_fraction``). In
     the flat layout, ``oct_config.test_fraction`` of the patients are held out for testing first, then
     ``val_fraction`` of the rest for validation. Where a single patient is left to split (one pullback, as in
-    the real sample), the held-out set is a contiguous block with :data:`BLOCK_GAP` frames dropped on each side
-    (:func:`block_split`): at the end of the pullback, or from frame ``oct_config.test_block_start`` /
-    ``val_block_start`` (place the blocks where the pullback holds foreground), and a warning says that its
+    the real sample), the held-out set is a contiguous block with ``oct_config.block_gap`` frames (default
+    :data:`BLOCK_GAP`) dropped on each side (:func:`block_split`): at the end of the pullback, or from frame
+    ``oct_config.test_block_start`` / ``val_block_start`` (place the blocks where the pullback holds foreground), and a warning says that its
     score is not patient-independent. Every split warns once if none of its masks has foreground. Also uses ``classes``,
     ``image_size`` and ``augment``; ``oct_config.train_frames`` keeps that many training frames, every k-th
     (:func:`every_kth_frame`); with ``augment`` and no ``train_transform``, ``oct_train_transforms(image_size)``
@@ -674,9 +678,9 @@ def oct_dataloaders(
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
     else:
         pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root),
-                                   oct_config.test_block_start)
+                                   oct_config.test_block_start, oct_config.block_gap)
     train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root),
-                                    oct_config.val_block_start)
+                                    oct_config.val_block_start, oct_config.block_gap)
     if oct_config.train_frames is not None:
         train_pairs = every_kth_frame(train_pairs, oct_config.train_frames)
     if train_transform is None and oct_config.augment:
