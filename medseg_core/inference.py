@@ -8,11 +8,14 @@ windows are cut from the prepared video and run in batches. Masks are written at
 class-index PNGs (0 = background).
 
 Nothing half-done is left behind: results are written into a staging folder and moved into place once every
-input has been predicted, and a folder that already holds predictions is only replaced with ``overwrite``.
+input has been predicted, and a folder that already holds predictions is only replaced with ``overwrite``. A
+prediction holds a lock on its output folder (``.lock``, :func:`medseg_core.files.folder_lock`) from start to end,
+so a second one into the same folder is refused instead of mixing or deleting the first one's results.
 """
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -27,7 +30,7 @@ from .checkpoints import RunMetadata, load_run
 from .data.io import DataError, list_images, read_image, write_image
 from .data.xca import FRAMES_DIR, window_indices
 from .errors import ConfigError
-from .files import ensure_writable, write_csv_atomic
+from .files import ensure_writable, folder_lock, write_csv_atomic
 from .models import logits_to_labels
 from .tasks import get_task
 from .viz import overlay
@@ -35,6 +38,7 @@ from .viz import overlay
 __all__ = ["predict_labels", "predict_images", "predict_video", "predict_folder", "OUTPUT_ENTRIES"]
 
 OUTPUT_ENTRIES = ("masks", "overlays", "predictions.csv")  # what predict_folder writes into its output folder
+STAGING_PREFIX = ".predict-incomplete-"  # the staging folder of one run, inside the output folder
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -140,11 +144,25 @@ def predict_folder(
     Returns:
         One row per image/frame: ``id``, ``mask_path``, ``overlay_path`` (empty without overlays),
         ``foreground_fraction``.
+
+    Raises:
+        ConfigError: ``output_dir`` holds earlier predictions (without ``overwrite``), cannot be written, or another
+            prediction into it is running.
+        DataError: the inputs cannot be read or do not fit the checkpoint's task.
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if not input_dir.is_dir():
         raise DataError(f"input folder not found: {input_dir}")
-    check_output_folder(output_dir, overwrite)
+    with folder_lock(output_dir, advice="wait for it to finish, or choose another --output"):
+        check_output_folder(output_dir, overwrite)
+        return _predict_into(checkpoint, input_dir, output_dir, threshold=threshold, device=device,
+                             overlays=overlays, batch_size=batch_size)
+
+
+def _predict_into(checkpoint: str | Path, input_dir: Path, output_dir: Path, *, threshold: float,
+                  device: str | torch.device | None, overlays: bool, batch_size: int) -> pd.DataFrame:
+    """:func:`predict_folder`'s work, under the output folder's lock: predict into a staging folder of this process
+    and move the results into place once every input is done."""
     model, metadata = load_run(checkpoint, device)
     if metadata.task == "xca":
         predictions = ((f"{name}/{path.stem}", image, labels) for name, paths in _videos(input_dir)
@@ -152,8 +170,9 @@ def predict_folder(
     else:
         predictions = ((path.stem, image, labels) for path, image, labels in
                        predict_images(model, list_images(input_dir), metadata, threshold))
-    staging = output_dir / ".predict-incomplete"
-    shutil.rmtree(staging, ignore_errors=True)
+    for stale in output_dir.glob(f"{STAGING_PREFIX}*"):  # left by a killed run (a live one would hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         rows = []
         for case_id, image, labels in predictions:

@@ -17,6 +17,7 @@ from medseg_core.checkpoints import load_checkpoint
 from medseg_core.cli import main
 from medseg_core.data.synthetic_oct import write_oct_dataset
 from medseg_core.files import file_digest
+from test_faults import _checkpoint, _oct_images, _predict, _xca_video
 
 
 @pytest.fixture()
@@ -128,3 +129,31 @@ def test_temporaries_of_a_killed_writer_are_removed_on_the_next_start(tmp_path, 
     (run / "best.pt").write_bytes(b"a model")
     with run_folder_lock(run):
         assert sorted(p.name for p in run.iterdir()) == [f".best.pt.tmp{alive}", ".lock", "best.pt"]
+
+
+# ----------------------------------------------------------------------- 3. two predicts into one output
+
+
+def test_a_second_predict_into_the_same_output_loses_nothing_of_the_first(tmp_path, monkeypatch, capsys):
+    from medseg_core import inference
+
+    checkpoint, out = _checkpoint(tmp_path, "oct"), tmp_path / "out"
+    first, second = _oct_images(tmp_path / "first", 6), _oct_images(tmp_path / "second", 3)
+    write_image, others = inference.write_image, []
+
+    def write_and_let_another_predict_start(path, array):
+        if not others:  # while the first writes its masks, a second predict into the same --output
+            others.append(subprocess.run([sys.executable, "-m", "medseg_core.cli", "predict", "--checkpoint",
+                                          str(checkpoint), "--input", str(second), "--output", str(out)],
+                                         capture_output=True, text=True))
+        return write_image(path, array)
+
+    monkeypatch.setattr(inference, "write_image", write_and_let_another_predict_start)
+    assert _predict(checkpoint, first, out) == 0
+    other = others[0]
+    assert other.returncode == 2 and other.stderr.startswith("medseg: error: ") and "in use by process" in other.stderr
+    assert other.stderr.count("\n") == 1, other.stderr
+    table = pd.read_csv(out / "predictions.csv")
+    masks = sorted(p.stem for p in (out / "masks").iterdir())
+    assert masks == sorted(table["id"]) == sorted(p.stem for p in first.iterdir())
+    assert not [p for p in out.iterdir() if p.name.startswith(".predict")], "no staging folder left"
