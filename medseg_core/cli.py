@@ -159,9 +159,20 @@ def _cmd_check_figures(args: argparse.Namespace) -> int:
     return 1 if len(moved) else 0
 
 
+def _installed_version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or a note when the kit runs uninstalled."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("medseg-kit")
+    except PackageNotFoundError:
+        return "(not installed: run `make install` or `pip install -e .`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg`` argument parser."""
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     notebooks = commands.add_parser("notebooks", help="run the numbered notebooks headless with papermill")

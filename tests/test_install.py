@@ -1,7 +1,9 @@
-"""A normal (non-editable) install writes data, runs and figures under the working directory, not site-packages."""
+"""The installed ``medseg`` command answers, and a normal (non-editable) install writes data, runs and figures under
+the working directory, not site-packages."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def test_installed_medseg_command_reports_the_project_version_and_its_commands():
+    medseg = Path(sys.executable).with_name("medseg")  # the console script pip wrote beside this interpreter
+    if not medseg.is_file():
+        pytest.skip(f"no installed medseg command at {medseg} (make install)")
+    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    version = subprocess.run([str(medseg), "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.strip() == f"medseg {declared}", version
+    usage = subprocess.run([str(medseg), "--help"], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0 and "--version" in usage.stdout
+    assert all(command in usage.stdout for command in ("notebooks", "train", "predict", "check-figures")), usage.stdout
 
 
 @pytest.mark.slow
