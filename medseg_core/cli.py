@@ -148,6 +148,58 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .folder_evaluation import evaluate_folder
+
+    result = evaluate_folder(args.checkpoint, args.data, args.output, format=args.format, split=args.split,
+                             threshold=args.threshold, batch_size=args.batch_size, device=args.device)
+    meta = result.metadata
+    print(f"{meta['model']} on {meta['frames_scored']} {meta['data']['format']} frames ({meta['split']} split, "
+          f"{meta['runs_scored']} runs){'; one-frame videos: windows repeat the frame' * meta['data']['single_frame']}")
+    if meta["classical_fit"]:
+        print(f"threshold fitted on {meta['classical_fit']['fitted_on']}: {meta['classical_fit']['threshold']}")
+    if not result.summary.empty:
+        print(result.summary.round(4).to_string())
+    if meta["challenge_metric"]:
+        print(f"{meta['challenge_metric']['name']}: {meta['challenge_metric']['value']:.4f}")
+    print(f"tables, overlays and evaluation.json in {result.output}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from .data.download import DownloadError, download_public_dataset, public_dataset
+
+    entry = public_dataset(args.name)
+    print(f"{entry.name}: {entry.url}\nlicence: {entry.licence}\ncite: {entry.citation}")
+    try:
+        download_public_dataset(args.name, args.dest)
+    except DownloadError as error:
+        print(f"medseg: error: {error}", file=sys.stderr)
+        return 2
+    print(f"unpacked into {args.dest}; next: {entry.next_step.format(dest=args.dest)}")
+    return 0
+
+
+def _add_real_data_commands(commands: argparse._SubParsersAction) -> None:
+    """``medseg evaluate`` and ``medseg download``: scoring on, and fetching, public angiography data."""
+    from .data.public import FORMATS
+
+    evaluate = commands.add_parser("evaluate", help="score a checkpoint (or tophat/frangi) on a labelled folder")
+    evaluate.add_argument("--checkpoint", required=True, help="best.pt/last.pt of an XCA run, or tophat | frangi")
+    evaluate.add_argument("--data", type=Path, required=True, help="labelled angiography folder")
+    evaluate.add_argument("--format", choices=FORMATS, help="its layout (default: detected)")
+    evaluate.add_argument("--output", type=Path, required=True, help="new folder for tables and overlays")
+    evaluate.add_argument("--split", help="train | val | test | all (default: test if present, else all)")
+    evaluate.add_argument("--threshold", type=float, default=0.5, help="probability threshold of networks")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(func=_cmd_evaluate)
+    download = commands.add_parser("download", help="download a public data set whose licence allows it")
+    download.add_argument("name", help="arcade")
+    download.add_argument("--dest", type=Path, default=Path("data/real"), help="folder (default data/real)")
+    download.set_defaults(func=_cmd_download)
+
+
 def _cmd_check_figures(args: argparse.Namespace) -> int:
     from .provenance import compare_tables
 
@@ -234,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--committed", type=Path, help="committed manifest or folder (default: figures/)")
     check.add_argument("--tolerance", type=float, default=0.02, help="largest absolute change accepted (default 0.02)")
     check.set_defaults(func=_cmd_check_figures)
+
+    _add_real_data_commands(commands)
 
     models = commands.add_parser("models", help="list registered models")
     models.set_defaults(func=_cmd_models)

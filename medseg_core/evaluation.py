@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .metrics import binary_metrics, confusion_matrix
@@ -40,17 +41,23 @@ def predict_cases(
 ) -> Iterator[dict[str, object]]:
     """Run ``model`` over ``loader`` and yield one dict per case, on the CPU.
 
+    Masks stored at another size than the model's input (a loader scoring at the data set's own resolution)
+    get logits resized to them (bilinear, as :func:`medseg_core.inference.predict_labels` does).
+
     Yields:
         ``{"id": str, "image": model input without batch axis, "display": the image to draw on (the current
         frame of a window, from the sample's ``"current"``), "truth": (H, W) int64 labels, "probability":
-        (K, H, W) float}`` with ``K = 1`` for binary models (foreground probability).
+        (K, H, W) float at the truth's size}`` with ``K = 1`` for binary models (foreground probability).
     """
     device = get_device(device)
     model = model.to(device).eval()
     for batch in loader:
-        probabilities = logits_to_probabilities(model(batch["image"].to(device))).cpu()
         truths = batch["mask"]
         truths = (truths[:, 0] > 0.5).long() if truths.ndim == 4 else truths.long()
+        logits = model(batch["image"].to(device)).float()
+        if logits.shape[-2:] != truths.shape[-2:]:
+            logits = F.interpolate(logits, size=tuple(truths.shape[-2:]), mode="bilinear", align_corners=False)
+        probabilities = logits_to_probabilities(logits).cpu()
         currents = batch.get("current")
         for index, case_id in enumerate(batch["id"]):
             current = None if currents is None else int(currents[index])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,11 @@ __all__ = [
     "download_file",
     "zenodo_record_files",
     "download_zenodo_record",
+    "PublicDataset",
+    "PUBLIC_DATASETS",
+    "NOT_DOWNLOADABLE",
+    "public_dataset",
+    "download_public_dataset",
 ]
 
 ZENODO_OCT_RECORD = "14478210"
@@ -175,3 +181,77 @@ def download_zenodo_record(
             raise ValueError(f"record {record_id} has no files {unknown}; it has {sorted(available)}")
         files = [f for f in files if f.key in set(filenames)]
     return [download_file(f.url, dest / f.key, md5=f.md5, timeout=timeout) for f in files]
+
+
+@dataclass(frozen=True)
+class PublicDataset:
+    """A public data set ``medseg download NAME`` fetches: its archive, checksum, licence and what to do next.
+
+    Only data sets whose licence allows redistribution-free download by anyone are listed here; the others are in
+    :data:`NOT_DOWNLOADABLE` with the reason.
+    """
+
+    name: str
+    url: str
+    filename: str
+    sha256: str
+    licence: str
+    citation: str
+    next_step: str
+
+
+PUBLIC_DATASETS: dict[str, PublicDataset] = {
+    "arcade": PublicDataset(
+        name="arcade",
+        url="https://zenodo.org/records/10390295/files/arcade.zip",
+        filename="arcade.zip",
+        sha256="a396cdea7c92c55dc97bbf3dd8e3df517d76872b289a8bcb45513bdb3350837f",  # as pinned by torch_em's reader
+        licence="CC0 1.0 (Zenodo record 10390295; the record page is authoritative)",
+        citation="Popov et al., Dataset for Automatic Region-based Coronary Artery Disease Diagnostics Using X-Ray "
+                 "Angiography Images, Sci Data 11:20 (2024)",
+        next_step="medseg evaluate --checkpoint CK --data {dest}/arcade --format arcade-syntax --output OUT",
+    ),
+}
+NOT_DOWNLOADABLE: dict[str, str] = {
+    "dca1": "its authors' page states no licence; download DB_Angiograms_134.zip from "
+            "personal.cimat.mx:8181/~ivan.cruz/DB_Angiograms.html yourself",
+    "xcad": "shared on Dropbox/Baidu without a licence (github.com/AISIGSJTU/SSVS); download it yourself",
+    "chuac": "a figshare share without a stated licence; download it yourself",
+    "mosxav": "CC BY-NC-SA 4.0, but the kit pins no archive of it; get it from its authors and read it as it is "
+              "(JPEGImages/ + Annotations_Semantic/)",
+}
+
+
+def public_dataset(name: str) -> PublicDataset:
+    """The :class:`PublicDataset` named ``name``.
+
+    Raises:
+        UnknownNameError: (a KeyError) not downloadable; the message says why, or lists the downloadable names.
+    """
+    from ..errors import UnknownNameError
+
+    if name in PUBLIC_DATASETS:
+        return PUBLIC_DATASETS[name]
+    if name in NOT_DOWNLOADABLE:
+        raise UnknownNameError(f"{name} cannot be downloaded by the kit: {NOT_DOWNLOADABLE[name]}")
+    raise UnknownNameError(f"unknown data set {name!r}; downloadable: {', '.join(PUBLIC_DATASETS)} (not downloadable: "
+                           f"{', '.join(NOT_DOWNLOADABLE)})")
+
+
+def download_public_dataset(name: str, dest: str | Path = ".", *, timeout: float = 60.0,
+                            unpack: bool = True) -> Path:
+    """Download a :data:`PUBLIC_DATASETS` archive into ``dest`` (sha256-verified), then unpack it there.
+
+    Returns the archive (``unpack=False``) or ``dest``. A valid archive already in ``dest`` is not fetched again.
+
+    Raises:
+        UnknownNameError: ``name`` is not downloadable (see :func:`public_dataset`).
+        DownloadError: offline, HTTP error or checksum mismatch; the one-line message says how to fetch it by hand.
+    """
+    entry = public_dataset(name)
+    dest = Path(dest)
+    archive = download_file(entry.url, dest / entry.filename, sha256=entry.sha256, timeout=timeout)
+    if not unpack:
+        return archive
+    shutil.unpack_archive(archive, dest)
+    return dest
