@@ -125,8 +125,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     table = predict_folder(args.checkpoint, args.input, args.output, threshold=args.threshold, device=args.device,
                            overwrite=args.overwrite, overlays=not args.no_overlays, batch_size=args.batch_size)
-    print(f"{len(table)} masks in {args.output / 'masks'}" + ("" if args.no_overlays else
-                                                              f", overlays in {args.output / 'overlays'}"))
+    output = args.output.resolve()  # where predict_folder wrote them
+    print(f"{len(table)} masks in {output / 'masks'}"
+          + ("" if args.no_overlays else f", overlays in {output / 'overlays'}"))
     return 0
 
 

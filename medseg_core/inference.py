@@ -35,7 +35,7 @@ from .models import logits_to_labels
 from .tasks import get_task
 from .viz import overlay
 
-__all__ = ["predict_labels", "predict_images", "predict_video", "predict_folder", "OUTPUT_ENTRIES"]
+__all__ = ["predict_labels", "predict_images", "predict_video", "predict_folder", "check_apart", "OUTPUT_ENTRIES"]
 
 OUTPUT_ENTRIES = ("masks", "overlays", "predictions.csv")  # what predict_folder writes into its output folder
 STAGING_PREFIX = ".predict-incomplete-"  # the staging folder of one run, inside the output folder
@@ -98,10 +98,12 @@ def predict_video(model: nn.Module, frame_paths: list[Path], metadata: RunMetada
 
 
 def _videos(input_dir: Path) -> list[tuple[str, list[Path]]]:
-    """``(name, frame paths)`` for a MOSXAV split folder, a folder of video folders, or one video folder."""
+    """``(name, frame paths)`` for a MOSXAV split folder, a folder of video folders, or one video folder (an absolute
+    path: its name names the video)."""
     root = input_dir / FRAMES_DIR if (input_dir / FRAMES_DIR).is_dir() else input_dir
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    videos = [(folder.name, list_images(folder)) for folder in folders] or [(input_dir.name, list_images(input_dir))]
+    videos = [(folder.name, list_images(folder)) for folder in folders] or [(input_dir.name or "video",
+                                                                             list_images(input_dir))]
     for name, paths in videos:
         named = [path for path in paths if not path.stem.isdigit()]
         if named:
@@ -136,7 +138,8 @@ def predict_folder(
     Args:
         checkpoint: ``best.pt``/``last.pt`` written by the Trainer (``medseg train``, a notebook, a grid).
         input_dir: OCT: a folder of images. XCA: one video folder of frames, a folder of video folders, or a
-            MOSXAV split folder (``JPEGImages/<video>/``).
+            MOSXAV split folder (``JPEGImages/<video>/``). It may not lie inside what the prediction replaces
+            (see :func:`check_apart`), nor, for XCA, hold ``output_dir``.
         overwrite: replace the masks, overlays and ``predictions.csv`` of an earlier prediction in ``output_dir``.
         overlays: also write overlay pictures (masks alone are faster).
         batch_size: XCA windows per forward pass.
@@ -146,24 +149,41 @@ def predict_folder(
         ``foreground_fraction``.
 
     Raises:
-        ConfigError: ``output_dir`` holds earlier predictions (without ``overwrite``), cannot be written, or another
-            prediction into it is running.
+        ConfigError: ``output_dir`` holds earlier predictions (without ``overwrite``), cannot be written, overlaps
+            ``input_dir`` (:func:`check_apart`), or another prediction into it is running.
         DataError: the inputs cannot be read or do not fit the checkpoint's task.
     """
-    input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if not input_dir.is_dir():
+    if not Path(input_dir).is_dir():
         raise DataError(f"input folder not found: {input_dir}")
+    input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()  # `--input ..` names its video
+    model, metadata = load_run(checkpoint, device)
+    check_apart(input_dir, output_dir, metadata.task)
     with folder_lock(output_dir, advice="wait for it to finish, or choose another --output"):
         check_output_folder(output_dir, overwrite)
-        return _predict_into(checkpoint, input_dir, output_dir, threshold=threshold, device=device,
-                             overlays=overlays, batch_size=batch_size)
+        return _predict_into(model, metadata, input_dir, output_dir, threshold=threshold, overlays=overlays,
+                             batch_size=batch_size)
 
 
-def _predict_into(checkpoint: str | Path, input_dir: Path, output_dir: Path, *, threshold: float,
-                  device: str | torch.device | None, overlays: bool, batch_size: int) -> pd.DataFrame:
+def check_apart(input_dir: Path, output_dir: Path, task: str) -> None:
+    """Refuse an input the prediction would replace (inside the output's ``masks/``, ``overlays/`` or staging folder)
+    and, for XCA, an output inside the input tree, whose folders are read as videos. Paths are absolute.
+
+    Raises:
+        ConfigError: naming both folders and the way out.
+    """
+    inside = input_dir.relative_to(output_dir).parts if input_dir.is_relative_to(output_dir) else ()
+    if inside and (inside[0] in OUTPUT_ENTRIES or inside[0].startswith(STAGING_PREFIX)):
+        raise ConfigError(f"--input {input_dir} lies inside {output_dir / inside[0]}, which this prediction replaces: "
+                          "choose another --output (or copy the inputs elsewhere)")
+    if task == "xca" and output_dir.is_relative_to(input_dir):
+        raise ConfigError(f"--output {output_dir} lies inside --input {input_dir}, whose folders are read as XCA "
+                          "videos: choose an --output outside it")
+
+
+def _predict_into(model: nn.Module, metadata: RunMetadata, input_dir: Path, output_dir: Path, *, threshold: float,
+                  overlays: bool, batch_size: int) -> pd.DataFrame:
     """:func:`predict_folder`'s work, under the output folder's lock: predict into a staging folder of this process
     and move the results into place once every input is done."""
-    model, metadata = load_run(checkpoint, device)
     if metadata.task == "xca":
         predictions = ((f"{name}/{path.stem}", image, labels) for name, paths in _videos(input_dir)
                        for path, image, labels in predict_video(model, paths, metadata, threshold, batch_size))

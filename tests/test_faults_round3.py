@@ -157,3 +157,30 @@ def test_a_second_predict_into_the_same_output_loses_nothing_of_the_first(tmp_pa
     masks = sorted(p.stem for p in (out / "masks").iterdir())
     assert masks == sorted(table["id"]) == sorted(p.stem for p in first.iterdir())
     assert not [p for p in out.iterdir() if p.name.startswith(".predict")], "no staging folder left"
+
+
+# ----------------------------------------------------------------------------- 4. `..` and `.` as --input
+
+
+def test_predict_on_a_video_given_as_dot_or_dotdot_writes_its_masks_where_it_says(tmp_path, monkeypatch, capsys):
+    checkpoint = _checkpoint(tmp_path, "xca")
+    video = _xca_video(tmp_path / "video", 4)
+    (video / ".work").mkdir()  # a hidden folder: not a video
+    monkeypatch.chdir(video / ".work")
+    assert _predict(checkpoint, Path(".."), tmp_path / "out") == 0
+    assert f"4 masks in {tmp_path / 'out' / 'masks'}," in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "out" / "masks" / "video").iterdir()) == sorted(
+        p.name for p in video.glob("*.png"))
+    monkeypatch.chdir(video)
+    assert _predict(checkpoint, Path("."), Path("..") / "out2") == 0
+    assert f"4 masks in {tmp_path / 'out2' / 'masks'}," in capsys.readouterr().out
+    assert len(list((tmp_path / "out2" / "masks" / "video").iterdir())) == 4
+    before = _hashes(tmp_path)
+    assert _predict(checkpoint, Path("."), Path("predicted")) == 2  # the output would be read as a video
+    _one_line_error(capsys, f"--output {video / 'predicted'} lies inside --input {video}")
+    assert _predict(checkpoint, Path("../out/masks/video"), Path("../out"), "--overwrite") == 2  # replaced inputs
+    _one_line_error(capsys, f"lies inside {tmp_path / 'out' / 'masks'}, which this prediction replaces")
+    assert _hashes(tmp_path) == before and not (video / "predicted").exists()
+    oct_frames = _oct_images(tmp_path / "oct", 2)  # OCT reads the folder's images only: an output inside is fine
+    assert _predict(_checkpoint(tmp_path, "oct"), oct_frames, oct_frames / "predicted") == 0
+    assert len(list((oct_frames / "predicted" / "masks").iterdir())) == 2
