@@ -19,10 +19,14 @@ them or raises ``NotImplementedError``) is "not answered yet", not a wrong answe
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import math
+import random
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,17 +34,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoints import RunMetadata
+from .config import TrainConfig
+from .data import synthetic_oct as sim
 from .data.io import to_label_mask
-from .data.oct import patient_split
+from .data.oct import OCT_CLASSES, patient_split
+from .data.synthetic_xca import simulate_sequence
 from .data.xca import window_indices
 from .losses import CEDiceLoss, DiceLoss
-from .metrics import dice, hd95
+from .metrics import dice, hd95, precision, recall
 from .models import create_model
 from .models.summary import count_parameters
 from .models.blocks import ECA, eca_kernel_size
 from .models.deeplabv3plus import mobilenet_v2_backbone
+from .training import Trainer, build_optimizer
 
-__all__ = ["Feedback", "Exercise", "EXERCISES", "check", "solution", "list_exercises"]
+__all__ = ["Feedback", "Exercise", "EXERCISES", "KINDS", "check", "solution", "list_exercises"]
 
 
 @dataclass(frozen=True)
@@ -108,23 +117,32 @@ class _LearnerFunction:
         return result
 
 
+KINDS = ("write", "predict", "interpret")
+"""Exercise kinds: write code from a formula; predict a result before running it; interpret a result."""
+
+
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: ``check(answer) -> Feedback``; ``solution`` is an answer that passes."""
+    """One exercise: ``check(answer) -> Feedback``; ``solution`` is an answer that passes; ``kind`` one of
+    :data:`KINDS`."""
 
     id: str
     notebook: str
     task: str
     check: Callable[[Any], Feedback]
     solution: Any
+    kind: str = "write"
 
 
 EXERCISES: dict[str, Exercise] = {}
 
 
-def _exercise(exercise_id: str, notebook: str, task: str, solution: Any) -> Callable:
+def _exercise(exercise_id: str, notebook: str, task: str, solution: Any, kind: str = "write") -> Callable:
+    if kind not in KINDS:
+        raise ValueError(f"unknown exercise kind {kind!r}; valid: {', '.join(KINDS)}")
+
     def register(check_fn: Callable[[Any], Feedback]) -> Callable[[Any], Feedback]:
-        EXERCISES[exercise_id] = Exercise(exercise_id, notebook, task, check_fn, solution)
+        EXERCISES[exercise_id] = Exercise(exercise_id, notebook, task, check_fn, solution, kind)
         return check_fn
 
     return register
@@ -159,8 +177,8 @@ def solution(exercise_id: str) -> Any:
 
 
 def list_exercises(notebook: str | None = None) -> pd.DataFrame:
-    """``id``, ``notebook`` and ``task`` of every exercise (of one notebook: ``"04"`` or its full name)."""
-    rows = [{"id": e.id, "notebook": e.notebook, "task": e.task} for e in EXERCISES.values()]
+    """``id``, ``notebook``, ``kind`` and ``task`` of every exercise (of one notebook: ``"04"`` or its full name)."""
+    rows = [{"id": e.id, "notebook": e.notebook, "kind": e.kind, "task": e.task} for e in EXERCISES.values()]
     table = pd.DataFrame(rows)
     return table if notebook is None else table[table["notebook"].str.startswith(str(notebook)[:2])]
 
@@ -228,6 +246,38 @@ def _check_empty_mask_rule(answer: dict[str, float]) -> Feedback:
     return _right("that is the empty-mask rule of medseg_core.metrics (see the glossary: empty-mask rule).")
 
 
+_BAR_WIDTHS = (2, 20)  # pixels: a thin vessel, and a structure the size of a small plaque
+
+
+def _shifted_bar_dice(width: int, length: int = 32) -> float:
+    """Dice of a bar ``width`` pixels wide against the same bar moved one pixel sideways (the kit's ``dice``)."""
+    truth = np.zeros((length, width + 8), bool)
+    truth[:, 4:4 + width] = True
+    return dice(np.roll(truth, 1, axis=1), truth)
+
+
+@_exercise("one_pixel_shift", "00_quickstart", "Predict before you compute: a prediction is the ground truth moved "
+           f"one pixel sideways. What is its Dice for a long vessel {_BAR_WIDTHS[0]} pixels wide, and for a long "
+           f"structure {_BAR_WIDTHS[1]} pixels wide? Give two numbers.",
+           tuple((width - 1) / width for width in _BAR_WIDTHS), kind="predict")
+def _check_one_pixel_shift(answer: Sequence[float]) -> Feedback:
+    expected = [_shifted_bar_dice(width) for width in _BAR_WIDTHS]
+    if isinstance(answer, (int, float)) or len(answer) != 2:
+        return _wrong(f"give two numbers, the Dice for width {_BAR_WIDTHS[0]} and for width {_BAR_WIDTHS[1]}; you "
+                      f"gave {answer!r}")
+    got = [float(value) for value in answer]
+    if all(_close(g, e, 0.01) for g, e in zip(got, expected)):
+        return _right(f"{expected[0]:.2f} and {expected[1]:.2f}: the same one-pixel border error halves the Dice of "
+                      "a thin vessel and costs a wide structure 5 %. A vessel Dice and a plaque Dice are not on one "
+                      "scale, which is why notebook 02 adds clDice and HD95 for vessels.")
+    if _close(got[0], got[1], 1e-6):
+        return _wrong(f"you gave both widths the Dice {got[0]}: the error is one pixel at each border in both, but "
+                      "count how many of the bar's columns still overlap after the shift")
+    width, guess = next((w, g) for w, g, e in zip(_BAR_WIDTHS, got, expected) if not _close(g, e, 0.01))
+    return _wrong(f"for width {width} you said {guess}: after a one-pixel shift {width - 1} of the {width} columns "
+                  "still overlap; Dice = 2 |P ∩ G| / (|P| + |G|).")
+
+
 # ---------------------------------------------------------------------------------------------- 01 XCA sequences
 def _window_indices(center: int, num_frames: int, window_length: int, policy: str = "centre") -> list[int]:
     before = window_length // 2 if policy == "centre" else window_length - 1
@@ -272,6 +322,35 @@ def _check_temporal_fusion_shape(answer: Sequence[int]) -> Feedback:
         return _wrong(f"you kept T = {answer[2]}: without padding a kernel of length T along time fits only once, "
                       "so the time axis becomes 1.")
     return _wrong(f"you said {answer}; B, C, H and W are kept (8 -> 8 channels, 1x1 in space); only T changes.")
+
+
+_SPAN_WINDOW = 4
+
+
+def _generator_fps() -> float:
+    """The frame rate of the kit's synthetic XCA videos (the default of ``simulate_sequence``)."""
+    return float(inspect.signature(simulate_sequence).parameters["fps"].default)
+
+
+@_exercise("window_span_ms", "01_xca_sequences", f"The generator records {_generator_fps():g} frames per second, "
+           f"as MOSXAV. How many milliseconds lie between the first and the last frame of a T = {_SPAN_WINDOW} "
+           "window? Give a number.", round(1000.0 * (_SPAN_WINDOW - 1) / _generator_fps(), 1), kind="interpret")
+def _check_window_span_ms(answer: float) -> Feedback:
+    fps = _generator_fps()
+    indices = window_indices(20, 40, _SPAN_WINDOW, "centre")  # a window away from the ends of a video
+    expected = 1000.0 * (max(indices) - min(indices)) / fps
+    got = float(answer)
+    if _close(got, expected, 1.0):
+        return _right(f"{expected:.0f} ms: {_SPAN_WINDOW - 1} frame intervals of {1000 / fps:.1f} ms. A heartbeat at "
+                      "60-90 beats per minute lasts 670-1000 ms, so the window sees a fifth to a third of a beat: the "
+                      "vessels move a little between its frames. At 7.5 fps the same T spans twice as long, at 30 fps "
+                      "half: T means a time only together with the frame rate.")
+    if _close(got, 1000.0 * _SPAN_WINDOW / fps, 1.0):
+        return _wrong(f"{got:g} ms is {_SPAN_WINDOW} frame intervals; between the first and the last of "
+                      f"{_SPAN_WINDOW} frames there are {_SPAN_WINDOW - 1}.")
+    if _close(got, expected / 1000.0, 1e-3):
+        return _wrong(f"{got:g} is in seconds; give milliseconds.")
+    return _wrong(f"you said {got:g} ms; at {fps:g} frames per second one frame interval lasts {1000 / fps:.1f} ms.")
 
 
 # ---------------------------------------------------------------------------------------------- 02 train SVSnet
@@ -339,6 +418,109 @@ def _check_threshold_on_validation(fn: Callable[[pd.DataFrame, pd.DataFrame], fl
     return _right("the threshold is chosen on validation, so the test score stays an honest estimate.")
 
 
+_LOSS_GAP_OPTIONS = {
+    "a": "the validation videos happen to be easier than the training videos",
+    "b": "the training loss is averaged over the epoch while the weights still improve, on augmented windows with "
+         "dropout on; the validation loss uses the weights at the end of the epoch, in eval mode, on plain windows",
+    "c": "the model overfits the training videos",
+    "d": "the validation loss is computed with another loss function",
+}
+_LOSS_GAP_WHY_NOT = {
+    "a": "it can happen in one split, but training and validation videos come from the same generator; look at what "
+         "differs between the two measurements themselves",
+    "c": "overfitting shows the other way round: the validation loss above the training loss, and rising",
+    "d": "the Trainer calls the same loss_fn in train_step and in validation_step (medseg_core.training)",
+}
+
+
+def _choice(answer: Any, options: Sequence[str]) -> str:
+    """A letter answer as 'b', 'B', 'b)' or '(b)', normalised; ValueError names the options otherwise."""
+    letter = str(answer).strip().strip("()").lower()
+    if letter not in options:
+        raise ValueError(f"answer with one of {', '.join(repr(o) for o in options)}; you gave {answer!r}")
+    return letter
+
+
+@_exercise("val_below_train", "02_train_svsnet", "In the training curves the validation loss can lie below the "
+           "training loss. Which explanation fits this kit? "
+           + "; ".join(f"({key}) {text}" for key, text in _LOSS_GAP_OPTIONS.items()) + ". Give a letter.", "b",
+           kind="interpret")
+def _check_val_below_train(answer: str) -> Feedback:
+    letter = _choice(answer, list(_LOSS_GAP_OPTIONS))
+    if letter == "b":
+        return _right("the training loss is a running mean over the epoch's batches, taken while the weights "
+                      "improve, on augmented windows with SVSnet's dropout active; the validation loss is measured "
+                      "after the epoch, in eval mode, on plain windows. Below the training loss is normal early on; "
+                      "overfitting shows as a validation loss that rises while the training loss falls.")
+    return _wrong(f"({letter}): {_LOSS_GAP_WHY_NOT[letter]}.")
+
+
+def _train_step(model: nn.Module, batch: dict[str, torch.Tensor], loss_fn: Callable[[torch.Tensor, torch.Tensor],
+                torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    logits = model(batch["image"])
+    loss = loss_fn(logits, batch["mask"])
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
+# What the Trainer's step adds for long runs (clipping, mixed precision) is off, so the bare step must match it.
+_STEP_CONFIG = TrainConfig(lr=0.05, grad_clip=None, amp=False, channels_last=False, keep_freed_memory=False,
+                           device="cpu", seed=0)
+
+
+@contextmanager
+def _random_state_restored() -> Iterator[None]:
+    """Run a check without moving the notebook's random generators (the Trainer seeds them)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@_exercise("train_step", "02_train_svsnet", "Write train_step(model, batch, loss_fn, optimizer) -> float: the one "
+           "optimisation step the Trainer hides: forward pass on batch['image'], the loss against batch['mask'], "
+           "backward pass, optimiser step, gradients reset; return the loss value.", _train_step)
+def _check_train_step(fn: Callable[..., float]) -> Feedback:
+    with _random_state_restored():
+        generator = torch.Generator().manual_seed(0)
+        batches = [{"image": torch.randn(2, 1, 16, 16, generator=generator),
+                    "mask": (torch.rand(2, 1, 16, 16, generator=generator) > 0.7).float()} for _ in range(3)]
+        torch.manual_seed(0)
+        kit_model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 1, 1))
+        learner_model, loss_fn = copy.deepcopy(kit_model), DiceLoss(mode="binary")
+        trainer = Trainer(kit_model, loss_fn, _STEP_CONFIG, None, metadata=RunMetadata("xca", 16), progress=False)
+        optimizer = build_optimizer(learner_model.parameters(), _STEP_CONFIG)
+        kit_model.train()
+        learner_model.train()
+        for step, batch in enumerate(batches, start=1):
+            before = [p.detach().clone() for p in learner_model.parameters()]
+            kit_loss = trainer.train_step(batch)
+            got = float(fn(learner_model, {key: value.clone() for key, value in batch.items()}, loss_fn, optimizer))
+            if all(torch.equal(old, new) for old, new in zip(before, learner_model.parameters())):
+                return _wrong(f"step {step} did not change the weights: loss.backward() computes the gradients and "
+                              "optimizer.step() applies them, in that order (zero_grad between them discards them)")
+            error = max((a - b).abs().max().item() for a, b in zip(kit_model.parameters(), learner_model.parameters()))
+            if error > 1e-5 and step > 1:
+                return _wrong(f"step 1 matches the Trainer, but after step {step} the weights differ by up to "
+                              f"{error:.2g}: the previous step's gradients were still there (.backward() adds to "
+                              ".grad). Call optimizer.zero_grad() once per step, before backward or after step.")
+            if error > 1e-5:
+                return _wrong(f"after one step your weights differ from the Trainer's by up to {error:.2g}: forward "
+                              "on batch['image'] with the model in training mode, loss_fn(logits, batch['mask']), "
+                              "backward, optimizer.step()")
+            if not _close(got, kit_loss, 1e-5):
+                return _wrong(f"step {step}: you returned {got:.5f}, the loss of that batch is {kit_loss:.5f}: "
+                              "return loss.item() of the forward pass before the step")
+    return _right("three steps match Trainer.train_step weight for weight. Around these five lines the Trainer adds "
+                  "what long runs need: gradient clipping, mixed precision, a learning-rate schedule, a check for a "
+                  "NaN loss, the epoch loop, validation and checkpoints.")
+
+
 # ---------------------------------------------------------------------------------------------- 03 OCT data
 def _patient_split(pairs: pd.DataFrame, val_fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     return patient_split(pairs, val_fraction, seed=0)
@@ -383,6 +565,52 @@ def _check_label_mask(fn: Callable[[np.ndarray], np.ndarray]) -> Feedback:
             return _wrong(f"for {name} you returned values {np.unique(got).tolist()}, expected "
                           f"{np.unique(expected).tolist()} (0 = background, 1 = the class)")
     return _right("0/255 and 0/1 masks both become class indices 0/1, as medseg_core.data.io.to_label_mask does.")
+
+
+def _lipid_arc_degrees(polar_mask: np.ndarray) -> float:
+    lipid_lines = np.asarray(polar_mask, bool).any(axis=1)  # rows are A-lines, one per angle
+    return 360.0 * lipid_lines.sum() / len(lipid_lines)
+
+
+def _polar_lipid_masks() -> list[tuple[str, np.ndarray, float]]:
+    """``(name, polar lipid mask (A, S), the generator's arc in degrees)`` of simulated frames: an arc away from 0°,
+    one across 0° (3 o'clock), a frame without lipid, and one with 360 A-lines instead of 504."""
+    lipid_channel = OCT_CLASSES.index("lipid_core")
+    params = sim.sample_frame_params(np.random.default_rng(3), lipid=True, calcium=False)
+    frames = [("a lipid pool", params, sim.NUM_ALINES),
+              ("a lipid pool across 0°", replace(params, lipid=replace(params.lipid, centre_angle=0.1)),
+               sim.NUM_ALINES),
+              ("a frame without lipid", replace(params, lipid=None), sim.NUM_ALINES),
+              ("a frame of 360 A-lines", replace(params, lipid=replace(params.lipid, arc_width=2.0)), 360)]
+    cases = []
+    for name, frame, num_alines in frames:
+        polar = sim.simulate_polar_frame(frame, np.random.default_rng(0), num_alines=num_alines, num_samples=96)
+        mask = sim.labels_to_channels(polar.labels)[..., lipid_channel] > 0
+        cases.append((name, mask, 0.0 if frame.lipid is None else math.degrees(frame.lipid.arc_width)))
+    return cases
+
+
+@_exercise("lipid_arc", "03_oct_data", "Write lipid_arc(polar_mask) -> float: the lipid arc in degrees of one "
+           "frame, from its lipid mask in the polar view (A, S): rows are the A-lines over 360 degrees, columns the "
+           "depth.", _lipid_arc_degrees, kind="interpret")
+def _check_lipid_arc(fn: Callable[[np.ndarray], float]) -> Feedback:
+    drawn = []
+    for name, mask, generator_arc in _polar_lipid_masks():
+        got, expected = float(fn(mask.copy())), _lipid_arc_degrees(mask)
+        if not _close(got, expected, 0.5):
+            rows = mask.any(axis=1)
+            hint = (" A pool across 0° covers the first and the last rows: count the A-lines that hold lipid instead "
+                    "of spanning the first to the last one." if rows[0] and rows[-1] else
+                    f" This frame has {mask.shape[0]} A-lines: one row is 360 / {mask.shape[0]} degrees." if
+                    mask.shape[0] != 360 else "")
+            return _wrong(f"for {name} you returned {got:.1f}°, expected {expected:.1f}° (A-lines with any lipid "
+                          f"pixel, times 360° / the number of A-lines).{hint}")
+        if generator_arc:
+            drawn.append(f"{expected:.0f}° (drawn: {generator_arc:.0f}°)")
+    return _right(f"arcs {', '.join(drawn)}: the masks match the arcs the generator drew, to about one A-line. "
+                  "Reports of OCT plaques grade lipid by its arc; a thin-cap fibroatheroma is commonly defined as "
+                  "lipid over more than 90° under a cap thinner than 65 µm. A teaching measurement on synthetic "
+                  "frames, not for diagnostic use.")
 
 
 # ---------------------------------------------------------------------------------------------- 04 DeepLabV3+ / ECA
@@ -469,6 +697,36 @@ def _check_soft_dice_empty(answer: Sequence[float]) -> Feedback:
                   "and the metrics score them with the empty-mask rule.")
 
 
+def _quiet_model_dice(results: pd.DataFrame) -> float:
+    return float((results["truth_pixels"] == 0).mean())
+
+
+def _dice_of_predicting_nothing(truth_pixels: Sequence[int]) -> float:
+    """Mean Dice of an empty prediction over frames whose truth holds these pixel counts (the kit's ``dice``)."""
+    size = max(truth_pixels) + 1
+    scores = [dice(np.zeros((1, size), bool), np.arange(size)[None] < count) for count in truth_pixels]
+    return float(np.mean(scores))
+
+
+@_exercise("quiet_model_dice", "04_train_deeplabv3plus_eca", "Write quiet_dice(results) -> float: the mean Dice "
+           "over all test frames of one class that a model predicting no lipid anywhere would get, from a per-frame "
+           "table as medseg_core.evaluate returns it (column truth_pixels: lipid pixels in the ground truth).",
+           _quiet_model_dice, kind="interpret")
+def _check_quiet_model_dice(fn: Callable[[pd.DataFrame], float]) -> Feedback:
+    for plaque_frames, empty_frames in ((3, 7), (8, 2), (5, 0)):
+        truth = [120] * plaque_frames + [0] * empty_frames
+        table = pd.DataFrame({"id": [f"001_1_{i:03d}" for i in range(len(truth))], "class": "lipid_core",
+                              "truth_pixels": truth})
+        got, expected = float(fn(table.copy())), _dice_of_predicting_nothing(truth)
+        if not _close(got, expected, 1e-6):
+            return _wrong(f"with {plaque_frames} frames with lipid and {empty_frames} without you returned {got:.3f}, "
+                          f"expected {expected:.3f}: by the empty-mask rule an empty prediction scores 1 on a frame "
+                          "without lipid and 0 on a frame with lipid.")
+    return _right("a model that never finds lipid scores the share of lipid-free frames. Read any Dice averaged over "
+                  "all frames against that floor, or score frames with lipid and false alarms on lipid-free frames "
+                  "apart, as stats.foreground_split does.")
+
+
 # ---------------------------------------------------------------------------------------------- 05 ECA ablation
 def _eca_forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     pooled = x.mean(dim=(2, 3)).unsqueeze(1)  # (B, 1, C)
@@ -552,6 +810,85 @@ def _check_output_stride(fn: Callable[[int, int], tuple[int, int]]) -> Feedback:
     return _right("matches the MobileNetV2 backbone: output stride 8 keeps 4x as many ASPP positions as 16.")
 
 
+def _effect_verdict(row: pd.Series) -> str:
+    if np.isnan(row["ci_low"]):
+        return "no interval"
+    if row["ci_low"] <= 0 <= row["ci_high"]:
+        return "not shown"
+    across_seeds = (row["ci_low"] > 0 and row["seed_ci_low"] > 0) or (row["ci_high"] < 0 and row["seed_ci_high"] < 0)
+    return "shown" if across_seeds else "these models only"
+
+
+def _paired_designs() -> list[tuple[str, pd.DataFrame]]:
+    """Paired comparisons (:func:`medseg_core.stats.paired_comparison`) of made-up ablations with every verdict:
+    variant ``a`` gains 0.1 Dice in every seed, ``b`` gains 0.05 on average with a seed-to-seed spread of 0.1, ``c``
+    gains nothing; designs with 6 test patients and 5 seeds, 6 patients and 3 seeds, 2 patients and 5 seeds."""
+    from .stats import paired_comparison
+
+    designs = []
+    for patients, seeds in ((6, 5), (6, 3), (2, 5)):
+        rng = np.random.default_rng(10 * patients + seeds)
+        gains = {"none": (0.0, 0.0), "a": (0.1, 0.005), "b": (0.05, 0.1), "c": (0.0, 0.005)}
+        shifts = {(variant, seed): gain + spread * rng.standard_normal()
+                  for variant, (gain, spread) in gains.items() for seed in range(seeds)}
+        rows = []
+        for patient in range(patients):
+            for frame in range(3):
+                difficulty = 0.6 + 0.1 * rng.standard_normal()
+                rows += [{"variant": variant, "seed": seed, "id": f"{patient:03d}_1_{frame:03d}", "cluster": patient,
+                          "dice": float(np.clip(difficulty + shifts[variant, seed] + 0.02 * rng.standard_normal(),
+                                                0, 1))} for variant in gains for seed in range(seeds)]
+        designs.append((f"{patients} test patients and {seeds} seeds", paired_comparison(pd.DataFrame(rows), "none")))
+    return designs
+
+
+def _committed_eca_comparison() -> pd.DataFrame | None:
+    """Notebook 05's comparison of the committed ECA ablation (Dice on plaque frames), or None without it."""
+    from . import experiments
+    from .stats import paired_comparison
+
+    try:
+        results = experiments.read_committed_results(experiments.ECA_ABLATION)
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    plaque = results[results["truth_pixels"] > 0]
+    return paired_comparison(plaque, experiments.ECA_ABLATION.reference, ["dice"])
+
+
+_VERDICT_WHY = {
+    "no interval": "fewer test patients than an interval needs: ci_low and ci_high are NaN",
+    "not shown": "the interval over test patients (ci_low to ci_high) contains 0",
+    "these models only": "the interval over test patients excludes 0, but the interval over seeds (seed_ci_low to "
+                         "seed_ci_high; NaN below five seeds) does not exclude 0 on the same side",
+    "shown": "both intervals, over test patients and over seeds, exclude 0 on the same side",
+}
+
+
+@_exercise("effect_verdict", "05_ablation_eca", "Write verdict(row) -> str: what one row of a paired comparison "
+           "(stats.paired_comparison, without its verdict column) supports, read from its intervals: 'shown', 'these "
+           "models only', 'not shown' or 'no interval'.", _effect_verdict, kind="interpret")
+def _check_effect_verdict(fn: Callable[[pd.Series], str]) -> Feedback:
+    committed = _committed_eca_comparison()
+    designs = _paired_designs() + ([("the committed ECA ablation", committed)] if committed is not None else [])
+    for design, table in designs:
+        for _, row in table.iterrows():
+            got = str(fn(row.drop("verdict").copy())).strip()
+            if got != row["verdict"]:
+                return _wrong(
+                    f"{design}, {row['variant']} vs {row['reference']}: you said {got!r}, the numbers support "
+                    f"{row['verdict']!r}: {_VERDICT_WHY[row['verdict']]} (ci {row['ci_low']:+.3f} to "
+                    f"{row['ci_high']:+.3f} over {row['n_clusters']} patients, seed interval {row['seed_ci_low']:+.3f} "
+                    f"to {row['seed_ci_high']:+.3f} over {row['n_seeds']} seeds).")
+    if committed is None:
+        return _right("your verdicts match the library's on every design; the committed results are not here to "
+                      "read.")
+    read = "; ".join(f"{row['variant']}: {row['verdict']}" for _, row in committed.iterrows())
+    return _right(f"your verdicts match the library's. The committed ECA ablation (Dice on plaque frames against "
+                  f"none) reads {read}. The unit decides the claim: an interval over test patients speaks about "
+                  "these trained models on new patients like these; only one over seeds says the effect survives "
+                  "retraining.")
+
+
 # ---------------------------------------------------------------------------------------------- 06 window length
 def _fusion_parameters(channels: int, window_length: int) -> int:
     return channels * channels * window_length + channels
@@ -587,6 +924,37 @@ def _check_svsnet_window_parameters(answer: int) -> Feedback:
                       "(T, 1, 1) fusions; the encoder and decoder are the same.")
     return _wrong(f"you said {int(answer):,}; the models have {short:,} and {long:,} parameters. Each fusion has "
                   "C^2 T + C parameters: the biases cancel, the weights differ by C^2 per extra frame.")
+
+
+def _single_frame_gradients() -> tuple[float, int, int]:
+    """SVSnet at T = 1 after one backward pass: the share of the weights of its 3x3x3 convolutions that receive a
+    gradient, and the parameters of the whole model that receive none (of all)."""
+    model = create_model("svsnet", window_length=1).eval()  # eval: no dropout, the same taps
+    model(torch.rand(1, 1, 1, 64, 64, generator=torch.Generator().manual_seed(0))).sum().backward()
+    taps = [conv.weight.grad.abs().amax(dim=(0, 1, 3, 4)) > 0 for conv in model.modules()
+            if isinstance(conv, nn.Conv3d) and conv.kernel_size[0] == 3]
+    unused = sum(int((p.grad == 0).sum()) if p.grad is not None else p.numel() for p in model.parameters())
+    return float(torch.cat(taps).float().mean()), unused, count_parameters(model)
+
+
+@_exercise("t1_unused_weights", "06_ablation_window_length", "At T = 1 the window is one frame. Each 3x3x3 "
+           "convolution of SVSnet's encoder pads time by one frame on each side. What fraction of such a "
+           "convolution's weights ever receives a gradient? Give a number.", 1 / 3, kind="predict")
+def _check_t1_unused_weights(answer: float) -> Feedback:
+    with _random_state_restored():
+        used, unused, total = _single_frame_gradients()
+    got = float(answer)
+    if _close(got, used, 0.01):
+        return _right(f"{used:.2f}, measured by one backward pass: only the middle of the three time taps reads the "
+                      "frame, the others read the zero padding and get no gradient, so at T = 1 SVSnet is a 2D "
+                      f"network with 3x3 kernels whose (1, 1, 1) fusions are 1x1 convolutions. {unused:,} of its "
+                      f"{total:,} parameters ({unused / total:.0%}) get no gradient at T = 1, so they never learn: compare "
+                      "models by what they compute, not by their parameter count.")
+    if _close(got, 1.0, 0.01):
+        return _wrong("not all of them: with one frame, the taps before and after it read only the zero padding "
+                      "along time, and a weight that multiplies zero gets a zero gradient.")
+    return _wrong(f"you said {got:g}; a 3x3x3 kernel has three taps along time, and at T = 1 only the taps that land "
+                  "on the one frame read anything but padding.")
 
 
 # ----------------------------------------------------------------------------------- 07 reproduce figures
@@ -631,6 +999,107 @@ def _check_uncommitted_figures(fn: Callable[[pd.DataFrame], Sequence[str]]) -> F
     if got != expected:
         return _wrong(f"you returned {got}, expected {expected}: every row whose uncommitted_changes is not 'false'")
     return _right("only a figure made from a clean commit can be regenerated from the repository alone.")
+
+
+def _seed_spread(results: pd.DataFrame, variant: str, metric: str) -> float:
+    runs = results[results["variant"] == variant].groupby("seed")[metric].mean()
+    return float(runs.std(ddof=1))
+
+
+def _grid_with_seed_spread() -> pd.DataFrame:
+    """Made-up per-frame results of a grid: 2 variants x 4 seeds x 2 videos of 5 frames; each seed shifts a run."""
+    rng = np.random.default_rng(1)
+    rows = [{"variant": variant, "seed": seed, "id": f"v{video}_{frame:03d}", "cluster": f"v{video}",
+             "dice": float(np.clip(0.7 + 0.04 * seed * (variant == "T4") + 0.1 * rng.standard_normal(), 0, 1)),
+             "cldice": float(np.clip(0.6 + 0.1 * rng.standard_normal(), 0, 1))}
+            for variant in ("T1", "T4") for seed in range(4) for video in range(2) for frame in range(5)]
+    return pd.DataFrame(rows)
+
+
+@_exercise("seed_spread", "07_reproduce_figures", "Write seed_spread(results, variant, metric) -> float: how far "
+           "retraining with another seed moves a result, from a grid's per-frame table (columns variant, seed, id, "
+           "cluster and the metrics, as experiments.read_committed_results returns it): the standard deviation over "
+           "seeds of the variant's mean over the test frames.", _seed_spread, kind="interpret")
+def _check_seed_spread(fn: Callable[[pd.DataFrame, str, str], float]) -> Feedback:
+    from . import experiments
+    from .stats import summarize_runs
+
+    tables = [("made-up results", _grid_with_seed_spread(), [("T4", "dice"), ("T1", "cldice")])]
+    try:
+        tables.append(("the committed window-length ablation",
+                       experiments.read_committed_results(experiments.WINDOW_LENGTH_ABLATION),
+                       [("T4", "dice"), ("T1", "cldice")]))
+    except (FileNotFoundError, KeyError, ValueError):
+        pass
+    for name, results, questions in tables:
+        for variant, metric in questions:
+            rows = results[results["variant"] == variant]
+            expected = float(summarize_runs(rows, by="variant", metrics=[metric], unit="seed")["std"].iloc[0])
+            got = float(fn(results.copy(), variant, metric))
+            if _close(got, expected, 1e-6):
+                continue
+            if _close(got, rows[metric].std(), 1e-6) or _close(got, rows.groupby("id")[metric].mean().std(), 1e-6):
+                return _wrong(f"{name}, {variant} {metric}: {got:.4f} is the spread over test frames (some frames "
+                              "are harder than others); retraining moves each seed's mean: average over the frames "
+                              "per seed first, then take the spread of those means")
+            return _wrong(f"{name}, {variant} {metric}: you returned {got:.4f}, expected {expected:.4f} (the sample "
+                          "standard deviation, ddof=1, of the per-seed means)")
+    spread = _seed_spread(tables[-1][1], "T4", "dice")
+    return _right(f"retraining moves {tables[-1][0]}'s T4 Dice by about {spread:.3f} (sd over seeds). A "
+                  "single-seed figure that moves by less than that after a code change says nothing about the "
+                  "change; a rerun with the same seed on the same kind of machine reproduces the committed numbers "
+                  "exactly, and any difference there is a change of code or library.")
+
+
+# ----------------------------------------------------------------------------------- 08 explorers
+_DIRECTIONS = ("up or same", "down or same", "either")
+
+
+def _threshold_cases() -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(probabilities, truth)`` pairs: vessel pixels just below 0.5 with a few confident false alarms, confident
+    vessels on a faint background, and a noisy map."""
+    truth = np.zeros((16, 16), bool)
+    truth[4:12, 6:9] = True
+    faint_vessel = np.where(truth, 0.4, 0.0)
+    faint_vessel[0, :3] = 0.8
+    faint_background = np.where(truth, 0.9, 0.0)
+    faint_background[12:, :] = 0.4
+    noisy = np.clip(np.where(truth, 0.55, 0.35) + 0.2 * np.random.default_rng(0).standard_normal(truth.shape), 0, 1)
+    return [(faint_vessel, truth), (faint_background, truth), (noisy, truth)]
+
+
+def _threshold_directions(high: float = 0.5, low: float = 0.3) -> dict[str, str]:
+    """How recall, precision and Dice move, over the cases, when the threshold is lowered from ``high`` to ``low``."""
+    scores = {"recall": recall, "precision": precision, "dice": dice}
+    moves: dict[str, set[int]] = {name: set() for name in scores}
+    for probabilities, truth in _threshold_cases():
+        for name, score in scores.items():
+            moves[name].add(int(np.sign(score(probabilities > low, truth) - score(probabilities > high, truth))))
+    return {name: "up or same" if -1 not in seen else "down or same" if 1 not in seen else "either"
+            for name, seen in moves.items()}
+
+
+@_exercise("threshold_direction", "08_explorers", "Predict before you move the slider: when the threshold is "
+           "lowered, which way do recall, precision and Dice move? Give a dict {'recall': ..., 'precision': ..., "
+           f"'dice': ...}} with values from {list(_DIRECTIONS)}.",
+           {"recall": "up or same", "precision": "either", "dice": "either"}, kind="predict")
+def _check_threshold_direction(answer: dict[str, str]) -> Feedback:
+    observed = _threshold_directions()
+    missing = [name for name in observed if name not in answer]
+    if missing:
+        return _wrong(f"your dict lacks {missing}; give all of {list(observed)}")
+    for name, expected in observed.items():
+        got = str(answer[name]).strip().lower()
+        if got not in _DIRECTIONS:
+            return _wrong(f"{name}: answer with one of {list(_DIRECTIONS)}; you gave {answer[name]!r}")
+        if got != expected:
+            why = {"recall": "a lower threshold only adds predicted pixels, so no vessel pixel found before is lost",
+                   "precision": "the added pixels can be mostly vessel (precision rises) or mostly background (it "
+                                "falls): on three made-up frames it goes both ways",
+                   "dice": "Dice weighs the new hits against the new false alarms, so it can go both ways"}[name]
+            return _wrong(f"{name}: you said {got!r}, but it is {expected!r}: {why}.")
+    return _right("recall can only rise; precision and Dice depend on what the added pixels are. That is why a "
+                  "threshold is a choice, made on validation data (notebook 02), never on the test set.")
 
 
 # ----------------------------------------------------------------------------------- 09 synthetic to real
@@ -724,3 +1193,48 @@ def _check_pretraining_effect(fn: Callable[[pd.DataFrame], pd.Series]) -> Feedba
     return _wrong(f"for n = {n}, seed {seed} you returned {got.iloc[0]:.4f}, expected "
                   f"{expected.iloc[0]:.4f}: average each run over its plaque frames, then subtract the scratch run "
                   "of the same n and seed (not the mean over all scratch seeds)")
+
+
+_PLANNED_SPREAD, _PLANNED_EFFECT = 0.06, 0.05  # sd of the per-seed differences; the effect to detect (Dice)
+
+
+def _seeds_needed(spread: float, effect: float, alpha: float = 0.05) -> int:
+    """The fewest paired seeds whose t-test detects ``effect`` with 80 % power (stats.detectable_effect_size)."""
+    from .stats import detectable_effect_size
+
+    seeds = 3
+    while detectable_effect_size(seeds, alpha) * spread > effect:
+        seeds += 1
+    return seeds
+
+
+def _seeds_needed_normal(spread: float, effect: float) -> int:
+    """The normal approximation of notebook 09, (z_0.975 + z_0.8)^2 (sd / effect)^2, rounded up."""
+    from scipy import stats
+
+    return math.ceil(((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * spread / effect) ** 2)
+
+
+@_exercise("seeds_needed", "09_synthetic_to_real", "Plan the next experiment: the per-seed paired differences "
+           f"(synthetic - scratch) at some n have a standard deviation of {_PLANNED_SPREAD} Dice. How many paired "
+           f"seeds would detect a mean effect of {_PLANNED_EFFECT} with 80 % power (two-sided, 95 % level)? Give an "
+           "integer.", _seeds_needed(_PLANNED_SPREAD, _PLANNED_EFFECT), kind="interpret")
+def _check_seeds_needed(answer: int) -> Feedback:
+    exact, normal = (f(_PLANNED_SPREAD, _PLANNED_EFFECT) for f in (_seeds_needed, _seeds_needed_normal))
+    got = float(answer)
+    if got != int(got) or got < 2:
+        return _wrong(f"give a whole number of seeds, at least 2 (a spread needs two), not {answer!r}")
+    if min(exact, normal) <= got <= max(exact, normal):
+        return _right(f"{exact} seeds with the t-test's own power (stats.detectable_effect_size; the normal "
+                      f"approximation gives {normal}): an effect the size of the seed spread needs a dozen paired "
+                      "runs per n. Three seeds can show only effects of several spreads, and fewer than five give no "
+                      "interval at all: then claim nothing.")
+    if got in (3, 5):
+        return _wrong(f"{int(got)} is what the notebook runs or the fewest seeds for an interval, not what this effect "
+                      "needs: with S seeds the design detects about 2.8 sd / sqrt(S)")
+    if got < min(exact, normal):
+        return _wrong(f"{int(got)} seeds detect only about {2.8 * _PLANNED_SPREAD / math.sqrt(got):.3f}: solve "
+                      f"2.8 x {_PLANNED_SPREAD} / sqrt(S) <= {_PLANNED_EFFECT} for S (the square root makes the "
+                      "number grow with the square of sd / effect)")
+    return _wrong(f"{int(got)} seeds would do, but fewer suffice: solve 2.8 x {_PLANNED_SPREAD} / sqrt(S) <= "
+                  f"{_PLANNED_EFFECT} for S")

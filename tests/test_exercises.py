@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_core.exercises import EXERCISES, Feedback, check, list_exercises, solution
+from medseg_core.exercises import EXERCISES, KINDS, Feedback, check, list_exercises, solution
 from medseg_core.notebooks import list_notebooks
 
 
@@ -27,6 +27,42 @@ def _mixed_gap(synthetic, real):
 def _mean_absolute_change(committed, fresh, tolerance):
     """The mean absolute change per column: a single row that moved far hides among rows that did not."""
     return [c for c in committed.select_dtypes("number") if (committed[c] - fresh[c]).abs().mean() > tolerance]
+
+
+def _step_without_zero_grad(model, batch, loss_fn, optimizer):
+    loss = loss_fn(model(batch["image"]), batch["mask"])
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_that_discards_its_gradients(model, batch, loss_fn, optimizer):
+    loss = loss_fn(model(batch["image"]), batch["mask"])
+    loss.backward()
+    optimizer.zero_grad()
+    optimizer.step()
+    return loss.item()
+
+
+def _step_in_eval_mode(model, batch, loss_fn, optimizer):
+    model.eval()
+    return solution("train_step")(model, batch, loss_fn, optimizer)
+
+
+def _arc_from_first_to_last_line(polar_mask):
+    rows = np.flatnonzero(polar_mask.any(axis=1))
+    return 0.0 if len(rows) == 0 else 360.0 * (rows[-1] - rows[0] + 1) / polar_mask.shape[0]
+
+
+def _verdict_from_the_patient_interval_alone(row):
+    if np.isnan(row["ci_low"]):
+        return "no interval"
+    return "not shown" if row["ci_low"] <= 0 <= row["ci_high"] else "shown"
+
+
+def _verdict_without_the_nan_rule(row):
+    return "not shown" if row["ci_low"] <= 0 <= row["ci_high"] else "shown" if (
+        row["seed_ci_low"] > 0 or row["seed_ci_high"] < 0) else "these models only"
 
 
 WRONG_ANSWERS = {  # id: [(a typical mistake, a phrase the feedback must contain), ...]
@@ -58,6 +94,32 @@ WRONG_ANSWERS = {  # id: [(a typical mistake, a phrase the feedback must contain
                              "'unknown'")],
     "domain_gap": [(_mixed_gap, "plaque-free frames")],
     "pretraining_effect": [(_unpaired_effect, "same n and seed")],
+    "one_pixel_shift": [((0.95, 0.95), "both widths"), ((0.0, 0.9), "columns"), (0.5, "two numbers")],
+    "window_span_ms": [(1000 * 4 / 15, "frame intervals"), (0.2, "seconds"), (60.0, "one frame interval")],
+    "val_below_train": [("a", "same generator"), ("C", "other way round"), ("(d)", "same loss_fn"),
+                        ("e", "one of")],
+    "train_step": [(_step_without_zero_grad, "zero_grad"), (_step_that_discards_its_gradients, "did not change"),
+                   (_step_in_eval_mode, "training mode"),
+                   (lambda model, batch, loss_fn, optimizer: _step_without_zero_grad(model, batch, loss_fn,
+                                                                                     optimizer) * 2, "loss.item()")],
+    "lipid_arc": [(_arc_from_first_to_last_line, "across 0°"),
+                  (lambda mask: float(mask.any(axis=1).sum()), "A-lines"),
+                  (lambda mask: 360.0 * mask.mean(), "expected")],
+    "quiet_model_dice": [(lambda results: 0.0, "empty-mask rule"),
+                         (lambda results: float((results["truth_pixels"] > 0).mean()), "empty-mask rule")],
+    "effect_verdict": [(_verdict_from_the_patient_interval_alone, "over seeds"),
+                       (_verdict_without_the_nan_rule, "NaN"), (lambda row: "shown", "the numbers support")],
+    "t1_unused_weights": [(1.0, "zero padding"), (2 / 3, "three taps"), (0.0, "three taps")],
+    "seed_spread": [(lambda results, variant, metric: results.loc[results["variant"] == variant, metric].std(),
+                     "spread over test frames"),
+                    (lambda results, variant, metric: results[results["variant"] == variant].groupby("seed")[
+                        metric].mean().std(ddof=0), "ddof=1")],
+    "threshold_direction": [({"recall": "up or same", "precision": "down or same", "dice": "either"}, "precision"),
+                            ({"recall": "either", "precision": "either", "dice": "either"}, "recall"),
+                            ({"recall": "up or same", "precision": "either", "dice": "up or same"}, "dice"),
+                            ({"recall": "up"}, "lacks")],
+    "seeds_needed": [(5, "fewest seeds for an interval"), (4, "square root"), (40, "fewer suffice"),
+                     (12.5, "whole number")],
 }
 WRONG_CASES = [(exercise_id, index) for exercise_id, answers in WRONG_ANSWERS.items() for index in range(len(answers))]
 
@@ -129,9 +191,20 @@ def test_exercises_belong_to_existing_notebooks():
     stems = {path.stem for path in list_notebooks()}
     table = list_exercises()
     assert set(table["notebook"]) <= stems
-    per_notebook = table["notebook"].value_counts()
-    assert (per_notebook >= 2).all(), per_notebook
-    assert set(list_exercises("04")["id"]) == {"eca_kernel", "ce_dice", "soft_dice_empty"}
+    assert set(list_exercises("04")["id"]) == {"eca_kernel", "ce_dice", "soft_dice_empty", "quiet_model_dice"}
+    assert set(table["kind"]) <= set(KINDS)
+
+
+@pytest.mark.parametrize("notebook", list_notebooks(), ids=lambda path: path.stem)
+def test_every_notebook_has_a_predict_or_interpret_exercise_in_a_cell(notebook):
+    """Each notebook asks at least one question about a result, and has a cell that checks each of its exercises."""
+    import nbformat
+
+    exercises = list_exercises(notebook.stem)
+    assert set(exercises["kind"]) & {"predict", "interpret"}, exercises
+    code = "\n".join(c.source for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+    for exercise_id in exercises["id"]:
+        assert f'check("{exercise_id}", ' in code, exercise_id
 
 
 def test_pretraining_effect_says_when_plaque_free_frames_were_averaged_in():
