@@ -2,10 +2,15 @@
 # `make docs` builds a static site (outputs/site/<profile>/index.html) from the executed notebooks of `make reproduce`.
 # All of them create .venv and install everything on a fresh machine. Override the torch wheels for your platform with
 #   make TORCH_SPEC="torch==2.9.1 torchvision==0.24.1" test
+# A machine without an NVIDIA GPU can take PyTorch's CPU-only wheels (no CUDA libraries or triton: a .venv of about
+# 1.8 GB instead of 6.4 GB) from PyTorch's CPU index, on a fresh clone or after `rm -rf .venv`:
+#   make TORCH_INDEX=https://download.pytorch.org/whl/cpu install
+# Empty (the default), torch comes from pip's own configuration (PyPI, or the mirror pip is set up for).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 STAMP := $(VENV)/.installed
 PROFILE ?= cpu
 # Options of benchmarks/bench.py, e.g. make bench BENCH_ARGS="--sizes 256 --csv benchmarks/results.csv"
@@ -16,7 +21,7 @@ BENCH_ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,22 @@ def test_installed_medseg_command_reports_the_project_version_and_its_commands()
     usage = subprocess.run([str(medseg), "--help"], capture_output=True, text=True, timeout=120)
     assert usage.returncode == 0 and "--version" in usage.stdout
     assert all(command in usage.stdout for command in ("notebooks", "train", "predict", "check-figures")), usage.stdout
+
+
+def test_install_files_pin_one_torch_and_the_cpu_index_is_an_option():
+    makefile = (REPO / "Makefile").read_text()
+    spec = re.search(r"^TORCH_SPEC \?= (.+)$", makefile, re.MULTILINE).group(1).split()
+    for name in ("environment.yml", "environment-cpu.yml"):
+        pins = [line.strip()[2:] for line in (REPO / name).read_text().splitlines() if line.strip().startswith("- torch")]
+        assert [pin.removesuffix("+cpu") for pin in pins] == spec, name
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    index = "https://download.pytorch.org/whl/cpu"
+    dry = {option: subprocess.run(["make", "-n", "-W", "pyproject.toml", "install", *option], cwd=REPO,
+                                  capture_output=True, text=True, check=True).stdout
+           for option in ((), (f"TORCH_INDEX={index}",))}
+    assert f"--index-url {index} {' '.join(spec)}" in dry[(f"TORCH_INDEX={index}",)]
+    assert "--index-url" not in dry[()] and " ".join(spec) in dry[()]  # the default keeps pip's own configuration
 
 
 @pytest.mark.slow
