@@ -106,10 +106,10 @@ def train(
         init_from: a kit checkpoint (e.g. the ``best.pt`` of a synthetic run) whose weights the model starts from
             instead of its random initialisation; every tensor must match (see
             :func:`medseg_core.training.initial_weights`). The run records the checkpoint's path and digest.
-    """
 
     A weight-free baseline (``create_model("tophat")``, ``"intensity"``: ``model.weight_free``) is not trained:
     its thresholds are fitted on the validation frames (``model.fit``) and ``history`` holds the fitted numbers.
+    """
     task = get_task(task)
     model_name = model_name or task.default_model
     kwargs = task.model_kwargs(profile, model_name, model_kwargs)  # checks the model before any work
@@ -119,11 +119,11 @@ def train(
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
     model = create_model(model_name, **kwargs)
-    init = initial_weights(model, init_from) if init_from is not None else None
     metadata = task.run_metadata(profile, model_name)
     if getattr(model, "weight_free", False):  # a baseline: its thresholds are fitted on validation frames
         fitted = model.fit(loaders["val"] if loaders.get("val") is not None else loaders["train"])
         return TrainedRun(model.eval(), pd.DataFrame([fitted]), loaders, run_dir, metadata)
+    init = initial_weights(model, init_from) if init_from is not None else None
     config = replace(task.train_config(profile), seed=seed)
     trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
                       data_id=folder_fingerprint(root), init_from=init)
@@ -288,9 +288,9 @@ class Ablation:
         reference: the variant the others are compared with.
         notebook: the notebook that runs the grid (named in :meth:`source`).
         levels: an optional numeric level per variant (e.g. the window length), for curves.
-    """
         baseline: a weight-free variant (a classical filter or intensity rule, fitted on validation frames) that
             every table shows as a row: what the networks add over it. It is not part of the question's family.
+    """
 
     name: str
     task: str
@@ -298,8 +298,8 @@ class Ablation:
     reference: str
     notebook: str
     levels: Mapping[str, float] = field(default_factory=dict)
-
     baseline: str | None = None
+
     def variants_for(self, profile: Profile) -> dict[str, Mapping[str, Any]]:
         """The variants ``profile`` runs, in the grid's order: ``profile.ablation.grid_variants[name]``, else all.
 
@@ -310,8 +310,8 @@ class Ablation:
         chosen = profile.ablation.grid_variants.get(self.name)
         if chosen is None:
             return dict(self.variants)
-        unknown = sorted(set(chosen) - set(self.variants))
         chosen = (*chosen, *([self.baseline] if self.baseline and self.baseline not in chosen else []))
+        unknown = sorted(set(chosen) - set(self.variants))
         if unknown or self.reference not in chosen:
             problem = f"unknown variants {unknown}" if unknown else f"the reference {self.reference!r} is left out"
             raise UnknownNameError(f"ablation.grid_variants[{self.name!r}]: {problem}; the grid's variants: "
@@ -357,7 +357,6 @@ class Ablation:
             results["level"] = results["variant"].map(self.levels)
         return results
 
-    def describe(self, profile: Profile) -> str:
     def design(self, profile: Profile, metric_sd: float | None = None) -> pd.DataFrame:
         """The design before it runs: what it can detect. One row per unit of the question (test clusters, seeds).
 
@@ -399,6 +398,7 @@ class Ablation:
             against_baseline = paired_comparison(results, self.baseline, metrics)
         return AblationAnalysis(self, summary, comparison, against_baseline)
 
+    def describe(self, profile: Profile) -> str:
         """The grid's results folder relative to the runs folder (``runs/cpu_ablation/ablation_eca``), for manifests."""
         return _runs_relative(self.results_dir(profile), profile)
 
@@ -411,7 +411,6 @@ class Ablation:
                        for variant in self.variants_for(profile))]
 
 
-ECA_ABLATION = Ablation(
 @dataclass(frozen=True)
 class AblationAnalysis:
     """What :meth:`Ablation.analyse` finds: ``summary`` (:func:`~medseg_core.stats.summarize_runs`, baseline row
@@ -429,9 +428,12 @@ class AblationAnalysis:
         from .stats import describe_comparisons
 
         tables = [self.comparison, *([self.against_baseline] if self.against_baseline is not None else [])]
-        return [sentence for table in tables for sentence in describe_comparisons(table[table["metric"] == metric])]
+        unit = "videos" if self.grid.task == "xca" else "patients"
+        return [sentence for table in tables
+                for sentence in describe_comparisons(table[table["metric"] == metric], unit=unit)]
 
 
+ECA_ABLATION = Ablation(
     name="ablation_eca",
     task="oct",
     variants={
@@ -450,13 +452,13 @@ WINDOW_LENGTH_ABLATION = Ablation(
     variants={
         **{f"T{t}": {"model_name": "svsnet", "overrides": {"xca.window_length": t}} for t in WINDOW_LENGTHS},
         "unet2d": {"model_name": "unet2d"},  # the 2D U-Net sees the labelled frame alone
-    },
         "tophat": {"model_name": "tophat"},  # black top-hat on the labelled frame, threshold fitted on validation
+    },
     reference="T1",
     notebook="06_ablation_window_length",
     levels={f"T{t}": t for t in WINDOW_LENGTHS},
-)
     baseline="tophat",
+)
 
 
 ABLATIONS = {grid.name: grid for grid in (ECA_ABLATION, WINDOW_LENGTH_ABLATION)}

@@ -575,11 +575,11 @@ def prepare_lipid_dataset(
             files changed (only the files its stamp lists are deleted).
 
     Raises:
+        ConfigError: ``dst_root`` and ``src_root`` are one folder or one lies inside the other (paths resolved).
         DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, a complete output with
             other settings (without ``overwrite``), or the source is unusable (the message names the file).
     """
     classes = _check_classes(classes)
-        ConfigError: ``dst_root`` and ``src_root`` are one folder or one lies inside the other (paths resolved).
     src_root, dst_root = separate_folders(src_root, dst_root)  # before anything is read or deleted
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)
