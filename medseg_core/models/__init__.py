@@ -84,4 +84,4 @@ def create_model(name: str, **kwargs) -> SegmentationModel:
 
 
 # Architecture modules register themselves on import (keep at the bottom: they import register_model).
-from . import svsnet, unet, deeplabv3plus, classical  # noqa: E402,F401
+from . import svsnet, unet, deeplabv3plus, classical, oct_rules  # noqa: E402,F401
