@@ -18,9 +18,11 @@ import pandas as pd
 
 from .config import kit_home
 
-__all__ = ["NotebookError", "list_notebooks", "run_notebooks"]
+__all__ = ["NotebookError", "list_notebooks", "run_notebooks", "figure_writers"]
 
 _NUMBERED = re.compile(r"^(\d{2})_.+\.ipynb$")
+# writer.save_figure(fig, "name", ...) / writer.save_table(table, "name", ...) in a notebook's code cells
+_SAVED = re.compile(r"\bsave_(figure|table)\(\s*[^,()]+(?:\([^()]*\))?\s*,\s*(f?)[\"']([^\"']+)[\"']")
 
 
 class NotebookError(RuntimeError):
@@ -40,6 +42,22 @@ def list_notebooks(folder: str | Path | None = None, only: Sequence[str] | None 
         if not notebooks:
             raise ValueError(f"no notebook matches {list(only)} in {folder}")
     return notebooks
+
+
+def figure_writers(folder: str | Path | None = None) -> pd.DataFrame:
+    """Which notebook writes which file of ``figures/``: one row per ``save_figure`` / ``save_table`` call in the
+    notebooks' code cells, with columns ``file`` (the name without extension), ``kind`` (figure or table) and
+    ``notebook``. One owner per file is the kit's rule (a test checks it); names built at run time (f-strings) are
+    listed with ``dynamic`` True."""
+    import nbformat
+
+    rows = []
+    for path in list_notebooks(folder):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                for kind, prefix, name in _SAVED.findall(cell.source):
+                    rows.append({"file": name, "kind": kind, "notebook": path.stem, "dynamic": prefix == "f"})
+    return pd.DataFrame(rows, columns=["file", "kind", "notebook", "dynamic"])
 
 
 @contextmanager

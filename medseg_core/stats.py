@@ -585,12 +585,13 @@ def describe_summary(summary: pd.DataFrame, metric: str, by: str = "variant", hi
             + f". {word.capitalize()} mean: {best} (a ranking, not an effect: see the paired comparisons).")
 
 
-def describe_comparisons(comparison: pd.DataFrame, by: str = "variant") -> list[str]:
+def describe_comparisons(comparison: pd.DataFrame, by: str = "variant", unit: str = "videos/patients") -> list[str]:
     """One sentence per row of a :func:`paired_comparison` table, with the verdict its numbers support.
 
     The verdict is the table's ``verdict`` column (one rule, in :func:`paired_comparison`); every sentence names
     its family and the family-wise level. An interval containing 0 is "not shown", with the smallest difference
-    the design could detect, so absence of evidence is not read as evidence of absence.
+    the design could detect, so absence of evidence is not read as evidence of absence. ``unit`` names the
+    clusters (``"videos"``, ``"patients"``).
     """
     sentences = []
     for _, row in comparison.iterrows():
@@ -601,7 +602,7 @@ def describe_comparisons(comparison: pd.DataFrame, by: str = "variant") -> list[
                          f"{_fmt(row['seed_ci_high'], signed=True)}" if np.isfinite(row["seed_ci_low"])
                          else f"no seed interval from {seeds}")
         verdict = {
-            "no interval": f"only {row['n_clusters']} test videos/patients, fewer than {MIN_CLUSTERS_FOR_INTERVAL}: "
+            "no interval": f"only {row['n_clusters']} test {unit}, fewer than {MIN_CLUSTERS_FOR_INTERVAL}: "
                            "this design gives no interval; do not claim an effect",
             "shown": f"{row[by]} is {direction} than {row['reference']}, on these test cases and across seeds",
             "these models only": f"{row[by]} is {direction} than {row['reference']} on these test cases for these "
@@ -613,7 +614,7 @@ def describe_comparisons(comparison: pd.DataFrame, by: str = "variant") -> list[
         sentences.append(
             f"{row[by]} vs {row['reference']}, {row['metric']} (family: {row['family']}, {level} each): "
             f"{_fmt(row['mean_difference'], signed=True)} (CI {_fmt(row['ci_low'], signed=True)} to "
-            f"{_fmt(row['ci_high'], signed=True)}, t over {row['n_clusters']} videos/patients, {row['n_cases']} "
+            f"{_fmt(row['ci_high'], signed=True)}, t over {row['n_clusters']} test {unit}, {row['n_cases']} "
             f"cases; higher in {row['wins']}, lower in {row['losses']} of them; per seed {row['per_seed']}): "
             f"{verdict}."
         )

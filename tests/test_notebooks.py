@@ -78,3 +78,14 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     with pytest.raises(NotebookError, match=r"00_broken.ipynb failed in cell \d+.*ZeroDivisionError"):
         run_notebooks("smoke", tmp_path / "out", notebook_dir=folder, progress=False)
     assert not (tmp_path / "out" / "01_never_runs.ipynb").exists()
+
+
+def test_every_figure_has_one_owner_notebook():
+    """Each file of figures/ is written by exactly one notebook (a second writer would overwrite it silently)."""
+    from medseg_core.notebooks import figure_writers
+
+    writers = figure_writers()
+    assert len(writers) > 20 and not writers["dynamic"].any()  # every file name is readable from the code
+    owners = writers.groupby("file")["notebook"].unique()
+    shared = {name: list(notebooks) for name, notebooks in owners.items() if len(notebooks) > 1}
+    assert not shared, f"files written by several notebooks: {shared}"

@@ -419,22 +419,25 @@ def plot_window_length_curve(
     metrics: Sequence[str] = ("dice", "cldice"),
     level: str = "level",
     by: str = "variant",
-    baseline: str | None = None,
+    baseline: str | Sequence[str] | None = None,
     xlabel: str = "window length T (frames)",
     title: str = "",
 ) -> plt.Figure:
     """Metrics against a numeric level (the window length): mean over seeds with its 95 % band, one panel each.
 
     Args:
-        results: per-case grid results with a ``level`` column (NaN for the baseline) and ``by`` / ``seed``.
-        baseline: a variant without a level (the 2D U-Net), drawn as a horizontal line with its band.
+        results: per-case grid results with a ``level`` column (NaN for the baselines) and ``by`` / ``seed``.
+        baseline: variants without a level (the 2D U-Net, the top-hat filter), each drawn as a horizontal line
+            with its band.
 
     With one seed the bands are undefined and not drawn; the title gives the number of seeds.
     """
-    curve_rows = results[results[by] != baseline] if baseline is not None else results
+    baselines = [baseline] if isinstance(baseline, str) else list(baseline or [])
+    curve_rows = results[~results[by].isin(baselines)]
     summary = summarize_runs(curve_rows.dropna(subset=[level]), by=level, metrics=metrics).sort_values(level)
     seed_means = curve_rows.groupby([level, "seed"])[list(metrics)].mean().reset_index()
-    base = summarize_runs(results[results[by] == baseline], by=by, metrics=metrics) if baseline is not None else None
+    present = [name for name in baselines if name in set(results[by])]
+    base = summarize_runs(results[results[by].isin(present)], by=by, metrics=metrics) if present else None
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.9), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         rows = summary[summary["metric"] == metric]
@@ -442,11 +445,12 @@ def plot_window_length_curve(
         if np.isfinite(rows["ci_low"]).all():  # an interval over seeds only from MIN_SEEDS_FOR_INTERVAL seeds on
             ax.fill_between(rows[level], rows["ci_low"], rows["ci_high"], color="C0", alpha=0.2, label="95 % CI")
         ax.scatter(seed_means[level], seed_means[metric], s=12, color="C0", alpha=0.5, label="one seed")
-        if base is not None and not base.empty:
-            row = base[base["metric"] == metric].iloc[0]
-            ax.axhline(row["mean"], color="C3", linestyle="--", linewidth=1.2, label=f"{baseline} (2D), mean")
-            if np.isfinite(row["ci_low"]):
-                ax.axhspan(row["ci_low"], row["ci_high"], color="C3", alpha=0.1, label=f"{baseline}, 95 % CI")
+        for index, name in enumerate(present):
+            row = base[(base["metric"] == metric) & (base[by] == name)].iloc[0]
+            colour = ("C3", "C2", "C4")[index % 3]
+            ax.axhline(row["mean"], color=colour, linestyle="--", linewidth=1.2, label=f"{name}, mean")
+            if np.isfinite(row["ci_low"]) and row["ci_high"] > row["ci_low"]:
+                ax.axhspan(row["ci_low"], row["ci_high"], color=colour, alpha=0.1, label=f"{name}, 95 % CI")
         ax.set_xticks(rows[level].to_numpy())
         ax.set(xlabel=xlabel, ylabel=_metric_label(metric), title=f"{_metric_label(metric)} vs {xlabel.split(' (')[0]}")
         ax.grid(alpha=0.3)
