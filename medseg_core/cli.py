@@ -181,8 +181,30 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cv(args: argparse.Namespace) -> int:
+    from .config import get_profile
+    from .cross_validation import cross_validate
+
+    if not args.data.is_dir():
+        from .errors import ConfigError
+
+        raise ConfigError(f"--data {args.data}: no such folder")
+    profile = get_profile(args.profile, parse_overrides(args.set), none_keeps=False)
+    result = cross_validate(args.data, profile, task=args.task, folds=args.folds, model_name=args.model,
+                            model_kwargs=parse_overrides(args.model_arg), seed=args.seed, out_dir=args.out)
+    print(result.folds[["fold", "class", "foreground_frames", "dice", "empty_frames", "false_alarm_rate"]]
+          .round(4).to_string(index=False))
+    print(result.summary.drop(columns="published_conditions").round(4).to_string(index=False))
+    for row in result.summary.to_dict("records"):
+        if row["published_conditions"]:
+            print(f"published {row['class']} Dice: {row['published_dice']} ({row['published_conditions']}); "
+                  "other model, data and budget")
+    print(f"tables and fold runs in {result.out_dir}")
+    return 0
+
+
 def _add_real_data_commands(commands: argparse._SubParsersAction) -> None:
-    """``medseg evaluate`` and ``medseg download``: scoring on, and fetching, public angiography data."""
+    """``medseg evaluate``, ``download`` and ``cv``: scoring on, fetching and cross-validating on public data."""
     from .data.public import FORMATS
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint (or tophat/frangi) on a labelled folder")
@@ -199,6 +221,17 @@ def _add_real_data_commands(commands: argparse._SubParsersAction) -> None:
     download.add_argument("name", help="arcade")
     download.add_argument("--dest", type=Path, default=Path("data/real"), help="folder (default data/real)")
     download.set_defaults(func=_cmd_download)
+    cv = commands.add_parser("cv", help="k-fold cross-validation on the OCT dataset's released patient folds")
+    cv.add_argument("--task", default="oct", help="oct (the data set with released folds)")
+    cv.add_argument("--data", type=Path, required=True, help="fold_k/{train,test}/{img,mask} root")
+    cv.add_argument("--folds", type=int, default=5)
+    cv.add_argument("--model", help="registered model (default deeplabv3plus)")
+    cv.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    cv.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="profile overrides")
+    cv.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE")
+    cv.add_argument("--seed", type=int, default=0)
+    cv.add_argument("--out", type=Path, help="default runs/<profile>/oct_cv_<model>_seed<seed>")
+    cv.set_defaults(func=_cmd_cv)
 
 
 def _cmd_check_figures(args: argparse.Namespace) -> int:
