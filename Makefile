@@ -16,16 +16,28 @@ PROFILE ?= cpu
 # Options of benchmarks/bench.py, e.g. make bench BENCH_ARGS="--sizes 256 --csv benchmarks/results.csv"
 BENCH_ARGS ?=
 
-.PHONY: install chromium test reproduce notebooks docs bench strip clean
+.PHONY: install notebook-filter chromium test reproduce notebooks docs bench strip clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@$(MAKE) --no-print-directory notebook-filter
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Notebooks stay clean in git: nbstripout, installed as a git filter, strips outputs and execution counts from a
+# notebook when it is staged (cell ids kept, so committed notebooks do not change); `git diff` shows the stripped
+# view. Part of the set-up; outside a git checkout there is nothing to install.
+notebook-filter:
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		$(VENV)/bin/nbstripout --install && \
+		git config filter.nbstripout.clean '"$(abspath $(PY))" -m nbstripout --keep-id' && \
+		git config diff.ipynb.textconv '"$(abspath $(PY))" -m nbstripout --keep-id -t' && \
+		echo "notebook filter installed: git strips notebook outputs when they are staged (nbstripout)"; \
+	else echo "not a git checkout: no notebook filter to install"; fi
 
 # The browser test (tests/test_browser.py) drives Debian's chromium with Playwright; as root (CI containers) it is
 # installed here when missing, otherwise the test skips and says how to install it.
@@ -51,7 +63,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 strip: $(STAMP)
-	$(VENV)/bin/nbstripout notebooks/*.ipynb
+	$(VENV)/bin/nbstripout --keep-id notebooks/*.ipynb
 
 clean:
 	rm -rf outputs runs data/synthetic .pytest_cache

@@ -2,6 +2,7 @@
 the working directory, not site-packages."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -40,6 +41,30 @@ def test_install_files_pin_one_torch_and_the_cpu_index_is_an_option():
            for option in ((), (f"TORCH_INDEX={index}",))}
     assert f"--index-url {index} {' '.join(spec)}" in dry[(f"TORCH_INDEX={index}",)]
     assert "--index-url" not in dry[()] and " ".join(spec) in dry[()]  # the default keeps pip's own configuration
+
+
+def test_set_up_installs_a_git_filter_that_stages_notebooks_without_outputs(tmp_path):
+    venv = Path(sys.prefix)
+    if shutil.which("make") is None or shutil.which("git") is None or not (venv / "bin" / "nbstripout").is_file():
+        pytest.skip("needs make, git and nbstripout in the environment (make install)")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    installed = subprocess.run(["make", "-f", str(REPO / "Makefile"), f"VENV={venv}", "notebook-filter"], cwd=tmp_path,
+                               capture_output=True, text=True, check=True)
+    assert "notebook filter installed" in installed.stdout
+    committed = (REPO / "notebooks" / "00_quickstart.ipynb").read_bytes()
+    notebook = json.loads(committed)
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code")
+    cell["outputs"], cell["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": ["hi\n"]}], 3
+    (tmp_path / "run.ipynb").write_text(json.dumps(notebook))  # as JupyterLab saves it after a run
+    subprocess.run(["git", "add", "run.ipynb"], cwd=tmp_path, check=True)
+    staged = subprocess.run(["git", "show", ":run.ipynb"], cwd=tmp_path, capture_output=True, check=True).stdout
+    assert staged == committed  # outputs and counts gone, cell ids and formatting as committed
+    outside = tmp_path / "not_a_checkout"
+    outside.mkdir()
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(tmp_path)}
+    skipped = subprocess.run(["make", "-f", str(REPO / "Makefile"), f"VENV={venv}", "notebook-filter"], cwd=outside,
+                             env=env, capture_output=True, text=True, check=True)
+    assert "not a git checkout" in skipped.stdout
 
 
 @pytest.mark.slow
