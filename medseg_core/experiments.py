@@ -440,9 +440,12 @@ ECA_ABLATION = Ablation(
         **{eca: {"model_name": "deeplabv3plus", "model_kwargs": {"eca": eca}} for eca in ("none", "skip", "aspp", "both")},
         # A plain U-Net with about DeepLabV3+'s parameter count (28 base channels: 5.9 M vs 5.8 M).
         "unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 28}},
+        # A grey-value band in a ring of the field of view, fitted on the validation frames (models.oct_rules).
+        "intensity": {"model_name": "intensity"},
     },
     reference="none",
     notebook="05_ablation_eca",
+    baseline="intensity",
 )
 
 WINDOW_LENGTHS = (1, 2, 3, 4, 5, 7)

@@ -39,7 +39,7 @@ from scipy import optimize, stats
 __all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize",
            "cluster_means", "cluster_interval", "family_confidence",
            "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "detectable_effect_size", "paired_comparison",
-           "paired_seed_effect", "describe_summary", "describe_comparisons", "shown_effects"]
+           "paired_seed_effect", "describe_summary", "describe_comparisons", "describe_seed_effects", "shown_effects"]
 
 UNITS = ("seed", "case")
 MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
@@ -618,6 +618,29 @@ def describe_comparisons(comparison: pd.DataFrame, by: str = "variant", unit: st
             f"cases; higher in {row['wins']}, lower in {row['losses']} of them; per seed {row['per_seed']}): "
             f"{verdict}."
         )
+    return sentences
+
+
+def describe_seed_effects(effect: pd.DataFrame, by: str, what: str) -> list[str]:
+    """One sentence per row of :func:`paired_seed_effect`'s ``effect`` table, with the verdict its numbers support.
+
+    ``what`` names the difference (e.g. ``"synthetic − scratch"``). An effect is shown only when the family-wise
+    interval over seeds excludes 0; below :data:`MIN_SEEDS_FOR_INTERVAL` seeds no interval exists and nothing is
+    claimed. The unit is the seed: a one-patient design says nothing about other patients.
+    """
+    sentences = []
+    for _, row in effect.iterrows():
+        family = f"family: {row['family']}, {100 * row['confidence']:.4g} % each"
+        if not np.isfinite(row["ci_low"]):
+            verdict = f"{row['n_seeds']} seed(s), fewer than {MIN_SEEDS_FOR_INTERVAL}: no interval; claim nothing"
+        else:
+            shown = ("higher" if row["ci_low"] > 0 else "lower" if row["ci_high"] < 0 else None)
+            verdict = (f"interval over seeds {_fmt(row['ci_low'], signed=True)} to {_fmt(row['ci_high'], signed=True)}: "
+                       + (f"shown {shown} on this test set" if shown else
+                          f"no difference shown (this design detects about {_fmt(row['detectable'])} or more)"))
+        sign = "every seed agrees in sign" if row["seeds_agree"] else "the seeds disagree in sign"
+        sentences.append(f"{by} = {row[by]} ({family}): {what} {_fmt(row['mean'], signed=True)} (seeds "
+                         f"{row['per_seed']}; {sign}; {row['n_clusters']} test cluster(s)); {verdict}.")
     return sentences
 
 

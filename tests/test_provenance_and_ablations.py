@@ -100,7 +100,8 @@ def test_ablation_profile_applies_the_budget_in_its_own_folders():
 
 
 def test_grids_hold_the_issue_variants_and_a_size_matched_unet():
-    assert list(ex.ECA_ABLATION.variants) == ["none", "skip", "aspp", "both", "unet"]
+    assert list(ex.ECA_ABLATION.variants) == ["none", "skip", "aspp", "both", "unet", "intensity"]
+    assert ex.ECA_ABLATION.baseline == "intensity"
     assert ex.WINDOW_LENGTHS == (1, 2, 3, 4, 5, 7)
     assert {spec["overrides"]["xca.window_length"] for name, spec in ex.WINDOW_LENGTH_ABLATION.variants.items()
             if name not in ("unet2d", "tophat")} == set(ex.WINDOW_LENGTHS)

@@ -104,6 +104,12 @@ class IntensityRule(SegmentationModel):
         for name, value in (("low", low), ("high", high), ("inner", inner), ("outer", outer)):
             self.register_buffer(name, torch.tensor(float(value)))
 
+    def fit(self, loader: DataLoader) -> dict[str, float]:
+        """Band and ring of the best pooled lipid Dice on ``loader`` (:func:`fit_band`), by name."""
+        fitted = fit_band(self, loader)
+        return {"low": fitted.low, "high": fitted.high, "inner": fitted.inner, "outer": fitted.outer,
+                "fit_dice": fitted.dice}
+
     def grey(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised RGB ``(B, 3, H, W)`` -> blurred grey values ``(B, H, W)``, about [0, 1]."""
         self.check_input_shape(x)
