@@ -74,6 +74,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from .config import get_profile
+    from .data.cache import check_complete
     from .errors import ConfigError
     from .experiments import train
     from .runtime import is_main_process
@@ -88,6 +89,8 @@ def _train(args: argparse.Namespace) -> int:
     task.model_kwargs(profile, model_name, model_kwargs)  # unknown or unsuitable model: fail before any work
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data {args.data}: no such folder")
+    if args.data is not None:
+        check_complete(args.data)  # before the run folder is made
     if args.init_from is not None and not args.init_from.is_file():
         raise ConfigError(f"--init-from {args.init_from}: no such checkpoint (the best.pt or last.pt of a run)")
     run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)

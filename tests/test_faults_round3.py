@@ -184,3 +184,53 @@ def test_predict_on_a_video_given_as_dot_or_dotdot_writes_its_masks_where_it_say
     oct_frames = _oct_images(tmp_path / "oct", 2)  # OCT reads the folder's images only: an output inside is fine
     assert _predict(_checkpoint(tmp_path, "oct"), oct_frames, oct_frames / "predicted") == 0
     assert len(list((oct_frames / "predicted" / "masks").iterdir())) == 2
+
+
+# -------------------------------------------------------------------------------- 5. half-written data
+
+
+def test_train_refuses_a_data_set_the_kit_has_not_finished_writing(isolated, monkeypatch, capsys):
+    from medseg_core.config import get_profile
+    from medseg_core.data import synthetic_xca as sx
+
+    data, settings = isolated / "xca", sx.generator_settings(get_profile("smoke").xca)
+    write_image, written = sx.write_image, []
+
+    def interrupted_in_the_test_video(path, array):
+        written.append(path)
+        if len(written) > 40:  # 2 train + 1 val videos (12 files each), then 4 files of the test video
+            raise KeyboardInterrupt
+        return write_image(path, array)
+
+    monkeypatch.setattr(sx, "write_image", interrupted_in_the_test_video)
+    with pytest.raises(KeyboardInterrupt):
+        sx.write_xca_dataset(data, **settings)
+    monkeypatch.undo()
+    train = ["train", "--profile", "smoke", "--data", str(data), "--out", str(isolated / "run")]
+    assert main(train) == 2
+    _one_line_error(capsys, f"{data} is a data set write_xca_dataset has not finished writing", "run it again")
+    assert not (isolated / "run").exists() and not (isolated / "data").exists()
+
+    sx.write_xca_dataset(data, **settings)  # redone: complete
+    handmade = isolated / "handmade"  # the same files copied by hand (no stamp): the user's own data is accepted
+    for path in data.rglob("*.png"):
+        (handmade / path.relative_to(data)).parent.mkdir(parents=True, exist_ok=True)
+        (handmade / path.relative_to(data)).write_bytes(path.read_bytes())
+    assert main(["train", "--profile", "smoke", "--data", str(handmade), "--out", str(isolated / "run2")]) == 0
+    capsys.readouterr()
+    next((data / "test").rglob("00003.png")).unlink()  # a kit data set damaged after it was written
+    assert main(train) == 2
+    _one_line_error(capsys, "that lacks 1 of its", "files (e.g. test/", "--overwrite")
+    assert not (isolated / "run").exists()
+
+
+def test_train_refuses_the_output_of_an_interrupted_prepare(oct_source, isolated, capsys):
+    third = sorted((oct_source / "img").iterdir())[2]
+    third.write_bytes(third.read_bytes()[:100])  # prepare stops on it, two frames written
+    prepared = isolated / "prepared"
+    assert main(["prepare", "--source", str(oct_source), "--output", str(prepared), "--image-size", "32"]) == 2
+    capsys.readouterr()
+    assert len(list((prepared / "img").iterdir())) == 2
+    assert main(["train", "--task", "oct", "--profile", "smoke", "--data", str(prepared), "--out",
+                 str(isolated / "run")]) == 2
+    _one_line_error(capsys, "prepare_lipid_dataset has not finished writing")

@@ -17,6 +17,13 @@ Every writer of a dataset folder goes through :class:`DatasetWriter`, which give
 
 Writers of the same folder take an exclusive lock (``.medseg_dataset.lock``, POSIX ``flock``), so a second run
 waits and then reuses the first one's dataset instead of rewriting it under its feet.
+
+Readers check the same marks (:func:`check_complete`, called by the XCA and OCT loaders and by ``medseg train
+--data``): a folder with the journal and no stamp is one the kit has not finished writing (interrupted, or being
+written now) and is refused, as is a stamped one that lacks some of its files (edited files are the user's business:
+they are read as they are). The journal is written before the first file, so no folder the kit began to write lacks
+both marks. A folder with neither was not written by the kit (the user's own data, or a copy of a kit data set) and
+is read as it is.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ try:  # POSIX; elsewhere writers of one folder are not serialised
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["STAMP_FILE", "JOURNAL_FILE", "LOCK_FILE", "settings_digest", "read_stamp", "DatasetWriter"]
+__all__ = ["STAMP_FILE", "JOURNAL_FILE", "LOCK_FILE", "settings_digest", "read_stamp", "check_complete",
+           "DatasetWriter"]
 
 STAMP_FILE = "medseg_dataset.json"
 JOURNAL_FILE = ".medseg_dataset.partial"
@@ -64,6 +72,34 @@ def read_stamp(root: str | Path) -> dict[str, Any] | None:
     if not isinstance(stamp, dict) or stamp.get("format") != _STAMP_FORMAT or "files" not in stamp:
         raise DataError(f"{path} is not a dataset stamp of this kit (format {_STAMP_FORMAT}); delete it or the folder")
     return stamp
+
+
+def check_complete(root: str | Path) -> None:
+    """Refuse a dataset folder the kit began to write and did not finish, or one that lost some of its files.
+
+    Reads only the marks and a stat per file. Folders without the kit's marks are accepted (see the module
+    docstring).
+
+    Raises:
+        DataError: a journal without a stamp (an interrupted or running ``medseg generate`` / ``medseg prepare``),
+            or files the stamp lists are missing; the message names the writer and the fix.
+    """
+    root = Path(root)
+    stamp = read_stamp(root)
+    if stamp is None:
+        journal = root / JOURNAL_FILE
+        if journal.is_file():
+            writer = _journal_writer(journal)
+            raise DataError(f"{root} is a data set {writer} has not finished writing ({JOURNAL_FILE} without "
+                            f"{STAMP_FILE}: interrupted, or still running); run it again (medseg generate or medseg "
+                            "prepare redoes its partial output) and use the folder once it has finished")
+        return
+    missing = [relative for relative in stamp["files"] if not (root / relative).is_file()]
+    if missing:
+        writer = str(stamp.get("writer")).rsplit(".", 1)[-1]
+        raise DataError(f"{root} is a data set written by {writer} that lacks {len(missing)} of its "
+                        f"{len(stamp['files'])} files (e.g. {missing[0]}); write it again (medseg generate --overwrite "
+                        "or medseg prepare --overwrite replaces only its own files) or restore them")
 
 
 class DatasetWriter:
@@ -229,6 +265,17 @@ class DatasetWriter:
         self._journal = None
         (self.root / JOURNAL_FILE).unlink()
         return stamp
+
+
+def _journal_writer(journal: Path) -> str:
+    """The writing function a journal's header names (e.g. ``write_xca_dataset``), or "the kit"."""
+    for line in journal.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                return str(json.loads(line)["writer"]).rsplit(".", 1)[-1]
+            except (ValueError, KeyError):
+                break
+    return "the kit"
 
 
 def _journal_files(journal: Path) -> list[str]:

@@ -28,7 +28,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from ..files import file_digest, separate_folders
-from .cache import DatasetWriter
+from .cache import DatasetWriter, check_complete
 from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
                  warn_aspect_change, write_image)
 from .memo import DECODED_FRAMES
@@ -668,6 +668,7 @@ def oct_dataloaders(
         ``{"train": ..., "val": ..., "test": ...}``; only the training loader shuffles.
     """
     split = seed if split_seed is None else split_seed
+    check_complete(root)  # a data set the kit has not finished writing is refused, not read in part
     pairs = find_oct_pairs(root)
     if pairs["fold"].notna().any():
         folds = sorted(pairs["fold"].dropna().unique().tolist())

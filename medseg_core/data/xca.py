@@ -43,6 +43,7 @@ from torchvision.transforms import v2
 
 from medseg_core.config import XCAConfig
 from medseg_core.errors import ConfigError
+from medseg_core.data.cache import check_complete
 from medseg_core.data.io import (DataError, MaskSummary, image_size, list_images, read_image, read_label_mask,
                                  warn_aspect_change)
 from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
@@ -454,6 +455,7 @@ def xca_dataloaders(
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     root = Path(root)
+    check_complete(root)  # a data set the kit has not finished writing is refused, not read in part
     carve = "val" in splits and not (root / "val").is_dir() and (root / "train").is_dir()
     missing = [split for split in splits if not (root / split).is_dir() and not (split == "val" and carve)]
     if missing:
