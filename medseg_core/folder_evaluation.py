@@ -136,8 +136,8 @@ def _write_overlays(folder: Path, picks: pd.DataFrame, parts: list[_Part], setti
         single = _runs(part.data, {_run_of(pick["id"])})
         case = collect_cases(part.model, _loader(single, settings, 1), [pick["id"]], device=device)[0]
         truth = case["truth"]
-        display = F.interpolate(case["display"][None, None].float(), size=tuple(truth.shape), mode="bilinear",
-                                align_corners=False)[0, 0]
+        frame = case["display"].float().reshape(-1, *case["display"].shape[-2:])[:1]  # (1, h, w): the gray frame
+        display = F.interpolate(frame[None], size=tuple(truth.shape), mode="bilinear", align_corners=False)[0, 0]
         prediction = case["probability"][0] > threshold if case["probability"].shape[0] == 1 else \
             case["probability"].argmax(0) > 0
         name = f"{pick['rank']}_{pick['id'].replace('/', '_')}.png"
