@@ -1,4 +1,5 @@
-# medseg-kit: `make reproduce` runs every notebook (cpu profile); `make test` runs the tests (smoke profile).
+# medseg-kit: `make lab` opens notebook 00 in JupyterLab; `make reproduce` runs every notebook (cpu profile); `make test`
+# runs the tests (smoke profile).
 # `make docs` builds a static site (outputs/site/<profile>/index.html) from the executed notebooks of `make reproduce`.
 # All of them create .venv and install everything on a fresh machine. Override the torch wheels for your platform with
 #   make TORCH_SPEC="torch==2.9.1 torchvision==0.24.1" test
@@ -16,7 +17,7 @@ PROFILE ?= cpu
 # Options of benchmarks/bench.py, e.g. make bench BENCH_ARGS="--sizes 256 --csv benchmarks/results.csv"
 BENCH_ARGS ?=
 
-.PHONY: install notebook-filter chromium test reproduce notebooks docs bench strip clean
+.PHONY: install notebook-filter lab chromium test reproduce notebooks docs bench strip clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || \
 		(apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium); \
 	else echo "chromium not found: tests/test_browser.py will skip (sudo apt-get install chromium)"; fi
+
+# JupyterLab on the first notebook, after the set-up (the README's first command).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/00_quickstart.ipynb
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 --durations=15
