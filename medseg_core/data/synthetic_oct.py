@@ -13,11 +13,12 @@ a notebook can show each stage:
 3. :func:`scan_convert` maps the polar frame to a circle-cropped Cartesian image (``scipy.ndimage.map_coordinates``)
    and :func:`apply_oct_colormap` applies the orange look-up table measured from the real sample.
 
-Tissue optics follow the measurements of Xu et al., "Characterization of atherosclerosis plaques by measuring
-both backscattering and attenuation coefficients in optical coherence tomography", J Biomed Opt 13:034003 (2008),
-and van Soest et al., J Biomed Opt 15:011105 (2010): fibrous tissue scatters strongly and attenuates little
+Tissue optics are chosen after the measurements of Xu et al., "Characterization of atherosclerosis plaques by
+measuring both backscattering and attenuation coefficients in optical coherence tomography", J Biomed Opt 13:034003
+(2008), and van Soest et al., J Biomed Opt 15:011105 (2010): fibrous tissue scatters strongly and attenuates little
 (signal-rich), a lipid pool scatters strongly but attenuates fast (signal-poor region with a diffuse border behind
-a bright fibrous cap), calcium scatters and attenuates little (signal-poor with sharp borders).
+a bright fibrous cap), calcium scatters and attenuates little (signal-poor with sharp borders). They keep that
+picture, not the published numbers: :func:`optics_beside_published` sets them side by side (:data:`PUBLISHED_OPTICS`).
 
 :func:`write_oct_dataset` writes frames exactly like the dataset of Danilov et al. (Zenodo 10.5281/zenodo.14478210):
 ``img/{patient:03d}_{pullback}_{frame:03d}.png`` (RGB) and ``mask/<same>.tiff`` (4 channels 0/255, LZW, channel
@@ -48,6 +49,8 @@ __all__ = [
     "GUIDEWIRE_RADIUS_MM",
     "NUM_ALINES",
     "TISSUE_OPTICS",
+    "PUBLISHED_OPTICS",
+    "optics_beside_published",
     "LipidPool",
     "CalciumPlate",
     "VasaVasorum",
@@ -92,6 +95,37 @@ TISSUE_OPTICS: dict[str, tuple[float, float]] = {
     "calcium": (0.08, 2.0),  # signal-poor, sharp borders, tissue behind stays visible
     "vasa_vasorum": (0.01, 0.5),
 }
+
+# Published single-scattering coefficients (1/mm) of the structures TISSUE_OPTICS models as plaque: Xu et al., J Biomed
+# Opt 13:034003 (2008), post-mortem coronary arteries matched to histology (mean, sd of backscatter and attenuation of
+# "fibers", "lipid pool", "calcification"); van Soest et al., J Biomed Opt 15:011105 (2010), attenuation ranges
+# (fibrous and calcific tissue about 2-5, necrotic core at least 10).
+PUBLISHED_OPTICS: dict[str, dict[str, tuple[float, float]]] = {
+    "fibrous_cap": {"xu_backscatter": (18.4, 6.4), "xu_attenuation": (6.4, 1.2), "van_soest_attenuation": (2.0, 5.0)},
+    "lipid": {"xu_backscatter": (28.1, 8.9), "xu_attenuation": (13.7, 4.5),
+              "van_soest_attenuation": (10.0, float("inf"))},
+    "calcium": {"xu_backscatter": (4.9, 1.5), "xu_attenuation": (5.7, 1.4), "van_soest_attenuation": (2.0, 5.0)},
+}
+
+
+def optics_beside_published() -> pd.DataFrame:
+    """The generator's plaque optics beside :data:`PUBLISHED_OPTICS`, one row per structure.
+
+    Attenuation μ is compared in 1/mm (``Xu sd away``: the generator's μ minus Xu's mean, in Xu's standard
+    deviations; ``within van Soest``: inside van Soest's range). The generator's backscatter β is relative, so it is
+    compared as a ratio to the fibrous cap's (Xu: to the "fibers").
+    """
+    fibrous_beta, xu_fibrous = TISSUE_OPTICS["fibrous_cap"][0], PUBLISHED_OPTICS["fibrous_cap"]["xu_backscatter"][0]
+    rows = {}
+    for name, published in PUBLISHED_OPTICS.items():
+        beta, mu = TISSUE_OPTICS[name]
+        (xu_mu, xu_sd), (low, high) = published["xu_attenuation"], published["van_soest_attenuation"]
+        rows[name] = {"μ generator": mu, "μ Xu 2008": f"{xu_mu:g} ± {xu_sd:g}", "Xu sd away": (mu - xu_mu) / xu_sd,
+                      "μ van Soest 2010": f"≥ {low:g}" if high == float("inf") else f"{low:g}-{high:g}",
+                      "within van Soest": bool(low <= mu <= high), "β / fibrous cap, generator": beta / fibrous_beta,
+                      "β / fibres, Xu 2008": published["xu_backscatter"][0] / xu_fibrous}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("structure")
+
 
 # Label ids of the polar and Cartesian label maps; 0 is unlabelled tissue or background.
 _LUMEN, _CAP, _LIPID, _VASA = 1, 2, 3, 4
