@@ -15,6 +15,7 @@ carries (``data/real/<name>``, :data:`REAL_DATASETS`) are found by :func:`real_d
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from .errors import ConfigError, UnknownNameError
 
 __all__ = [
     "TrainConfig",
+    "MONITORS",
+    "check_train_config",
     "XCAConfig",
     "OCTConfig",
     "AblationConfig",
@@ -100,14 +103,14 @@ class TrainConfig:
     scheduler: str = "none"  # "none" | "cosine" | "plateau" | "inverse_time"
     lr_decay: float = 0.0  # "inverse_time": lr_t = lr / (1 + lr_decay * iteration), Keras' ``decay``
     plateau_patience: int = 5  # validated epochs without improvement before "plateau" lowers the lr
-    grad_clip: float | None = 1.0  # max gradient norm; None disables clipping
+    grad_clip: float | None = 1.0  # max gradient norm (> 0); None disables clipping
     amp: bool = True  # mixed precision: float16 on CUDA, bfloat16 on CPUs with native bf16 (runtime.autocast_dtype)
     channels_last: bool = True  # channels_last memory format for 2D models (runtime.memory_format)
     compile: bool = False  # torch.compile the model's forward (CPU needs a C++ compiler; checkpoints are unchanged)
     num_threads: int | None = None  # torch.set_num_threads for the whole process; None keeps torch's default
     keep_freed_memory: bool = True  # CPU: malloc keeps freed memory, no page faults per step (runtime.keep_freed_memory)
-    monitor: str = "val_loss"  # history column that picks the best checkpoint
-    monitor_mode: str = "min"  # "min" or "max"
+    monitor: str = "val_loss"  # history column that picks the best checkpoint, one of MONITORS
+    monitor_mode: str = "min"  # "min" or "max": the monitor's own direction (MONITORS)
     early_stopping_patience: int | None = None  # validated epochs without improvement before stopping
     save_every: int = 1  # write last.pt (and a new best.pt) every N epochs and at the end; a resume loses < N epochs
     # Validate every N epochs and at the last: the monitor, best.pt, plateau schedules and early stopping see the
@@ -116,6 +119,32 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
     device: str = "auto"
+
+
+MONITORS = {"val_loss": "min", "val_dice": "max", "train_loss": "min"}
+"""The history columns of :class:`~medseg_core.training.Trainer` that can choose ``best.pt``, with the
+``monitor_mode`` that means "better" for each."""
+
+
+def check_train_config(config: TrainConfig, section: str = "TrainConfig") -> None:
+    """Refuse settings whose values have the right type but a wrong meaning: a monitor the Trainer does not log (no
+    ``best.pt`` would ever be chosen), a mode against the monitor's direction (``best.pt`` would be the worst epoch),
+    a gradient clip that is not a positive norm (0 zeroes every gradient, a negative one reverses them).
+
+    Raises:
+        ConfigError: the message names ``section.field``, the valid values and the way out.
+    """
+    if config.monitor not in MONITORS:
+        raise ConfigError(f"{section}.monitor must be one of {', '.join(MONITORS)} (what the Trainer logs); got "
+                          f"{config.monitor!r}")
+    better = MONITORS[config.monitor]
+    if config.monitor_mode != better:
+        raise ConfigError(f"{section}.monitor_mode must be {better!r} for monitor {config.monitor!r} "
+                          f"({'lower' if better == 'min' else 'higher'} is better); got {config.monitor_mode!r}")
+    clip = config.grad_clip
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not 0 < clip < math.inf):
+        raise ConfigError(f"{section}.grad_clip must be a positive gradient norm, or null to train without clipping; "
+                          f"got {clip!r}")
 
 
 @dataclass
@@ -235,7 +264,8 @@ class Profile:
 
         Raises:
             UnknownNameError: a key does not name a field; the message lists the valid fields of that section.
-            ConfigError: a value has the wrong type or is out of range; the message names the key.
+            ConfigError: a value has the wrong type or is out of range, or training settings disagree
+                (:func:`check_train_config`); the message names the key.
         """
         profile = _deep_copy(self)
         for key, value in (overrides or {}).items():
@@ -248,6 +278,8 @@ class Profile:
                 target = getattr(target, part)
             _check_field(target, leaf, key)
             setattr(target, leaf, _checked_value(target, leaf, key, value))
+        for section in ("svsnet", "deeplab"):  # fields that must agree, once all are set
+            check_train_config(getattr(profile, section), section)
         return profile
 
     def ablation_profile(self) -> "Profile":

@@ -60,7 +60,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoints import RunMetadata, copy_checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, check_train_config
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, folder_lock, remove_stale_temporaries, write_csv_atomic
 from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
@@ -269,6 +269,7 @@ class Trainer:
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
     ) -> None:
+        check_train_config(config)  # a monitor it logs, in its direction; a positive clip
         self.config = config
         if config.num_threads is not None:
             torch.set_num_threads(config.num_threads)

@@ -234,3 +234,35 @@ def test_train_refuses_the_output_of_an_interrupted_prepare(oct_source, isolated
     assert main(["train", "--task", "oct", "--profile", "smoke", "--data", str(prepared), "--out",
                  str(isolated / "run")]) == 2
     _one_line_error(capsys, "prepare_lipid_dataset has not finished writing")
+
+
+# ----------------------------------------------------------------- 6 and 8. settings checked by meaning
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ("svsnet.monitor_mode=minimum", "svsnet.monitor_mode must be 'min' for monitor 'val_loss' (lower is better)"),
+    ("svsnet.monitor=val_dcie", "svsnet.monitor must be one of val_loss, val_dice, train_loss"),
+    ("deeplab.monitor=val_loss", "deeplab.monitor_mode must be 'min' for monitor 'val_loss'"),  # smoke: max
+    ("svsnet.grad_clip=-1", "svsnet.grad_clip must be a positive gradient norm, or null"),  # defect 8
+    ("svsnet.grad_clip=0", "svsnet.grad_clip must be a positive gradient norm, or null"),  # zeroes every gradient
+])
+def test_training_settings_are_checked_by_their_meaning(setting, message, isolated, capsys):
+    assert main(["train", "--profile", "smoke", "--set", setting, "--out", str(isolated / "run")]) == 2
+    _one_line_error(capsys, message)
+    assert not (isolated / "run").exists() and not (isolated / "data").exists()
+
+
+def test_meaningful_monitor_settings_are_accepted_and_trainers_check_theirs():
+    import torch.nn as nn
+
+    from medseg_core.config import TrainConfig, get_profile
+    from medseg_core.errors import ConfigError
+    from medseg_core.tasks import get_task
+    from medseg_core.training import Trainer
+
+    profile = get_profile("smoke", {"deeplab.monitor": "val_loss", "deeplab.monitor_mode": "min",
+                                    "svsnet.grad_clip": None}, none_keeps=False)
+    assert profile.deeplab.monitor_mode == "min" and profile.svsnet.grad_clip is None
+    metadata = get_task("xca").run_metadata(profile, "unet2d")
+    with pytest.raises(ConfigError, match=r"TrainConfig.monitor must be one of val_loss, val_dice, train_loss .*'dice'"):
+        Trainer(nn.Conv2d(1, 1, 1), nn.MSELoss(), TrainConfig(monitor="dice"), metadata=metadata, progress=False)
