@@ -248,6 +248,28 @@ def _cmd_check_figures(args: argparse.Namespace) -> int:
     return 1 if len(moved) else 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Rewrite (or, with --check, compare) the generated blocks of markdown files from the figures' tables."""
+    from .config import get_profile
+    from .errors import ConfigError
+    from .reports import render, stale_blocks
+
+    figures = args.figures or get_profile("cpu").paths.figures
+    stale = 0
+    for path in args.files:
+        if not path.is_file():
+            raise ConfigError(f"no markdown file at {path}")
+        text = path.read_text(encoding="utf-8")
+        if args.check:
+            names = stale_blocks(text, figures)
+            stale += len(names)
+            print(f"{path}: " + (f"stale blocks {', '.join(names)}" if names else "every generated block in step"))
+        else:
+            path.write_text(render(text, figures), encoding="utf-8")
+            print(f"{path}: generated blocks rewritten from {figures}")
+    return 1 if stale else 0
+
+
 def _installed_version() -> str:
     """The installed distribution's version (``pyproject.toml``), or a note when the kit runs uninstalled."""
     from importlib.metadata import PackageNotFoundError, version
@@ -323,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--committed", type=Path, help="committed manifest or folder (default: figures/)")
     check.add_argument("--tolerance", type=float, default=0.02, help="largest absolute change accepted (default 0.02)")
     check.set_defaults(func=_cmd_check_figures)
+
+    report = commands.add_parser("report", help="rewrite the generated result blocks of markdown files from figures/")
+    report.add_argument("files", type=Path, nargs="+", help="markdown files, e.g. README.md docs/results.md")
+    report.add_argument("--figures", type=Path, help="folder of the tables (default: the committed figures/)")
+    report.add_argument("--check", action="store_true", help="only say which blocks differ (exit 1 if any)")
+    report.set_defaults(func=_cmd_report)
 
     _add_real_data_commands(commands)
 

@@ -467,7 +467,7 @@ WINDOW_LENGTH_ABLATION = Ablation(
 ABLATIONS = {grid.name: grid for grid in (ECA_ABLATION, WINDOW_LENGTH_ABLATION)}
 
 
-def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
+def read_committed_results(grid: Ablation | str, figures: str | Path | None = None) -> pd.DataFrame:
     """The per-case results of an ablation grid as the committed run saved them, ``figures/<name>_cases.csv``.
 
     Notebooks 05 and 06 read this table with ``use_committed = True`` instead of training (the committed run is
@@ -476,6 +476,7 @@ def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
 
     Args:
         grid: an :class:`Ablation` (e.g. :data:`ECA_ABLATION`) or its name (a key of :data:`ABLATIONS`).
+        figures: the folder of the tables (default: the committed ``figures/``).
 
     Raises:
         FileNotFoundError: the table is absent; the message names the file and how to make it.
@@ -483,7 +484,7 @@ def read_committed_results(grid: Ablation | str) -> pd.DataFrame:
     from .provenance import committed_manifest  # provenance imports plotting; only this reader needs it
 
     grid = ABLATIONS[grid] if isinstance(grid, str) else grid
-    path = committed_manifest().parent / f"{grid.name}_cases.csv"
+    path = Path(figures or committed_manifest().parent) / f"{grid.name}_cases.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no committed results for {grid.name!r}: {path} does not exist. `make reproduce` "
                                 "writes it (the cpu run of every notebook), or set use_committed = False to train here.")

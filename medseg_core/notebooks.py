@@ -18,7 +18,10 @@ import pandas as pd
 
 from .config import kit_home
 
-__all__ = ["NotebookError", "list_notebooks", "run_notebooks", "figure_writers"]
+__all__ = ["NotebookError", "list_notebooks", "run_notebooks", "figure_writers", "TIMES_FILE", "write_times"]
+
+TIMES_FILE = "notebook_times.csv"
+"""The run-time table of a run into a figures folder (one row per notebook): the one home of stated run times."""
 
 _NUMBERED = re.compile(r"^(\d{2})_.+\.ipynb$")
 # writer.save_figure(fig, "name", ...) / writer.save_table(table, "name", ...) in a notebook's code cells
@@ -60,6 +63,33 @@ def figure_writers(folder: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "kind", "notebook", "dynamic"])
 
 
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+
+
+def write_times(figures_dir: str | Path, profile: str, notebook: str, seconds: float) -> Path:
+    """Record one notebook's run time in ``figures_dir/``:data:`TIMES_FILE` (its row replaced, others kept), with
+    the date, the CPU model and the core count: prose and notebooks state run times from this table only."""
+    from .files import write_csv_atomic
+
+    path = Path(figures_dir) / TIMES_FILE
+    table = pd.read_csv(path, dtype={"notebook": str}) if path.is_file() else pd.DataFrame()
+    if not table.empty:
+        table = table[~((table["notebook"] == notebook) & (table["profile"] == profile))]
+    row = pd.DataFrame([{"notebook": notebook, "profile": profile, "seconds": round(seconds, 1),
+                         "date": time.strftime("%Y-%m-%d"), "cpu": _cpu_model(), "cores": os.cpu_count()}])
+    table = pd.concat([table, row], ignore_index=True).sort_values(["profile", "notebook"], kind="stable")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(table, path)
+    return path
+
+
 @contextmanager
 def _environment(variables: Mapping[str, str]) -> Iterator[None]:
     saved = {key: os.environ.get(key) for key in variables}
@@ -93,7 +123,8 @@ def run_notebooks(
         only: run a subset (numbers like ``"02"`` or stems like ``"02_train_svsnet"``).
         parameters: extra papermill parameters given to every notebook.
         figures_dir: exported as ``MEDSEG_FIGURES`` for the kernels (default ``<output_dir>/figures``, so
-            runs never overwrite the committed ``figures/`` unless asked to).
+            runs never overwrite the committed ``figures/`` unless asked to). Each notebook's time is written to
+            its :data:`TIMES_FILE` as it finishes (:func:`write_times`).
 
     Returns:
         One row per notebook: ``notebook``, ``seconds``, ``output``.
@@ -128,6 +159,7 @@ def run_notebooks(
                 ) from None
             seconds = time.perf_counter() - start
             rows.append({"notebook": notebook.name, "seconds": round(seconds, 1), "output": str(output)})
+            write_times(figures, profile, notebook.stem, seconds)
             if progress:
                 print(f"[{profile}] {notebook.name}: ok in {seconds:.1f} s", flush=True)
     return pd.DataFrame(rows)

@@ -51,11 +51,17 @@ BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "pa
 """Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
 
 
+NON_NEGATIVE_METRICS = ("hd95",)  # distances: an interval of their mean stays at or above 0
+
+
 def _bounds(metric: str) -> tuple[float, float] | None:
-    """[0, 1] for a bounded metric, [-1, 1] for a difference of one, None otherwise."""
+    """[0, 1] for a bounded metric, [-1, 1] for a difference of one, [0, inf) for a distance, None otherwise."""
     base = metric.removesuffix("_difference")
+    difference = metric.endswith("_difference") or metric == "difference"
     if base in BOUNDED_METRICS:
-        return (-1.0, 1.0) if metric.endswith("_difference") or metric == "difference" else (0.0, 1.0)
+        return (-1.0, 1.0) if difference else (0.0, 1.0)
+    if base in NON_NEGATIVE_METRICS and not difference:
+        return (0.0, float("inf"))
     return None
 
 

@@ -1,0 +1,185 @@
+"""Prose numbers generated from the committed tables: every stated result and run time has one home, its CSV.
+
+Markdown files (the README, ``docs/*.md``) hold generated blocks between two markers::
+
+    <!-- generated: ablation_eca -->
+    ... written by :func:`render` from figures/ablation_eca_cases.csv ...
+    <!-- end generated -->
+
+:func:`render` rewrites every block from the tables in a figures folder (``medseg report FILE...``), and
+:func:`stale_blocks` lists the blocks that differ from a fresh rendering (``medseg report --check``, and a test), so
+a number in the prose cannot drift from its CSV. Every sentence that states an effect comes from
+:mod:`medseg_core.stats` (:meth:`~medseg_core.experiments.AblationAnalysis.verdicts`,
+:func:`~medseg_core.stats.describe_seed_effects`), never from hand-written text.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .notebooks import TIMES_FILE
+
+__all__ = ["SECTIONS", "section", "render", "stale_blocks", "committed_time"]
+
+_BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+
+
+def _table(figures: Path, name: str, **kwargs) -> pd.DataFrame:
+    path = figures / name
+    if not path.is_file():
+        raise DataError(f"{path} is missing: `make reproduce` (the cpu run of every notebook) writes it")
+    return pd.read_csv(path, **kwargs)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |\n|" + "---|" * len(table.columns) + "\n"
+    return header + "".join("| " + " | ".join(map(str, row)) + " |\n" for row in table.itertuples(index=False))
+
+
+def committed_time(notebook: str, figures: str | Path | None = None) -> pd.DataFrame:
+    """How long ``notebook`` (a stem such as ``"05_ablation_eca"``) took in the committed cpu run, and on what.
+
+    Read from :data:`~medseg_core.notebooks.TIMES_FILE` in the committed ``figures/`` (the one home of stated run
+    times); an empty table when the run has not been recorded yet.
+    """
+    from .provenance import committed_manifest
+
+    path = Path(figures or committed_manifest().parent) / TIMES_FILE
+    if not path.is_file():
+        return pd.DataFrame(columns=["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores"])
+    times = pd.read_csv(path, dtype={"notebook": str})
+    rows = times[times["notebook"] == notebook].assign(minutes=lambda t: (t["seconds"] / 60).round(1))
+    return rows[["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores"]].reset_index(drop=True)
+
+
+def run_times(figures: Path) -> str:
+    """The cpu run's time per notebook (the table ``medseg notebooks`` writes), with the machine that ran it."""
+    times = _table(figures, TIMES_FILE, dtype={"notebook": str})
+    times = times[times["profile"] == "cpu"]
+    if times.empty:
+        raise DataError(f"{figures / TIMES_FILE} holds no cpu run")
+    rows = pd.DataFrame({"notebook": times["notebook"], "seconds": times["seconds"].map(lambda s: f"{s:.0f}"),
+                         "minutes": (times["seconds"] / 60).map(lambda m: f"{m:.1f}")})
+    total = times["seconds"].sum()
+    machines = "; ".join(f"{cpu} ({cores} cores)" for cpu, cores in
+                         times[["cpu", "cores"]].drop_duplicates().itertuples(index=False))
+    dates = ", ".join(sorted(times["date"].astype(str).unique()))
+    return (_markdown(rows) + f"| **all** | **{total:.0f}** | **{total / 60:.1f}** |\n\n"
+            f"Measured by `medseg notebooks --profile cpu` on {dates}, {machines}.\n")
+
+
+def _grid_section(figures: Path, grid_name: str, metrics: list[str], foreground_only: bool) -> str:
+    from . import experiments as ex
+    from .stats import foreground_split
+
+    grid = ex.ABLATIONS[grid_name]
+    results = ex.read_committed_results(grid, figures)
+    unit = "videos" if grid.task == "xca" else "patients"
+    scored = results[results["truth_pixels"] > 0] if foreground_only else results
+    analysis = grid.analyse(scored, metrics)
+    summary = analysis.summary
+    lead = metrics[0]
+    rows = []
+    alarms = foreground_split(results, by="variant", metrics=[lead]).set_index("variant") if foreground_only else None
+    for variant in pd.unique(summary["variant"]):
+        row = summary[(summary["variant"] == variant) & (summary["metric"] == lead)].iloc[0]
+        interval = (f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]" if np.isfinite(row["ci_low"]) else "no interval")
+        entry = {"variant": f"`{variant}`" + (" (baseline)" if variant == grid.baseline else ""),
+                 f"{lead}, mean [95 % over seeds]": f"{_fmt(row['mean'])} {interval}",
+                 "per seed": row["per_seed"]}
+        for other in metrics[1:]:
+            entry[other] = _fmt(summary[(summary["variant"] == variant) & (summary["metric"] == other)]["mean"].iloc[0])
+        if alarms is not None:
+            entry["false-alarm rate on empty frames (per seed)"] = (
+                f"{_fmt(alarms.loc[variant, 'false_alarm_rate'])} ({alarms.loc[variant, 'false_alarm_rate_per_seed']})")
+        rows.append(entry)
+    frames = scored["id"].nunique()
+    design = (f"{results['cluster'].nunique()} test {unit}, {frames} test frames"
+              + (f" with foreground ({results['id'].nunique() - frames} without)" if foreground_only else "")
+              + f", seeds {', '.join(map(str, sorted(results['seed'].unique())))}")
+    verdicts = "\n".join(f"* {sentence}" for sentence in analysis.verdicts(lead))
+    return (f"Design: {design} (`figures/{grid.name}_cases.csv`).\n\n" + _markdown(pd.DataFrame(rows))
+            + f"\nEvery effect of {lead}, as `stats.describe_comparisons` words it from the paired table:\n\n"
+            + verdicts + "\n")
+
+
+def ablation_eca(figures: Path) -> str:
+    """The ECA grid: plaque-frame scores per variant, false alarms per seed, and the generated verdicts."""
+    return _grid_section(figures, "ablation_eca", ["dice", "iou"], foreground_only=True)
+
+
+def ablation_window_length(figures: Path) -> str:
+    """The window-length grid: scores per variant and the generated verdicts."""
+    return _grid_section(figures, "ablation_window_length", ["dice", "cldice"], foreground_only=False)
+
+
+def models(figures: Path) -> str:
+    """Both training notebooks' models on their test frames with foreground, and false alarms apart."""
+    from .stats import foreground_split
+
+    table = _table(figures, "test_metrics_per_case.csv", dtype={"id": str, "cluster": str})
+    split = foreground_split(table, by="model", metrics=["dice", "precision", "recall"])
+    rows = [{"model": row["model"], "test frames with foreground": row["foreground_frames"],
+             "test clusters": row["n_clusters"],
+             "Dice [95 % over clusters]": f"{_fmt(row['dice'])} [{_fmt(row['dice_ci_low'])}, {_fmt(row['dice_ci_high'])}]",
+             "precision": _fmt(row["precision"]), "recall": _fmt(row["recall"]),
+             "frames without foreground: false alarms": (f"{row['false_alarm_rate'] * row['empty_frames']:.0f} of "
+                                                         f"{row['empty_frames']}" if row["empty_frames"] else "none")}
+            for _, row in split.iterrows()]
+    return (_markdown(pd.DataFrame(rows)) + "\nOne seed each (`figures/test_metrics_per_case.csv`); the interval is a "
+            "t-interval over the test videos or patients' means, none below 3 of them.\n")
+
+
+def synthetic_to_real(figures: Path) -> str:
+    """Notebook 09: the domain gap and the per-n paired effect of synthetic pretraining, with generated verdicts."""
+    from .stats import describe_seed_effects
+
+    gap = _table(figures, "synthetic_to_real_domain_gap.csv")
+    effect = _table(figures, "synthetic_to_real_paired_effect.csv")
+    rows = [{"test set": row["test_set"], "plaque frames": row["foreground_frames"], "Dice on them": _fmt(row["dice"]),
+             "plaque-free frames": row["empty_frames"], "false-alarm rate": _fmt(row["false_alarm_rate"], 2)}
+            for _, row in gap.iterrows()]
+    sentences = "\n".join(f"* {s}" for s in describe_seed_effects(effect, "train_frames", "synthetic − scratch"))
+    return (_markdown(pd.DataFrame(rows)) + "\nThe synthetic model, no fine-tuning (`figures/synthetic_to_real_domain_gap.csv`; the real"
+            " block is one patient). Fine-tuning on n real frames, synthetic start against scratch, paired by seed "
+            "(`figures/synthetic_to_real_paired_effect.csv`):\n\n" + sentences + "\n")
+
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    "run_times": run_times,
+    "models": models,
+    "ablation_eca": ablation_eca,
+    "ablation_window_length": ablation_window_length,
+    "synthetic_to_real": synthetic_to_real,
+}
+"""The generated blocks, by marker name."""
+
+
+def section(name: str, figures: str | Path) -> str:
+    """One generated block's markdown from the tables in ``figures``.
+
+    Raises:
+        KeyError: ``name`` is not a section; the message lists them.
+    """
+    if name not in SECTIONS:
+        raise KeyError(f"unknown generated section {name!r}; valid names: {', '.join(SECTIONS)}")
+    return SECTIONS[name](Path(figures))
+
+
+def render(text: str, figures: str | Path) -> str:
+    """``text`` with every generated block rewritten from the tables in ``figures``."""
+    return _BLOCK.sub(lambda m: m.group(1) + section(m.group("name"), figures) + m.group(4), text)
+
+
+def stale_blocks(text: str, figures: str | Path) -> list[str]:
+    """Names of the generated blocks of ``text`` that differ from a fresh rendering (empty: all in step)."""
+    return [m.group("name") for m in _BLOCK.finditer(text) if m.group("body") != section(m.group("name"), figures)]
