@@ -28,7 +28,7 @@ from PIL import Image
 
 from .checkpoints import RunMetadata, load_run
 from .data.io import DataError, list_images, read_image, write_image
-from .data.xca import FRAMES_DIR, window_indices
+from .data.xca import FRAMES_DIR, frames_by_number, window_indices
 from .errors import ConfigError
 from .files import ensure_writable, folder_lock, write_csv_atomic
 from .models import logits_to_labels
@@ -98,8 +98,8 @@ def predict_video(model: nn.Module, frame_paths: list[Path], metadata: RunMetada
 
 
 def _videos(input_dir: Path) -> list[tuple[str, list[Path]]]:
-    """``(name, frame paths)`` for a MOSXAV split folder, a folder of video folders, or one video folder (an absolute
-    path: its name names the video)."""
+    """``(name, frame paths in number order)`` for a MOSXAV split folder, a folder of video folders, or one video
+    folder (an absolute path: its name names the video)."""
     root = input_dir / FRAMES_DIR if (input_dir / FRAMES_DIR).is_dir() else input_dir
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     videos = [(folder.name, list_images(folder)) for folder in folders] or [(input_dir.name or "video",
@@ -110,7 +110,7 @@ def _videos(input_dir: Path) -> list[tuple[str, list[Path]]]:
             raise DataError(f"{named[0]} is not an XCA frame named by its number (00000.png, ...), but the checkpoint "
                             "was trained on XCA videos (task 'xca'): give a video folder, a folder of video folders "
                             "or a MOSXAV split folder (an OCT image folder? use an OCT checkpoint).")
-    return videos
+    return [(name, list(frames_by_number(paths).values())) for name, paths in videos]  # training's order
 
 
 def check_output_folder(output_dir: Path, overwrite: bool) -> None:

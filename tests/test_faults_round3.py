@@ -15,6 +15,7 @@ import pytest
 
 from medseg_core.checkpoints import load_checkpoint
 from medseg_core.cli import main
+from medseg_core.data.io import write_image
 from medseg_core.data.synthetic_oct import write_oct_dataset
 from medseg_core.files import file_digest
 from test_faults import _checkpoint, _oct_images, _predict, _xca_video
@@ -266,3 +267,27 @@ def test_meaningful_monitor_settings_are_accepted_and_trainers_check_theirs():
     metadata = get_task("xca").run_metadata(profile, "unet2d")
     with pytest.raises(ConfigError, match=r"TrainConfig.monitor must be one of val_loss, val_dice, train_loss .*'dice'"):
         Trainer(nn.Conv2d(1, 1, 1), nn.MSELoss(), TrainConfig(monitor="dice"), metadata=metadata, progress=False)
+
+
+# ----------------------------------------------------------------------------- 7. frames by their number
+
+
+def test_predict_orders_frames_by_number_as_training_does_and_refuses_duplicates(tmp_path, monkeypatch, capsys):
+    from medseg_core import inference
+
+    checkpoint, video = _checkpoint(tmp_path, "xca"), tmp_path / "video"
+    rng = np.random.default_rng(0)
+    for number in range(12):  # unpadded names: by name 0, 1, 10, 11, 2, ...
+        write_image(video / f"{number}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    predict_video, seen = inference.predict_video, []
+
+    def recording(model, frame_paths, *args, **kwargs):
+        seen.append([int(path.stem) for path in frame_paths])
+        return predict_video(model, frame_paths, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict_video", recording)
+    assert _predict(checkpoint, video, tmp_path / "out") == 0
+    assert seen == [list(range(12))], "windows are cut in time order"
+    write_image(video / "01.png", np.zeros((32, 32), np.uint8))  # frame 1 twice
+    assert _predict(checkpoint, video, tmp_path / "out2") == 2
+    _one_line_error(capsys, "two files for frame 1:", "keep one of them")

@@ -58,6 +58,7 @@ __all__ = [
     "XCAVideo",
     "XCAWindowDataset",
     "current_frame_position",
+    "frames_by_number",
     "list_videos",
     "window_indices",
     "xca_dataloaders",
@@ -123,8 +124,13 @@ def _frame_number(path: Path) -> int:
     return int(path.stem)
 
 
-def _numbered(paths: list[Path]) -> dict[int, Path]:
-    """Map frame number -> path; raises DataError for two files with the same number."""
+def frames_by_number(paths: list[Path]) -> dict[int, Path]:
+    """Frame number -> path, in number order (``9.png`` before ``10.png``): the one order of a video's frames and
+    masks, in training and in ``medseg predict``.
+
+    Raises:
+        DataError: a name is not a frame number, or two files have the same number (``1.png``, ``01.png``).
+    """
     numbered: dict[int, Path] = {}
     for path in paths:
         number = _frame_number(path)
@@ -163,7 +169,7 @@ class XCAVideo:
         masks_dir = self.root / MASKS_DIR / name
         if not frames_dir.is_dir():
             raise DataError(f"frames folder not found: {frames_dir}; {_LAYOUT_HELP}")
-        frames = _numbered(list_images(frames_dir))
+        frames = frames_by_number(list_images(frames_dir))
         self.frame_numbers: list[int] = list(frames)
         self.frame_paths: list[Path] = list(frames.values())
         self.size: tuple[int, int] = self._check_frame_sizes()
@@ -207,7 +213,7 @@ class XCAVideo:
             raise DataError(f"mask folder {masks_dir} of video {self.name} holds no images; {_LAYOUT_HELP}") from None
         position_of = {number: position for position, number in enumerate(self.frame_numbers)}
         mask_paths: dict[int, Path] = {}
-        for number, path in _numbered(mask_files).items():
+        for number, path in frames_by_number(mask_files).items():
             if number not in position_of:
                 raise DataError(
                     f"mask {path} has no matching frame {number:05d} in {self.root / FRAMES_DIR / self.name}"
