@@ -442,3 +442,22 @@ def test_cpu_profiles_scale_aspp_rates_and_paper_keeps_them() -> None:
             assert not any(row["is_1x1"] for row in aspp_taps(profile.oct.image_size, 16, kwargs["atrous_rates"]))
     assert "atrous_rates" not in oct_task.model_kwargs(get_profile("paper"), "deeplabv3plus")
     assert create_model("deeplabv3plus", **oct_task.model_kwargs(get_profile("paper"), "deeplabv3plus")).aspp.atrous_rates == (6, 12, 18)
+
+
+def test_deeplab_takes_grey_input_and_adapts_rgb_weights_by_summing_them(tmp_path) -> None:
+    from medseg_core.models.deeplabv3plus import adapt_input_weight
+
+    rgb = DeepLabV3Plus(eca="none").eval()
+    grey = DeepLabV3Plus(in_channels=1, eca="none").eval()
+    assert grey.backbone[0][0].weight.shape[1] == 1 and grey(torch.rand(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+    torch.save(rgb.state_dict(), tmp_path / "rgb.pt")
+    report = grey.load_pretrained(tmp_path / "rgb.pt")
+    assert "backbone.0.0.weight" in report.loaded and not report.mismatched
+    image = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():  # the grey model on g gives what the RGB model gives on g copied to three channels
+        torch.testing.assert_close(grey(image), rgb(image.expand(-1, 3, -1, -1)), rtol=1e-4, atol=1e-4)
+    weight = torch.randn(8, 3, 3, 3)
+    assert adapt_input_weight(weight, 4).shape == (8, 4, 3, 3)
+    torch.testing.assert_close(adapt_input_weight(weight, 6).sum(1), weight.sum(1))  # activation size kept
+    with pytest.raises(ValueError, match="expects 1 input channel"):
+        grey(torch.rand(1, 3, 64, 64))

@@ -47,7 +47,8 @@ from . import register_model
 from .base import SegmentationModel
 from .blocks import ECA, ConvNormAct, SeparableConvNormAct
 
-__all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "deeplabv3plus", "PAPER_ATROUS_RATES",
+__all__ = ["DeepLabV3Plus", "ASPP", "WeightReport", "mobilenet_v2_backbone", "adapt_input_weight", "deeplabv3plus",
+           "PAPER_ATROUS_RATES",
            "scaled_atrous_rates", "aspp_taps"]
 
 logger = logging.getLogger(__name__)
@@ -124,18 +125,40 @@ def _dilate_blocks(blocks: nn.Module, dilation: int) -> None:
             module.dilation = module.padding = (dilation, dilation)
 
 
-def mobilenet_v2_backbone(output_stride: int = 16) -> nn.Sequential:
+def mobilenet_v2_backbone(output_stride: int = 16, in_channels: int = 3) -> nn.Sequential:
     """torchvision's MobileNetV2 ``features[:-1]`` (320 channels out), dilated for ``output_stride`` 8 or 16.
 
-    ``(B, 3, H, W)`` -> ``(B, 320, H / output_stride, W / output_stride)``; ``[:4]`` gives the 24-channel
-    low-level feature at stride 4. Weights are left at torchvision's initialisation.
+    ``(B, in_channels, H, W)`` -> ``(B, 320, H / output_stride, W / output_stride)``; ``[:4]`` gives the 24-channel
+    low-level feature at stride 4. Weights are left at torchvision's initialisation; with ``in_channels != 3`` the
+    stem convolution is rebuilt for that many channels (:func:`adapt_input_weight` adapts RGB weights to it).
     """
     if output_stride not in DILATED_BLOCKS:
         raise ValueError(f"output_stride must be 8 or 16; got {output_stride!r}")
+    if in_channels < 1:
+        raise ValueError(f"in_channels must be at least 1; got {in_channels!r}")
     features = mobilenet_v2(weights=None).features[:-1]
+    if in_channels != 3:
+        stem = features[0][0]
+        features[0][0] = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding,
+                                   bias=False)
     for start, end, dilation in DILATED_BLOCKS[output_stride]:
         _dilate_blocks(features[start:end], dilation)
     return features
+
+
+def adapt_input_weight(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """RGB stem weights ``(C_out, 3, k, k)`` adapted to ``in_channels``, the rule timm uses (``adapt_input_conv``).
+
+    One channel (grey images): the sum over R, G and B, so a grey image ``g`` copied to three channels and the
+    grey image itself give the same response. Other counts: RGB repeated cyclically and scaled by ``3 /
+    in_channels``, which keeps the expected activation size.
+    """
+    if in_channels == weight.shape[1]:
+        return weight
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeats = -(-in_channels // weight.shape[1])
+    return weight.repeat(1, repeats, 1, 1)[:, :in_channels] * (weight.shape[1] / in_channels)
 
 
 class ASPP(nn.Module):
@@ -262,6 +285,8 @@ class DeepLabV3Plus(SegmentationModel):
 
     Args:
         num_classes: Output classes K (2 for background / lipid plaque).
+        in_channels: Input channels: 3 for RGB OCT frames (the reference implementation), 1 for grey images such
+            as angiograms. ImageNet or RGB weights load into another count through :func:`adapt_input_weight`.
         output_stride: 16 (seed, faster) or 8 (finer features, about 3x the compute).
         atrous_rates: dilations of the three 3x3 ASPP branches; None: the paper's (6, 12, 18) x 16 / output
             stride. Below about 400-pixel frames some of those read only padding (:func:`aspp_taps`); the
@@ -282,6 +307,7 @@ class DeepLabV3Plus(SegmentationModel):
     def __init__(
         self,
         num_classes: int = 2,
+        in_channels: int = 3,
         output_stride: int = 16,
         atrous_rates: tuple[int, int, int] | None = None,
         eca: str = "both",
@@ -292,12 +318,12 @@ class DeepLabV3Plus(SegmentationModel):
         super().__init__()
         if eca not in ECA_PLACEMENTS:
             raise ValueError(f"eca must be one of {ECA_PLACEMENTS}; got {eca!r}")
-        self.in_channels = 3
+        self.in_channels = in_channels
         self.num_classes = num_classes
         self.output_stride = output_stride
         self.eca = eca
         self.separable = separable
-        self.backbone = mobilenet_v2_backbone(output_stride)
+        self.backbone = mobilenet_v2_backbone(output_stride, in_channels)
         if atrous_rates is None:
             atrous_rates = tuple(rate * 16 // output_stride for rate in PAPER_ATROUS_RATES)  # type: ignore[assignment]
         self.aspp = ASPP(
@@ -318,11 +344,13 @@ class DeepLabV3Plus(SegmentationModel):
             self.load_pretrained(pretrained, progress=progress)
 
     def expected_input(self) -> str:
-        return "(B, 3, H, W) ImageNet-normalised RGB"
+        if self.in_channels == 3:
+            return "(B, 3, H, W) ImageNet-normalised RGB"
+        return f"(B, {self.in_channels}, H, W)"
 
     def check_input_shape(self, x: torch.Tensor) -> None:
         """The base checks (with a hint for grey images), then a batch of at least 2 in training mode."""
-        if x.ndim == 4 and x.shape[1] == 1:
+        if x.ndim == 4 and x.shape[1] == 1 and self.in_channels == 3:
             raise ValueError(f"DeepLabV3Plus expects {self.expected_input()}; got shape {tuple(x.shape)}. Repeat a "
                              "grey image to 3 channels with x.expand(-1, 3, -1, -1).")
         super().check_input_shape(x)
@@ -372,8 +400,11 @@ class DeepLabV3Plus(SegmentationModel):
         model_state = self.state_dict()
         report = WeightReport(source=source_name)
         matched: dict[str, torch.Tensor] = {}
+        stem = "backbone.0.0.weight"  # RGB stems adapt to this model's input channels (adapt_input_weight)
         for key, tensor in state.items():
             model_key = "backbone." + key.removeprefix("features.") if key.startswith("features.") else key
+            if model_key == stem and model_key in model_state and tensor.ndim == 4:
+                tensor = adapt_input_weight(tensor, self.in_channels)
             if model_key not in model_state:
                 report.unexpected.append(key)
             elif model_state[model_key].shape != tensor.shape:
