@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoints import RunMetadata, load_run
-from .data.io import DataError, list_images, read_image, write_image
+from .data.io import DataError, by_stem, list_images, read_image, write_image
 from .data.xca import FRAMES_DIR, frames_by_number, window_indices
 from .errors import ConfigError
 from .files import ensure_writable, folder_lock, write_csv_atomic
@@ -188,8 +188,9 @@ def _predict_into(model: nn.Module, metadata: RunMetadata, input_dir: Path, outp
         predictions = ((f"{name}/{path.stem}", image, labels) for name, paths in _videos(input_dir)
                        for path, image, labels in predict_video(model, paths, metadata, threshold, batch_size))
     else:
+        images = list(by_stem(list_images(input_dir), input_dir).values())  # a mask per stem: stems unique
         predictions = ((path.stem, image, labels) for path, image, labels in
-                       predict_images(model, list_images(input_dir), metadata, threshold))
+                       predict_images(model, images, metadata, threshold))
     for stale in output_dir.glob(f"{STAGING_PREFIX}*"):  # left by a killed run (a live one would hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))

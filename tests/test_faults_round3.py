@@ -291,3 +291,15 @@ def test_predict_orders_frames_by_number_as_training_does_and_refuses_duplicates
     write_image(video / "01.png", np.zeros((32, 32), np.uint8))  # frame 1 twice
     assert _predict(checkpoint, video, tmp_path / "out2") == 2
     _one_line_error(capsys, "two files for frame 1:", "keep one of them")
+
+
+# ------------------------------------------------------------------------- 9. one stem, two OCT inputs
+
+
+def test_predict_refuses_two_oct_inputs_with_one_name_stem(tmp_path, capsys):
+    inputs = _oct_images(tmp_path / "in", 2)
+    image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    write_image(inputs / "001_1_000.tif", image)  # the same stem as 001_1_000.png: one mask for two images
+    assert _predict(_checkpoint(tmp_path, "oct"), inputs, tmp_path / "out") == 2
+    _one_line_error(capsys, "holds two files for '001_1_000': 001_1_000.png and 001_1_000.tif")
+    assert not (tmp_path / "out" / "masks").exists()

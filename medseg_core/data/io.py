@@ -22,6 +22,7 @@ __all__ = [
     "DataError",
     "IMAGE_SUFFIXES",
     "MaskSummary",
+    "by_stem",
     "check_mask_format",
     "image_size",
     "list_images",
@@ -33,6 +34,21 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm")
+
+
+def by_stem(files: list[Path], folder: str | Path) -> dict[str, Path]:
+    """File stem -> path for files that are named by their stem (OCT frames and their masks, predicted masks).
+
+    Raises:
+        DataError: two files share a stem (``a.png`` and ``a.tif``): which one is meant is unknown.
+    """
+    named: dict[str, Path] = {}
+    for path in files:
+        if path.stem in named:
+            raise DataError(f"{folder} holds two files for {path.stem!r}: {named[path.stem].name} and {path.name}; "
+                            "keep one of them (files are matched by name without suffix)")
+        named[path.stem] = path
+    return named
 
 
 def list_images(folder: str | Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:

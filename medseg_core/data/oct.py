@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..files import file_digest, separate_folders
 from .cache import DatasetWriter, check_complete
-from .io import (DataError, MaskSummary, check_mask_format, image_size, list_images, read_image, to_label_mask,
-                 warn_aspect_change, write_image)
+from .io import (DataError, MaskSummary, by_stem, check_mask_format, image_size, list_images, read_image,
+                 to_label_mask, warn_aspect_change, write_image)
 from .memo import DECODED_FRAMES
 from .preprocess import SampleTransform, preprocess_oct, resize_oct
 from .sampling import loader_sampling
@@ -240,18 +240,9 @@ def _layout_folders(
     )
 
 
-def _stems(files: list[Path], folder: Path) -> dict[str, Path]:
-    by_stem: dict[str, Path] = {}
-    for path in files:
-        if path.stem in by_stem:
-            raise DataError(f"{folder} holds two files for {path.stem!r}: {by_stem[path.stem].name} and {path.name}")
-        by_stem[path.stem] = path
-    return by_stem
-
-
 def _pair_folder(images_folder: Path, masks_folder: Path) -> list[tuple[str, Path, Path]]:
-    images = _stems(list_images(images_folder), images_folder)
-    masks = _stems(list_images(masks_folder), masks_folder)
+    images = by_stem(list_images(images_folder), images_folder)
+    masks = by_stem(list_images(masks_folder), masks_folder)
     for missing, have, lack in ((sorted(set(images) - set(masks)), images_folder, masks_folder),
                                 (sorted(set(masks) - set(images)), masks_folder, images_folder)):
         if missing:
