@@ -141,18 +141,24 @@ def predict_folder(
             MOSXAV split folder (``JPEGImages/<video>/``). It may not lie inside what the prediction replaces
             (see :func:`check_apart`), nor, for XCA, hold ``output_dir``.
         overwrite: replace the masks, overlays and ``predictions.csv`` of an earlier prediction in ``output_dir``.
+        threshold: probability above which a binary model's pixel is foreground, in (0, 1).
         overlays: also write overlay pictures (masks alone are faster).
-        batch_size: XCA windows per forward pass.
+        batch_size: XCA windows per forward pass (at least 1).
 
     Returns:
         One row per image/frame: ``id``, ``mask_path``, ``overlay_path`` (empty without overlays),
         ``foreground_fraction``.
 
     Raises:
-        ConfigError: ``output_dir`` holds earlier predictions (without ``overwrite``), cannot be written, overlaps
-            ``input_dir`` (:func:`check_apart`), or another prediction into it is running.
+        ConfigError: ``threshold`` or ``batch_size`` out of range; ``output_dir`` holds earlier predictions
+            (without ``overwrite``), cannot be written, overlaps ``input_dir`` (:func:`check_apart`), or another
+            prediction into it is running.
         DataError: the inputs cannot be read or do not fit the checkpoint's task.
     """
+    if not 0.0 < threshold < 1.0:  # NaN fails too
+        raise ConfigError(f"--threshold must be a probability strictly between 0 and 1; got {threshold!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1; got {batch_size!r}")
     if not Path(input_dir).is_dir():
         raise DataError(f"input folder not found: {input_dir}")
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()  # `--input ..` names its video

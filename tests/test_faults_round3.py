@@ -303,3 +303,21 @@ def test_predict_refuses_two_oct_inputs_with_one_name_stem(tmp_path, capsys):
     assert _predict(_checkpoint(tmp_path, "oct"), inputs, tmp_path / "out") == 2
     _one_line_error(capsys, "holds two files for '001_1_000': 001_1_000.png and 001_1_000.tif")
     assert not (tmp_path / "out" / "masks").exists()
+
+
+# ------------------------------------------------------------------ 10. threshold and batch size by meaning
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--threshold", "nan", "--threshold must be a probability strictly between 0 and 1; got nan"),
+    ("--threshold", "2", "--threshold must be a probability strictly between 0 and 1; got 2.0"),
+    ("--threshold", "-1", "--threshold must be a probability strictly between 0 and 1; got -1.0"),
+    ("--threshold", "0", "--threshold must be a probability strictly between 0 and 1; got 0.0"),
+    ("--batch-size", "-3", "--batch-size must be at least 1; got -3"),
+    ("--batch-size", "0", "--batch-size must be at least 1; got 0"),
+])
+def test_predict_refuses_a_threshold_or_batch_size_without_meaning(option, value, message, tmp_path, capsys):
+    inputs = _xca_video(tmp_path / "video", 3)
+    assert _predict(_checkpoint(tmp_path, "xca"), inputs, tmp_path / "out", option, value) == 2
+    _one_line_error(capsys, message)
+    assert not (tmp_path / "out").exists()
