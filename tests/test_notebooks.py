@@ -89,3 +89,21 @@ def test_every_figure_has_one_owner_notebook():
     owners = writers.groupby("file")["notebook"].unique()
     shared = {name: list(notebooks) for name, notebooks in owners.items() if len(notebooks) > 1}
     assert not shared, f"files written by several notebooks: {shared}"
+
+
+@pytest.mark.notebooks
+def test_notebook_04_with_seed_1_tests_on_the_cli_runs_patients(tmp_path, monkeypatch):
+    """Notebook 04 builds its loaders through the task (the fixed patient split of oct.seed), so a seed-1 run tests
+    on the same patients as `medseg train --task oct --seed 1` and its run can be re-evaluated by other notebooks."""
+    import pandas as pd
+
+    from medseg_core.cli import main
+    from medseg_core.notebooks import run_notebooks
+
+    monkeypatch.setenv("MEDSEG_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path / "runs"))
+    run_notebooks("smoke", tmp_path / "executed", only=["04"], parameters={"seed": 1}, progress=False)
+    (notebook_run,) = (tmp_path / "runs").rglob("oct_deeplabv3plus*seed1/test_metrics.csv")
+    assert main(["train", "--task", "oct", "--profile", "smoke", "--seed", "1", "--out", str(tmp_path / "cli")]) == 0
+    cli_ids = set(pd.read_csv(tmp_path / "cli" / "test_metrics.csv", dtype={"id": str})["id"])
+    assert set(pd.read_csv(notebook_run, dtype={"id": str})["id"]) == cli_ids
