@@ -26,7 +26,8 @@ from .files import atomic_output
 from .models import SegmentationModel, create_model
 from .runtime import get_device
 
-__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint", "load_checkpoint", "load_model", "load_run"]
+__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint",
+           "load_checkpoint", "check_finite_weights", "load_model", "load_run"]
 
 TASK_NAMES = ("xca", "oct")
 
@@ -133,12 +134,37 @@ def _way_out(path: Path) -> str:
     return "Use another checkpoint of the run (last.pt or best.pt), or retrain."
 
 
+def check_finite_weights(weights: Mapping[str, Any], source: str | Path) -> None:
+    """Refuse model weights holding NaN or Inf (a run that diverged): its predictions would be empty or noise.
+
+    Raises:
+        CheckpointError: naming ``source``, the tensors and the way out.
+    """
+    bad = [name for name, tensor in weights.items() if isinstance(tensor, torch.Tensor)
+           and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or Inf in {len(bad)} "
+                              f"{'tensor' if len(bad) == 1 else 'tensors'}: {shown}): the run diverged. Use an earlier "
+                              "checkpoint of it, or retrain with a lower learning rate or gradient clipping")
+
+
 def load_model(checkpoint: str | Path | Mapping[str, Any], device: str | torch.device | None = "auto") -> SegmentationModel:
-    """Rebuild a registered model from a checkpoint (a path or an already loaded state), in eval mode."""
-    state = checkpoint if isinstance(checkpoint, Mapping) else load_checkpoint(checkpoint)
+    """Rebuild a registered model from a checkpoint (a path or an already loaded state), in eval mode.
+
+    Raises:
+        CheckpointError: no ``model_spec``, or weights with NaN/Inf (:func:`check_finite_weights`).
+    """
+    if isinstance(checkpoint, Mapping):
+        return _build_model(checkpoint, device, "the checkpoint")
+    return _build_model(load_checkpoint(checkpoint), device, checkpoint)
+
+
+def _build_model(state: Mapping[str, Any], device: str | torch.device | None, source: str | Path) -> SegmentationModel:
     spec = state.get("model_spec")
     if not spec:
         raise CheckpointError("the checkpoint has no model_spec; build the model yourself and load state['model']")
+    check_finite_weights(state["model"], source)
     kwargs = {k: v for k, v in spec["kwargs"].items() if k != "pretrained"}
     model = create_model(spec["name"], **kwargs)
     model.load_state_dict(state["model"])
@@ -149,10 +175,11 @@ def load_run(checkpoint: str | Path, device: str | torch.device | None = "auto")
     """The model (eval mode) and the :class:`RunMetadata` of a checkpoint, for inference.
 
     Raises:
-        CheckpointError: the checkpoint has no run metadata (it was not written by the kit's Trainer).
+        CheckpointError: the checkpoint has no run metadata (it was not written by the kit's Trainer), or its weights
+            hold NaN/Inf.
     """
     state = load_checkpoint(checkpoint)
     if not state.get("metadata") or "task" not in state["metadata"]:
         raise CheckpointError(f"{checkpoint} has no run metadata (task, image size, window); it was not written by "
                               "the kit's Trainer. Retrain with medseg train or a notebook of this kit.")
-    return load_model(state, device), RunMetadata.from_dict(state["metadata"])
+    return _build_model(state, device, checkpoint), RunMetadata.from_dict(state["metadata"])

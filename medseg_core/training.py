@@ -59,7 +59,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import RunMetadata, copy_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints import RunMetadata, check_finite_weights, copy_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig, check_train_config
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, folder_lock, remove_stale_temporaries, write_csv_atomic
@@ -195,11 +195,13 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
 
     Raises:
         ConfigError: the checkpoint is missing, or tensors are missing, unexpected or of another shape (named).
+        CheckpointError: the checkpoint is unreadable, or its weights hold NaN/Inf.
     """
     path = Path(checkpoint)
     if not path.is_file():
         raise ConfigError(f"init checkpoint {path} not found: pass the best.pt or last.pt of a finished run")
     stored = load_checkpoint(path)["model"]
+    check_finite_weights(stored, path)
     target = model.module.state_dict() if hasattr(model, "module") else model.state_dict()
     differences = [f"{name}: checkpoint {tuple(stored[name].shape)}, model {tuple(tensor.shape)}"
                    for name, tensor in target.items() if name in stored and stored[name].shape != tensor.shape]

@@ -321,3 +321,22 @@ def test_predict_refuses_a_threshold_or_batch_size_without_meaning(option, value
     assert _predict(_checkpoint(tmp_path, "xca"), inputs, tmp_path / "out", option, value) == 2
     _one_line_error(capsys, message)
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------- 11. NaN weights
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused_at_load(isolated, capsys):
+    import torch
+
+    path = _checkpoint(isolated, "xca")
+    state = load_checkpoint(path)
+    name = next(key for key, tensor in state["model"].items() if tensor.is_floating_point())
+    state["model"][name].view(-1)[0] = float("nan")  # a diverged run
+    torch.save(state, path)
+    assert _predict(path, _xca_video(isolated / "video", 3), isolated / "out") == 2
+    _one_line_error(capsys, f"{path} holds non-finite weights (NaN or Inf in 1 tensor: {name})")
+    assert not (isolated / "out").exists()
+    assert main(["train", "--profile", "smoke", "--model", "unet2d", "--model-arg", "base_channels=4", "depth=2",
+                 "--init-from", str(path), "--out", str(isolated / "run")]) == 2
+    _one_line_error(capsys, "holds non-finite weights")
