@@ -5,7 +5,7 @@ its message says what was wrong and what is valid. Bugs stay ordinary exceptions
 """
 from __future__ import annotations
 
-__all__ = ["KitError", "UnknownNameError", "ConfigError", "DataError"]
+__all__ = ["KitError", "UnknownNameError", "ConfigError", "DataError", "MissingDataError"]
 
 
 class KitError(Exception):
@@ -25,3 +25,7 @@ class ConfigError(KitError, ValueError):
 
 class DataError(KitError, ValueError):
     """Data on disk that cannot be used as it is; the message names the file and the fix."""
+
+
+class MissingDataError(DataError, FileNotFoundError):
+    """A file or folder a command needs is not there; the message names it and what makes it."""

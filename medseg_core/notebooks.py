@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import pandas as pd
 
 from .config import kit_home
+from .errors import ConfigError, UnknownNameError
 
 __all__ = ["NotebookError", "list_notebooks", "run_notebooks", "figure_writers", "TIMES_FILE", "write_times"]
 
@@ -34,7 +35,11 @@ class NotebookError(RuntimeError):
 
 def list_notebooks(folder: str | Path | None = None, only: Sequence[str] | None = None) -> list[Path]:
     """Numbered notebooks (``NN_name.ipynb``) of ``folder`` (default: the checkout's ``notebooks/``) in order;
-    ``only`` keeps those whose number or name is listed."""
+    ``only`` keeps those whose number or name is listed.
+
+    Raises:
+        UnknownNameError: ``only`` matches no notebook; the message lists the valid numbers.
+    """
     folder = Path(folder) if folder is not None else kit_home() / "notebooks"
     if not folder.is_dir():
         raise NotebookError(f"no notebooks folder at {folder}: run from a checkout of the kit or set MEDSEG_HOME")
@@ -43,7 +48,9 @@ def list_notebooks(folder: str | Path | None = None, only: Sequence[str] | None 
         wanted = {str(item).removesuffix(".ipynb") for item in only}
         notebooks = [p for p in notebooks if p.stem in wanted or p.stem[:2] in wanted]
         if not notebooks:
-            raise ValueError(f"no notebook matches {list(only)} in {folder}")
+            numbers = ", ".join(p.stem[:2] for p in sorted(Path(folder).iterdir()) if _NUMBERED.match(p.name))
+            raise UnknownNameError(f"no notebook matches {', '.join(map(str, only))} in {folder}; valid numbers: "
+                                   f"{numbers} (or the notebooks' names)")
     return notebooks
 
 
@@ -131,8 +138,13 @@ def run_notebooks(
 
     Raises:
         NotebookError: a notebook raised; the run stops there.
+        ConfigError: papermill is not installed.
     """
-    import papermill as pm  # imported here: only notebook runs need it
+    try:
+        import papermill as pm  # imported here: only notebook runs need it
+    except ImportError as error:
+        raise ConfigError(f"running notebooks needs papermill, which is not installed ({error}): "
+                          "pip install -e \".[notebooks]\" (make install installs it)") from None
 
     output_dir = Path(output_dir or kit_home() / "outputs" / "notebooks" / profile).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)

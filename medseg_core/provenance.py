@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from .config import kit_home
+from .errors import MissingDataError
 from .files import write_csv_atomic
 
 __all__ = [
@@ -92,12 +93,13 @@ def read_manifest(folder_or_file: str | Path) -> pd.DataFrame:
     """The manifest of a figures folder (or a manifest file) as a DataFrame, one row per file.
 
     Raises:
-        FileNotFoundError: there is no manifest; figures saved through :class:`FigureWriter` create one.
+        MissingDataError: (a ``FileNotFoundError``) there is no manifest; figures saved through
+            :class:`FigureWriter` create one.
     """
     path = _manifest_path(folder_or_file)
     if not path.is_file():
-        raise FileNotFoundError(f"no figure manifest at {path}: figures saved with medseg_core.figures.FigureWriter "
-                                "write one (the committed one comes from `make reproduce`)")
+        raise MissingDataError(f"no figure manifest at {path}: figures saved with medseg_core.provenance.FigureWriter "
+                               "write one (the committed one comes from `make reproduce`, run in the kit's checkout)")
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
@@ -226,10 +228,18 @@ def compare_tables(fresh: str | Path, committed: str | Path | None = None, *,
         One row per table and numeric column: ``table``, ``column``, ``max_abs_difference``, ``within``
         (``<= tolerance``), or a row with ``column = "(missing)"``/``"(rows differ)"`` when the table is absent or
         its rows do not match.
+
+    Raises:
+        MissingDataError: no manifest at ``committed``, or ``fresh`` holds none of its tables (the wrong folder).
     """
     committed_manifest_path = Path(committed) if committed is not None else committed_manifest()
     listed = read_manifest(committed_manifest_path)
     folder = committed_manifest_path.parent if committed_manifest_path.suffix == ".csv" else committed_manifest_path
+    tables = listed.loc[listed["kind"] == "table", "file"]
+    if len(tables) and not any((Path(fresh) / name).is_file() for name in tables):
+        raise MissingDataError(f"{fresh} holds none of the {len(tables)} tables of {committed_manifest_path} (e.g. "
+                               f"{tables.iloc[0]}): pass the figures folder of a run, e.g. outputs/notebooks/cpu/figures "
+                               "after `make reproduce`")
     rows = []
     for name in listed.loc[listed["kind"] == "table", "file"]:
         reference = pd.read_csv(folder / name)

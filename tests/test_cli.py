@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from medseg_core.tasks import get_task
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,52 @@ def test_explicit_null_sets_none_on_the_cli(tmp_path):
 
     assert get_profile("smoke", {"svsnet.grad_clip": None}, none_keeps=False).svsnet.grad_clip is None
     assert get_profile("smoke", {"svsnet.grad_clip": None}).svsnet.grad_clip == 1.0  # a notebook's "keep"
+
+
+# ---------------------------------------------------------------------------------- user mistakes: one line, exit 2
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("medseg: error: "), err
+    return err[0]
+
+
+def test_unknown_notebook_number_is_one_line_listing_the_valid_ones(capsys):
+    assert main(["notebooks", "--only", "99"]) == 2
+    line = _one_error_line(capsys)
+    assert "no notebook matches 99" in line and "valid numbers: 00, 01" in line
+
+
+def test_notebooks_without_papermill_say_how_to_install_it(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "papermill", None)  # import papermill now fails, as where it is not installed
+    assert main(["notebooks", "--only", "00"]) == 2
+    assert 'needs papermill, which is not installed' in _one_error_line(capsys)
+
+
+def test_check_figures_on_an_empty_folder_says_which_folder_to_pass(tmp_path, capsys, monkeypatch):
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    pd.DataFrame([{"file": "scores.csv", "kind": "table", "notebook": "07"}]).to_csv(committed / "manifest.csv",
+                                                                                    index=False)
+    assert main(["check-figures", str(tmp_path / "empty"), "--committed", str(committed)]) == 2
+    assert "holds none of the 1 tables" in _one_error_line(capsys)
+    monkeypatch.setenv("MEDSEG_HOME", str(tmp_path))  # outside a checkout: no committed manifest
+    assert main(["check-figures", str(tmp_path / "empty")]) == 2
+    line = _one_error_line(capsys)
+    assert "no figure manifest" in line and "medseg_core.provenance.FigureWriter" in line
+    import importlib
+
+    module, _, name = "medseg_core.provenance.FigureWriter".rpartition(".")
+    assert hasattr(importlib.import_module(module), name)  # the hint names code that exists
+
+
+def test_train_on_the_real_sample_without_its_recipe_names_the_recipe(isolated, capsys):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "--task", "oct", "--profile", "smoke", "--data", str(REAL_OCT_SAMPLE),
+                     "--out", str(isolated / "run")]) == 2
+    line = _one_error_line(capsys)
+    assert "too few for a block split" in line and "--recipe real-oct-sample" in line
+    assert not [w for w in caught if "patient-independent" in str(w.message)]  # the splits warn once both worked
+    assert not (isolated / "run" / "last.pt").exists()

@@ -331,8 +331,8 @@ def block_split(
     is a single patient.
 
     Raises:
-        ValueError: ``val_fraction`` outside (0, 1), ``start`` beyond the last frame, or too few frames to leave a
-            training frame after the gap.
+        ValueError: ``val_fraction`` outside (0, 1) or ``start`` beyond the last frame.
+        DataError: (a ``ValueError``) too few frames to leave a training frame after the gap.
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -348,9 +348,10 @@ def block_split(
     is_held = (position >= first) & (position < first + held)
     is_train = (position < first - gap) | (position >= first + held + gap)
     if not is_train.any():
-        raise ValueError(
+        raise DataError(
             f"{len(ordered)} frames are too few for a block split ({held} held out, a gap of {gap}, at least one to "
-            "train on); add frames or patients"
+            "train on): add frames or patients, or lower oct.block_gap (for the kit's 11-frame real sample: "
+            "--recipe real-oct-sample)"
         )
     return ordered[is_train].reset_index(drop=True), ordered[is_held].reset_index(drop=True)
 
@@ -405,7 +406,10 @@ def _split(pairs: pd.DataFrame, fraction: float, seed: int, purpose: str, root: 
     if pairs["patient"].nunique() >= 2:
         return patient_split(pairs, fraction, seed=seed)
     gap = BLOCK_GAP if gap is None else gap
-    rest, held = block_split(pairs, fraction, gap=gap, start=block_start)
+    try:
+        rest, held = block_split(pairs, fraction, gap=gap, start=block_start)
+    except DataError as error:
+        raise DataError(f"{root}: one patient, so the {purpose} split is a block of frames, but {error}") from None
     where = (f"last {len(held)} frames of the pullback" if block_start is None
              else f"block of {len(held)} frames from frame {block_start}")
     warnings.warn(
@@ -661,18 +665,23 @@ def oct_dataloaders(
     split = seed if split_seed is None else split_seed
     check_complete(root)  # a data set the kit has not finished writing is refused, not read in part
     pairs = find_oct_pairs(root)
-    if pairs["fold"].notna().any():
+    in_folds = bool(pairs["fold"].notna().any())
+    if in_folds:
         folds = sorted(pairs["fold"].dropna().unique().tolist())
         fold = folds[0] if fold is None else fold
         if fold not in folds:
             raise ValueError(f"fold {fold} not found in {root}; available folds: {folds}")
         test_pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "test")].reset_index(drop=True)
         pairs = pairs[(pairs["fold"] == fold) & (pairs["split"] == "train")]
-    else:
-        pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root),
-                                   oct_config.test_block_start, oct_config.block_gap)
-    train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root),
-                                    oct_config.val_block_start, oct_config.block_gap)
+    with warnings.catch_warnings(record=True) as split_warnings:  # said once both splits have worked
+        warnings.simplefilter("always")
+        if not in_folds:
+            pairs, test_pairs = _split(pairs, oct_config.test_fraction, split, "test", Path(root),
+                                       oct_config.test_block_start, oct_config.block_gap)
+        train_pairs, val_pairs = _split(pairs, oct_config.val_fraction, split, "validation", Path(root),
+                                        oct_config.val_block_start, oct_config.block_gap)
+    for caught in split_warnings:
+        warnings.warn(caught.message, caught.category, stacklevel=2)
     if oct_config.train_frames is not None:
         train_pairs = every_kth_frame(train_pairs, oct_config.train_frames)
     if train_transform is None and oct_config.augment:
