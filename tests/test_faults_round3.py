@@ -340,3 +340,33 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_at_load(isolated, capsy
     assert main(["train", "--profile", "smoke", "--model", "unet2d", "--model-arg", "base_channels=4", "depth=2",
                  "--init-from", str(path), "--out", str(isolated / "run")]) == 2
     _one_line_error(capsys, "holds non-finite weights")
+
+
+# --------------------------------------------------------------------------------------- 12. CMYK TIFFs
+
+
+def test_cmyk_tiffs_are_read_as_their_colours(tmp_path):
+    import tifffile
+    from PIL import Image
+
+    from medseg_core.data.io import read_image
+
+    rng = np.random.default_rng(0)
+    cmyk = np.concatenate([rng.integers(0, 40, (24, 24, 3)), rng.integers(220, 250, (24, 24, 1))], -1).astype(np.uint8)
+    expected = np.asarray(Image.frombytes("CMYK", (24, 24), cmyk.tobytes()).convert("RGB"), dtype=float)  # Pillow's
+    assert 10 < expected.mean() < 30  # dark: mostly black ink
+    tifffile.imwrite(tmp_path / "tifffile.tif", cmyk, photometric="separated")
+    Image.frombytes("CMYK", (24, 24), cmyk.tobytes()).save(tmp_path / "pillow.tif")
+    for name in ("tifffile.tif", "pillow.tif"):
+        rgb = read_image(tmp_path / name, "RGB")
+        assert rgb.shape == (24, 24, 3) and np.abs(rgb - expected).max() <= 1, name
+        grey = read_image(tmp_path / name, "L", exact=True)
+        assert abs(grey.mean() * 255 - expected.mean()) < 1, name
+    sixteen = cmyk.astype(np.uint16) * 257  # 16-bit inks: the same colours
+    tifffile.imwrite(tmp_path / "sixteen.tif", sixteen, photometric="separated")
+    assert np.abs(read_image(tmp_path / "sixteen.tif", "RGB") - expected).max() <= 1
+    tifffile.imwrite(tmp_path / "white.tif", cmyk[..., 3], photometric="miniswhite")  # 0 is white
+    assert np.abs(read_image(tmp_path / "white.tif", "L").astype(int) - (255 - cmyk[..., 3])).max() == 0
+    colours = (np.arange(256)[None] * np.array([[257], [0], [128]])).astype(np.uint16)  # index i: red i, blue i/2
+    tifffile.imwrite(tmp_path / "palette.tif", cmyk[..., 3], photometric="palette", colormap=colours)
+    assert np.abs(read_image(tmp_path / "palette.tif", "RGB")[..., 0].astype(int) - cmyk[..., 3]).max() == 0

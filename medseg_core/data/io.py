@@ -80,6 +80,33 @@ def _read_tiff(path: Path, what: str) -> np.ndarray:
         raise _unreadable(path, error, what) from error
 
 
+def _read_tiff_colours(path: Path) -> tuple[np.ndarray, int]:
+    """A TIFF image's pixels and colour model (``photometric``); palette indices come back as their 16-bit RGB."""
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            raw, page = tiff.asarray(), tiff.pages.first
+            photometric, colormap = int(page.photometric), page.colormap
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+        raise _unreadable(path, error) from error
+    if photometric == tifffile.PHOTOMETRIC.PALETTE and colormap is not None and raw.ndim == 2:
+        return np.moveaxis(colormap[:, raw], 0, -1), tifffile.PHOTOMETRIC.RGB
+    return raw, photometric
+
+
+def _to_rgb_or_grey(unit: np.ndarray, photometric: int | None, path: Path) -> np.ndarray:
+    """Values in [0, 1] of a TIFF colour model as RGB or grey: CMYK inks ("separated") to RGB as Pillow converts
+    them, ``(1 - c)(1 - k)`` per channel, and min-is-white grey inverted; others are left as they are."""
+    if photometric == tifffile.PHOTOMETRIC.MINISWHITE:
+        return 1.0 - unit
+    if photometric != tifffile.PHOTOMETRIC.SEPARATED:
+        return unit
+    if unit.ndim == 3 and unit.shape[0] == 4 and unit.shape[-1] != 4:  # planar
+        unit = np.moveaxis(unit, 0, -1)
+    if unit.ndim != 3 or unit.shape[-1] != 4:
+        raise DataError(f"CMYK image {path} has shape {unit.shape}; expected (H, W, 4) inks: save it as RGB")
+    return (1.0 - unit[..., :3]) * (1.0 - unit[..., 3:])
+
+
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(H, W)`` of an image file from its header, without decoding the pixels."""
     path = Path(path)
@@ -105,7 +132,9 @@ def read_image(path: str | Path, mode: str = "L", *, exact: bool = False) -> np.
     maximum (16-bit PNG/TIFF: 65535; negative values raise), floats are taken as they are and must lie in
     [0, 1] (values outside raise: they are not clipped). It is then returned as uint8 (``round(255 * value)``,
     ``exact=False``) or as float32 in [0, 1] (``exact=True``: no precision lost). Colour goes to gray with the
-    ITU-R 601-2 weights, like Pillow. 16-bit RGB PNGs are decoded by Pillow at 8 bits per channel.
+    ITU-R 601-2 weights, like Pillow. 16-bit RGB PNGs are decoded by Pillow at 8 bits per channel. TIFFs keep their
+    colour model: CMYK inks become RGB as Pillow converts them, palette indices their colours, min-is-white grey
+    is inverted.
 
     Raises:
         DataError: the file is missing or unreadable, holds NaN/Inf, floats outside [0, 1], negative integers,
@@ -116,9 +145,11 @@ def read_image(path: str | Path, mode: str = "L", *, exact: bool = False) -> np.
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
+    photometric = None
     if path.suffix.lower() in _TIFF_SUFFIXES:
-        raw = _read_tiff(path, "image")
-        if raw.dtype == np.uint8 and (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[-1] in (3, 4))):
+        raw, photometric = _read_tiff_colours(path)
+        direct = photometric not in (tifffile.PHOTOMETRIC.SEPARATED, tifffile.PHOTOMETRIC.MINISWHITE)
+        if direct and raw.dtype == np.uint8 and (raw.ndim == 2 or (raw.ndim == 3 and raw.shape[-1] in (3, 4))):
             return np.array(Image.fromarray(raw).convert(mode), dtype=np.uint8)
     else:
         try:
@@ -131,7 +162,7 @@ def read_image(path: str | Path, mode: str = "L", *, exact: bool = False) -> np.
                     raw = _as_uint16(raw, path)
         except (UnidentifiedImageError, OSError, SyntaxError) as error:
             raise _unreadable(path, error) from error
-    unit = _channels_to_mode(_unit_range(raw, path), mode, path)
+    unit = _channels_to_mode(_to_rgb_or_grey(_unit_range(raw, path), photometric, path), mode, path)
     return unit.astype(np.float32) if exact else np.rint(unit * 255.0).astype(np.uint8)
 
 
