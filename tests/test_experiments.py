@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from medseg_core import experiments
+from medseg_core.errors import ConfigError
 from medseg_core.config import get_profile
 from medseg_core.files import atomic_output, write_csv_atomic
 
@@ -41,7 +42,7 @@ def fake_train(monkeypatch):
         calls.append({"variant": Path(run_dir).name, "resume": resume})
         return _FakeRun(profile, model_kwargs, seed, Path(run_dir))
 
-    monkeypatch.setattr(experiments, "train", train)
+    monkeypatch.setattr(experiments.runs, "train", train)
     return calls
 
 
@@ -121,12 +122,12 @@ def test_grid_refuses_to_read_back_a_run_trained_with_other_settings(tmp_path, m
     pd.testing.assert_frame_equal(again, first, check_dtype=False)
     assert csv.stat().st_mtime_ns == written, "speed settings read the finished run back"
     longer = profile.override({"deeplab.epochs": profile.deeplab.epochs + 1})
-    with pytest.raises(experiments.ConfigError, match=r"epochs: stored 1, now 2.*recompute=True"):
+    with pytest.raises(ConfigError, match=r"epochs: stored 1, now 2.*recompute=True"):
         experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1)
     experiments.run_grid("oct", longer, variants, [0], tmp_path / "grid", jobs=1, recompute=True)
     assert csv.stat().st_mtime_ns != written
     # notebooks reusing a run (reuse_or_train) apply the same check
     other_lr = longer.override({"deeplab.lr": longer.deeplab.lr * 2})
     source = experiments.RunSource("05", "oct", other_lr, csv.parent, "unet2d", variants["unet"]["model_kwargs"], 0)
-    with pytest.raises(experiments.ConfigError, match=r"lr: stored .*, now "):
+    with pytest.raises(ConfigError, match=r"lr: stored .*, now "):
         experiments.reuse_or_train([source])

@@ -1,0 +1,144 @@
+"""The synthetic-to-real study of notebook 09: fine-tuning on n real frames from scratch and from the
+synthetic model, equal steps and validations."""
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..config import RECIPES, Profile, TransferConfig
+from ..errors import ConfigError, DataError, UnknownNameError
+from ..tasks import get_task
+from .runs import run_grid
+
+
+TRANSFER_STARTS = ("scratch", "synthetic")
+"""Where the fine-tuning runs of :func:`synthetic_to_real` start: random weights, or the synthetic-trained model."""
+
+
+def transfer_profile(profile: Profile) -> Profile:
+    """The profile of every run of :func:`synthetic_to_real`: ``profile`` with the recipe ``profile.transfer.recipe``
+    (``real-oct``: the single pullback's blocks, plaque oversampling, rotation) and then
+    ``profile.transfer.overrides``, named ``<profile>_<recipe>`` as ``get_profile(..., recipe=)`` names it.
+
+    Raises:
+        UnknownNameError: ``transfer.recipe`` is not in :data:`~medseg_core.config.RECIPES`; the message lists them.
+    """
+    recipe = profile.transfer.recipe
+    if recipe not in RECIPES:
+        raise UnknownNameError(f"unknown recipe {recipe!r} (transfer.recipe); valid recipes: {', '.join(RECIPES)}")
+    return profile.override({**RECIPES[recipe], **profile.transfer.overrides, "name": f"{profile.name}_{recipe}"})
+
+
+def real_transfer_data(links_folder: str | Path, pullback: str | Path | None = None) -> tuple[Path, str]:
+    """The real OCT frames of :func:`synthetic_to_real` and the recipe (``transfer.recipe``) that splits them.
+
+    With the 111-frame pullback (``pullback``, else :func:`~medseg_core.config.real_data_path`'s
+    ``oct_zenodo_pullback``, optional), the kit's 11-frame sample and the pullback are linked into ``links_folder``
+    (:func:`~medseg_core.data.oct.real_pullback_folder`): 122 frames, recipe ``real-oct``. Without it, the bundled
+    sample's own folder, recipe ``real-oct-sample``.
+
+    Raises:
+        DataError: ``pullback`` was given but has no ``img/`` and ``mask/``, or the sample is missing.
+    """
+    from ..config import REAL_DATASETS, real_data_path
+    from ..data.oct import real_pullback_folder
+
+    sample = real_data_path("oct_zenodo_sample")
+    found = Path(pullback) if pullback is not None else real_data_path("oct_zenodo_pullback")
+    if pullback is not None or (found / "img").is_dir():
+        return real_pullback_folder(links_folder, [sample, found]), "real-oct"
+    if not (sample / "img").is_dir() or not (sample / "mask").is_dir():
+        raise DataError(f"the kit's real OCT sample is missing at {sample} (no img/ and mask/ there): restore "
+                        f"data/real/oct_zenodo_sample from git or set {REAL_DATASETS['oct_zenodo_sample']}")
+    return sample, "real-oct-sample"
+
+
+def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig) -> dict[str, int]:
+    """The overrides of a fine-tuning run on ``frames`` frames: epochs for ``transfer.steps`` optimisation steps
+    (the training loader drops a partial last batch, so ``frames // batch_size`` steps an epoch, or one step when
+    ``frames <= batch_size``) and ``deeplab.val_every`` for at most ``transfer.validations`` validated epochs
+    (fewer by at most half when the epochs do not divide evenly)."""
+    steps_per_epoch = frames // batch_size if frames > batch_size else 1
+    epochs = math.ceil(transfer.steps / steps_per_epoch)
+    return {"oct.train_frames": frames, "deeplab.epochs": epochs,
+            "deeplab.val_every": math.ceil(epochs / transfer.validations)}
+
+
+def synthetic_to_real(
+    profile: Profile,
+    real_root: str | Path,
+    pretrained: str | Path,
+    *,
+    train_frames: Sequence[int] | None = None,
+    seeds: Sequence[int] | None = None,
+    recompute: bool = False,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Fine-tune DeepLabV3+ on ``n`` real frames, from random weights and from ``pretrained``; test on the real block.
+
+    Every run has the same number of optimisation steps (``profile.transfer.steps``) and about the same number of
+    validated epochs (``profile.transfer.validations``), so a small ``n`` means less data, not also less training
+    or more checkpoints to choose from; the ``n`` frames are every k-th of the training block
+    (:func:`medseg_core.data.oct.every_kth_frame`), the same for every seed (seeds vary initialisation and
+    order). Checkpoints are chosen on the validation block. Runs are read back when their results exist
+    (:func:`run_grid`), under ``runs/<profile>_<recipe>/synthetic_to_real/<start>_n<n>/`` (:func:`transfer_profile`).
+
+    Args:
+        real_root: the real frames in one flat folder (:func:`real_transfer_data`), split by ``transfer.recipe``.
+        pretrained: a DeepLabV3+ checkpoint trained on synthetic frames (notebook 04's ``best.pt``).
+        train_frames: the ``n`` values (default ``profile.transfer.train_frames``); values above the training
+            block's size mean all of it, and are run once.
+        seeds: default ``profile.transfer.seeds``.
+
+    Returns:
+        Per-frame test results (:func:`run_grid`'s columns) with ``start`` (:data:`TRANSFER_STARTS`),
+        ``train_frames`` (frames used) and ``plaque_frames`` (of them, frames with plaque).
+
+    Raises:
+        ConfigError: an ``n`` below 2 (a training batch needs two frames for BatchNorm).
+    """
+    task, real = get_task("oct"), transfer_profile(profile)
+    counts = list(profile.transfer.train_frames if train_frames is None else train_frames)
+    if min(counts) < 2:
+        raise ConfigError(f"train_frames must be at least 2 (BatchNorm needs two frames per batch); got {counts}")
+    seeds = list(profile.transfer.seeds if seeds is None else seeds)
+    batch, variants, facts = real.deeplab.batch_size, {}, {}
+    for count in counts:
+        sized = real.override({"oct.train_frames": count})
+        with warnings.catch_warnings():  # the single-patient warning is the notebook's to show, once
+            warnings.simplefilter("ignore")
+            used_set = task.make_loaders(sized, Path(real_root), "deeplabv3plus", 0)["train"].dataset
+        used = len(used_set)
+        budget = transfer_budget(used, batch, profile.transfer)
+        for start in TRANSFER_STARTS:
+            variant = f"{start}_n{used}"  # a count above the training block's size is the same variant: run once
+            variants[variant] = {"model_name": "deeplabv3plus", "overrides": budget, "folder": variant,
+                                 "init_from": pretrained if start == "synthetic" else None}
+            facts[variant] = {"start": start, "train_frames": used, "plaque_frames": sum(used_set.has_foreground)}
+    with warnings.catch_warnings():  # the split's warnings once above; a stalled monitor still warns
+        warnings.filterwarnings("ignore", message=".*(not patient-independent|no foreground).*")
+        results = run_grid(task, real, variants, seeds, real.run_dir("synthetic_to_real"), data_root=real_root,
+                           recompute=recompute, verbose=verbose)
+    tables = [results[results["variant"] == variant].assign(**values) for variant, values in facts.items()]
+    return pd.concat(tables, ignore_index=True)
+
+
+def transfer_run_dir(profile: Profile, start: str, train_frames: int, seed: int = 0) -> Path:
+    """The run folder of one run of :func:`synthetic_to_real` (``best.pt``, ``history.csv``, ``test_metrics.csv``).
+
+    Args:
+        start: one of :data:`TRANSFER_STARTS`.
+        train_frames: the frames the run used (the results' ``train_frames`` column, not a requested ``n`` above
+            the training block's size).
+    """
+    if start not in TRANSFER_STARTS:
+        raise ValueError(f"start must be one of {TRANSFER_STARTS}; got {start!r}")
+    real = transfer_profile(profile)
+    return (real.run_dir("synthetic_to_real") / f"{start}_n{train_frames}"
+            / get_task("oct").run_name(real, "deeplabv3plus", seed=seed))
+
+
