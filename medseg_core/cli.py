@@ -86,7 +86,7 @@ def _train(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     model_name = args.model or task.default_model
     model_kwargs = parse_overrides(args.model_arg)
-    task.model_kwargs(profile, model_name, model_kwargs)  # unknown or unsuitable model: fail before any work
+    task.check_model_args(profile, model_name, model_kwargs)  # unknown, unsuitable or unbuildable: fail before work
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data {args.data}: no such folder")
     if args.data is not None:

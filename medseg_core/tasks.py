@@ -29,7 +29,7 @@ from .config import Profile, TrainConfig
 from .data.preprocess import preprocess_oct, preprocess_xca
 from .errors import ConfigError, UnknownNameError
 from .losses import CEDiceLoss, DiceLoss
-from .models import RUN_ONLY_ARGS, model_class
+from .models import RUN_ONLY_ARGS, create_model, model_class
 
 __all__ = ["Task", "XCATask", "OCTTask", "TASKS", "get_task", "list_tasks"]
 
@@ -98,9 +98,29 @@ class Task:
                               f"(it feeds {', '.join(self.input_kinds)} models, e.g. {self.default_model!r})")
 
     def model_kwargs(self, profile: Profile, model_name: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The task's arguments for ``model_name`` with ``extra`` (user arguments) on top."""
+        """The task's arguments for ``model_name`` with ``extra`` (user arguments) on top.
+
+        Raises:
+            ConfigError: a user argument the model does not take, or not of its default's type.
+        """
         self.check_model(model_name)
+        _check_model_args(model_name, extra or {})
         return {**self.task_model_kwargs(profile, model_name), **(extra or {})}
+
+    def check_model_args(self, profile: Profile, model_name: str, extra: Mapping[str, Any] | None = None) -> None:
+        """:meth:`model_kwargs`, then build the model once (without ``pretrained`` weights) so that arguments it
+        refuses, e.g. out of range, fail as a user error before any work (``medseg train``).
+
+        Raises:
+            ConfigError: naming the user's arguments and the model's reason.
+        """
+        kwargs = self.model_kwargs(profile, model_name, extra)
+        try:
+            create_model(model_name, **{key: value for key, value in kwargs.items() if key != "pretrained"})
+        except (TypeError, ValueError, RuntimeError) as error:
+            given = " ".join(f"{key}={value}" for key, value in (extra or {}).items()) or "its default arguments"
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ConfigError(f"cannot build {model_name} with {given}: {reason}") from error
 
     # ------------------------------------------------------------------------------------------ run names
     def window_tag(self, profile: Profile, model_name: str) -> str:
@@ -232,6 +252,32 @@ class OCTTask(Task):
     def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
         return RunMetadata(task="oct", image_size=profile.oct.image_size, class_names=tuple(profile.oct.classes),
                            input_kind="image")
+
+
+_PLAIN_TYPES: dict[type, Callable[[Any], bool]] = {
+    bool: lambda value: isinstance(value, bool),
+    int: lambda value: isinstance(value, int) and not isinstance(value, bool),
+    float: lambda value: isinstance(value, (int, float)) and not isinstance(value, bool),
+    str: lambda value: isinstance(value, str),
+}
+
+
+def _check_model_args(model_name: str, args: Mapping[str, Any]) -> None:
+    """Refuse arguments ``model_name``'s constructor does not take, and values of another type than a plain default
+    (bool, int, float, str); the message lists the valid names."""
+    parameters = dict(inspect.signature(model_class(model_name).__init__).parameters)
+    parameters.pop("self", None)
+    named = [name for name, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    unknown = [key for key in args if key not in named]
+    if unknown and len(named) == len(parameters):  # no **kwargs to take them
+        raise ConfigError(f"unknown model argument{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(repr(key) for key in unknown)} for {model_name}; valid: {', '.join(named)}")
+    for key, value in args.items():
+        default = parameters[key].default if key in parameters else None
+        fits = _PLAIN_TYPES.get(type(default))
+        if fits is not None and not fits(value):
+            raise ConfigError(f"model argument {key} of {model_name} must be {type(default).__name__} (default "
+                              f"{default!r}); got {value!r}")
 
 
 TASKS: dict[str, Task] = {

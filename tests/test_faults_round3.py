@@ -370,3 +370,18 @@ def test_cmyk_tiffs_are_read_as_their_colours(tmp_path):
     colours = (np.arange(256)[None] * np.array([[257], [0], [128]])).astype(np.uint16)  # index i: red i, blue i/2
     tifffile.imwrite(tmp_path / "palette.tif", cmyk[..., 3], photometric="palette", colormap=colours)
     assert np.abs(read_image(tmp_path / "palette.tif", "RGB")[..., 0].astype(int) - cmyk[..., 3]).max() == 0
+
+
+# -------------------------------------------------------------------------------------- also: the rest
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["foo=1"], "unknown model argument 'foo' for svsnet; valid: window_length, in_channels, num_classes, "),
+    (["base_channels=abc"], "model argument base_channels of svsnet must be int (default 8); got 'abc'"),
+    (["window_length=0"], "cannot build svsnet with window_length=0: window_length must be >= 1"),
+    (["base_channels=-2"], "cannot build svsnet with base_channels=-2: "),
+])
+def test_model_arguments_are_checked_before_any_work(args, message, isolated, capsys):
+    assert main(["train", "--profile", "smoke", "--model-arg", *args, "--out", str(isolated / "run")]) == 2
+    _one_line_error(capsys, message)
+    assert not (isolated / "run").exists() and not (isolated / "data").exists()
