@@ -117,12 +117,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for truncated or foreign files
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = lines[-1] if lines else type(error).__name__  # torch puts the cause last
-        if "Unsupported global" in str(error):
+        unsafe = [line for line in lines if "unsupported global" in line.lower()]  # torch spells it two ways
+        if unsafe:
             raise CheckpointError(
-                f"refused to load {path}: it holds objects other than tensors and plain values ({reason}). Do not "
-                "retry with weights_only=False unless you trust where the file came from: loading it could run code."
+                f"refused to load {path}: it holds pickled Python objects other than tensors and plain values "
+                f"({unsafe[0][:160]}), which could run code when loaded: a malicious or foreign file. Do not retry "
+                "with weights_only=False unless you trust where the file came from."
             ) from error
+        causes = [line for line in lines if not line.startswith("Check the documentation")]
+        reason = causes[-1] if causes else type(error).__name__  # torch puts the cause last, then a link
         raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: {reason}): the file is "
                               f"truncated or not a checkpoint. {_way_out(path)}") from error
 

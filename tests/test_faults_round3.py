@@ -385,3 +385,23 @@ def test_model_arguments_are_checked_before_any_work(args, message, isolated, ca
     assert main(["train", "--profile", "smoke", "--model-arg", *args, "--out", str(isolated / "run")]) == 2
     _one_line_error(capsys, message)
     assert not (isolated / "run").exists() and not (isolated / "data").exists()
+
+
+class _RunsACommand:
+    """What a malicious checkpoint carries: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return os.system, ("echo this must never run",)
+
+
+def test_a_malicious_checkpoint_is_called_what_it_is(tmp_path, capsys):
+    import torch
+
+    path = tmp_path / "best.pt"
+    torch.save({"model": _RunsACommand(), "metadata": {"task": "oct"}}, path)
+    assert _predict(path, _oct_images(tmp_path / "in", 1), tmp_path / "out") == 2
+    err = _one_line_error(capsys, f"refused to load {path}: it holds pickled Python objects", "GLOBAL posix.system",
+                          "could run code", "Do not retry with weights_only=False")
+    assert "truncated" not in err and "this must never run" not in capsys.readouterr().out
