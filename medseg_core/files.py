@@ -28,6 +28,9 @@ __all__ = ["atomic_output", "write_csv_atomic", "file_digest", "folder_fingerpri
 
 _CHUNK_BYTES = 1 << 20
 _LOCK_FILE = ".lock"
+_FINGERPRINT_VERSION = "v2"
+_NOTE_SUFFIXES = (".md", ".txt", ".rst", ".pdf", ".html", ".htm")  # documentation beside data, not data
+_NOTE_STEMS = ("README", "LICENSE", "LICENCE", "COPYING", "NOTICE", "CITATION", "AUTHORS")
 _TEMPORARY_NAME = re.compile(r"^\.(?:.+\.tmp|medseg-write-test)(\d+)$")  # atomic_output and ensure_writable names
 
 
@@ -67,18 +70,41 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
 
 
 def folder_fingerprint(root: str | Path) -> str:
-    """Short digest of a folder's file names and sizes (hidden files left out): which data a run was trained on.
+    """Short digest of a folder's data files, by relative name and size: which data a run was trained on.
 
     Reads no file contents (a stat per file), so it is cheap for large datasets; a renamed, added, removed or
-    resized file changes it.
+    resized data file changes it. Linked folders are followed (each real folder once), hidden files and folders
+    and notes beside the data (``README``, licences, ``.md``/``.txt``/... files) are left out. Prefixed with its
+    version (``v2:``); ids of the first version (no prefix, which counted notes and skipped links) are not
+    compared with these.
     """
     root = Path(root)
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        if not any(part.startswith(".") for part in relative.parts):
-            digest.update(f"{relative.as_posix()}\t{path.stat().st_size}\n".encode())
-    return digest.hexdigest()[:16]
+    for relative, size in sorted(_data_files(root)):
+        digest.update(f"{relative}\t{size}\n".encode())
+    return f"{_FINGERPRINT_VERSION}:{digest.hexdigest()[:16]}"
+
+
+def _data_files(root: Path) -> Iterator[tuple[str, int]]:
+    """``(relative POSIX path, size)`` of the data files under ``root`` (see :func:`folder_fingerprint`)."""
+    seen: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree, or a second link to one folder
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(folder) / name
+            if name.startswith(".") or _is_note(name) or not path.is_file():
+                continue
+            yield path.relative_to(root).as_posix(), path.stat().st_size
+
+
+def _is_note(name: str) -> bool:
+    path = Path(name)
+    return path.suffix.lower() in _NOTE_SUFFIXES or path.stem.upper() in _NOTE_STEMS
 
 
 def ensure_writable(folder: str | Path) -> Path:

@@ -557,15 +557,17 @@ class Trainer:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
         Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the
-        :data:`SPEED_SETTINGS`); the data must be the same when both runs name it.
+        :data:`SPEED_SETTINGS`); the data must be the same when both runs name it (with fingerprints of one version,
+        see :func:`~medseg_core.files.folder_fingerprint`).
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
         differences = settings_differences(state, self.config, self.metadata, ignore=RESUME_MAY_CHANGE)
         spec = getattr(self.model, "model_spec", None)
         if _effective_spec(state.get("model_spec")) != _effective_spec(spec):
             differences.append(f"model: stored {state.get('model_spec')}, now {spec}")
-        if None not in (state.get("data_id"), self.data_id) and state["data_id"] != self.data_id:
-            differences.append(f"data: stored {state['data_id']}, now {self.data_id} (files added, removed or changed)")
+        stored_data, data = state.get("data_id"), self.data_id
+        if None not in (stored_data, data) and (":" in stored_data) == (":" in data) and stored_data != data:
+            differences.append(f"data: stored {stored_data}, now {data} (files added, removed or changed)")
         stored_init, init = state.get("init_from"), self.init_from
         if (stored_init or {}).get("sha256") != (init or {}).get("sha256"):
             differences.append(f"initial weights: stored {(stored_init or {}).get('path', 'random initialisation')}, "

@@ -265,7 +265,7 @@ def test_meaningful_monitor_settings_are_accepted_and_trainers_check_theirs():
                                     "svsnet.grad_clip": None}, none_keeps=False)
     assert profile.deeplab.monitor_mode == "min" and profile.svsnet.grad_clip is None
     metadata = get_task("xca").run_metadata(profile, "unet2d")
-    with pytest.raises(ConfigError, match=r"TrainConfig.monitor must be one of val_loss, val_dice, train_loss .*'dice'"):
+    with pytest.raises(ConfigError, match=r"TrainConfig.monitor must be one of val_loss, val_dice, train_loss .*dice"):
         Trainer(nn.Conv2d(1, 1, 1), nn.MSELoss(), TrainConfig(monitor="dice"), metadata=metadata, progress=False)
 
 
@@ -405,3 +405,40 @@ def test_a_malicious_checkpoint_is_called_what_it_is(tmp_path, capsys):
     err = _one_line_error(capsys, f"refused to load {path}: it holds pickled Python objects", "GLOBAL posix.system",
                           "could run code", "Do not retry with weights_only=False")
     assert "truncated" not in err and "this must never run" not in capsys.readouterr().out
+
+
+def test_the_data_fingerprint_ignores_notes_and_follows_linked_folders(tmp_path):
+    from medseg_core.files import folder_fingerprint
+
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    write_image(data / "img" / "a.png", np.zeros((8, 8), np.uint8))
+    write_image(elsewhere / "mask" / "a.png", np.zeros((8, 8), np.uint8))
+    (data / "mask").symlink_to(elsewhere / "mask", target_is_directory=True)
+    (data / "loop").symlink_to(data, target_is_directory=True)  # a link cycle is walked once
+    first = folder_fingerprint(data)
+    (data / "README.md").write_text("where these frames come from")
+    (data / "img" / "notes.txt").write_text("frame a is blurred")
+    assert folder_fingerprint(data) == first, "notes are not data"
+    write_image(elsewhere / "mask" / "a.png", np.random.default_rng(0).integers(0, 256, (8, 8), np.uint8))  # changed
+    assert folder_fingerprint(data) != first
+
+
+def test_a_run_fingerprinted_by_the_first_version_still_resumes(tmp_path):
+    import torch.nn as nn
+
+    from medseg_core.config import get_profile
+    from medseg_core.errors import ConfigError
+    from medseg_core.models import create_model
+    from medseg_core.tasks import get_task
+    from medseg_core.training import Trainer
+
+    profile, task = get_profile("smoke"), get_task("xca")
+    model = create_model("unet2d", **task.model_kwargs(profile, "unet2d", {"base_channels": 4, "depth": 2}))
+
+    def trainer(data_id: str) -> Trainer:
+        return Trainer(model, nn.MSELoss(), profile.svsnet, tmp_path, metadata=task.run_metadata(profile, "unet2d"),
+                       data_id=data_id, progress=False)
+
+    trainer("v2:bbbb").check_resumable(trainer("4edc8afb75ca81ec").state_dict())  # not comparable: accepted
+    with pytest.raises(ConfigError, match="data: stored v2:aaaa, now v2:bbbb"):
+        trainer("v2:bbbb").check_resumable(trainer("v2:aaaa").state_dict())
