@@ -295,8 +295,17 @@ class Profile:
         return self.override({**self.ablation.overrides, "name": f"{self.name}_ablation"})
 
     def run_dir(self, experiment: str) -> Path:
-        """Folder of one experiment's checkpoints and histories, e.g. ``runs/cpu/svsnet``."""
-        return self.paths.runs / self.name / experiment
+        """Folder of one experiment's checkpoints and histories, e.g. ``runs/cpu/svsnet``, inside this profile's
+        runs folder.
+
+        Raises:
+            ConfigError: ``experiment`` leads outside it (``..``, an absolute path).
+        """
+        base = Path(os.path.normpath(self.paths.runs / self.name))
+        folder = Path(os.path.normpath(base / experiment))
+        if base not in folder.parents:
+            raise ConfigError(f"run folder {experiment!r} lies outside {base}: name runs by folder names inside it")
+        return folder
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (paths as strings), for logs and manifests."""
@@ -360,6 +369,8 @@ def _checked_value(target: Any, leaf: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{key} must be below 1; got {value!r}")
     if leaf == "lr" and value <= 0:
         raise ConfigError(f"{key} must be positive; got {value!r}")
+    if leaf == "name" and (value in ("", ".", "..") or "/" in value or "\\" in value):  # names run and data folders
+        raise ConfigError(f"{key} must be one folder name (no / or \\, not . or ..); got {value!r}")
     return value
 
 

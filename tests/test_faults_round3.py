@@ -442,3 +442,17 @@ def test_a_run_fingerprinted_by_the_first_version_still_resumes(tmp_path):
     trainer("v2:bbbb").check_resumable(trainer("4edc8afb75ca81ec").state_dict())  # not comparable: accepted
     with pytest.raises(ConfigError, match="data: stored v2:aaaa, now v2:bbbb"):
         trainer("v2:bbbb").check_resumable(trainer("v2:aaaa").state_dict())
+
+
+def test_a_run_name_cannot_leave_the_runs_folder(isolated, capsys):
+    from medseg_core.config import get_profile
+    from medseg_core.errors import ConfigError
+
+    outside = isolated.parent / "escape"
+    for name in ("../../escape", "..", "a/b", ""):
+        assert main(["train", "--profile", "smoke", "--set", f"name={name}", "--out", str(isolated / "run")]) == 2
+        _one_line_error(capsys, "name must be one folder name")
+    assert not outside.exists() and not (isolated / "run").exists()
+    with pytest.raises(ConfigError, match="outside"):
+        get_profile("smoke").run_dir("../../escape")
+    assert get_profile("smoke").run_dir("grid/variant_seed0").parts[-3:] == ("smoke", "grid", "variant_seed0")
