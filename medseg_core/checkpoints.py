@@ -51,6 +51,9 @@ class RunMetadata:
         input_kind: ``"window"`` (``(B, C, T, H, W)``) or ``"image"`` (``(B, C, H, W)``), the model's fact.
         window_length: frames per XCA window (1 for OCT and for 2D models on XCA).
         window_policy: ``"centre"`` or ``"past"`` (XCA).
+        single_frame: trained on single frames (XCA data sets of one-frame videos, :mod:`medseg_core.data.public`):
+            every training window repeated its one frame ``window_length`` times, so the model never saw motion.
+            False in checkpoints written before the field existed.
     """
 
     task: str
@@ -59,6 +62,7 @@ class RunMetadata:
     input_kind: str = "image"
     window_length: int = 1
     window_policy: str = "centre"
+    single_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASK_NAMES:

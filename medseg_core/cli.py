@@ -82,8 +82,13 @@ def _train(args: argparse.Namespace) -> int:
     from .tasks import get_task
     from .training import RUN_FILES, run_folder_lock
 
-    profile = get_profile(args.profile, parse_overrides(args.set), recipe=args.recipe, none_keeps=False)
     task = get_task(args.task)
+    overrides = parse_overrides(args.set)
+    if args.format is not None:
+        if task.name != "xca" or args.data is None:
+            raise ConfigError("--format names the layout of --data for --task xca (medseg_core.data.public)")
+        overrides["xca.data_format"] = args.format
+    profile = get_profile(args.profile, overrides, recipe=args.recipe, none_keeps=False)
     model_name = args.model or task.default_model
     model_kwargs = parse_overrides(args.model_arg)
     task.check_model_args(profile, model_name, model_kwargs)  # unknown, unsuitable or unbuildable: fail before work
@@ -91,6 +96,8 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError(f"--data {args.data}: no such folder")
     if args.data is not None:
         check_complete(args.data)  # before the run folder is made
+        if task.name == "xca":
+            task.read_frames(profile, args.data)  # so is a folder in no known layout
     if args.init_from is not None and not args.init_from.is_file():
         raise ConfigError(f"--init-from {args.init_from}: no such checkpoint (the best.pt or last.pt of a run)")
     run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)
@@ -282,6 +289,8 @@ def _installed_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg`` argument parser."""
+    from .data.public import FORMATS
+
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -297,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--task", default="xca", help="xca: SVSnet vessels (default); oct: lipid plaque")
     train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
     train.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
-    train.add_argument("--data", type=Path, help="data in the task's layout (default: generate synthetic data)")
+    train.add_argument("--data", type=Path, help="data in the task's layout, or for xca any layout medseg evaluate "
+                                                 "reads (default: generate synthetic data)")
+    train.add_argument("--format", choices=FORMATS, help="xca: the layout of --data (default: detected); sets "
+                                                         "xca.data_format")
     train.add_argument("--out", type=Path, help="run folder (default runs/<profile>/<task>_<model>_seed<seed>)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

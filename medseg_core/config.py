@@ -164,7 +164,14 @@ class XCAConfig:
     # multiple of 64. Vessels keep the image_size resolution at the cost of a crop-sized training step.
     train_crop: int | None = None
     augment: bool = True
-    seed: int = 0
+    seed: int = 0  # the generator's seed, and the split seed of real data read by data.public (one split for all runs)
+    # Real angiography given with --data: its layout, one of data.public.FORMATS (None: detected). A data set
+    # without a released val or test split is cut by run (data.public.training_splits): test_fraction, then
+    # val_fraction of its runs; the kit's own layout (train/ + test/ folders) carves a missing val/ by video with
+    # the training seed (data.xca.xca_dataloaders).
+    data_format: str | None = None
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
 
 
 @dataclass

@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch.nn as nn
 from torch.utils.data import DataLoader
@@ -30,6 +30,9 @@ from .data.preprocess import preprocess_oct, preprocess_xca
 from .errors import ConfigError, UnknownNameError
 from .losses import CEDiceLoss, DiceLoss
 from .models import RUN_ONLY_ARGS, create_model, model_class
+
+if TYPE_CHECKING:
+    from .data.public import XCAFrames
 
 __all__ = ["Task", "XCATask", "OCTTask", "TASKS", "get_task", "list_tasks"]
 
@@ -78,8 +81,9 @@ class Task:
         """Constructor arguments the task implies for ``model_name`` (channels, classes, window length)."""
         raise NotImplementedError
 
-    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
-        """What the checkpoint records about input preparation."""
+    def run_metadata(self, profile: Profile, model_name: str, data_root: Path | None = None) -> RunMetadata:
+        """What the checkpoint records about input preparation, for data in ``data_root`` (None: the profile's
+        synthetic data)."""
         raise NotImplementedError
 
     def case_cluster(self, case_id: str) -> str:
@@ -164,12 +168,37 @@ class XCATask(Task):
 
         return dataset_digest(profile.xca)
 
+    def read_frames(self, profile: Profile, root: Path) -> XCAFrames | None:
+        """The frames of ``root`` as :mod:`medseg_core.data.public` reads them (layout ``xca.data_format``, else
+        detected), or None for the kit's own layout with ``train/`` and ``test/`` split folders (synthetic data,
+        MOSXAV), which :func:`~medseg_core.data.xca.xca_dataloaders` reads.
+
+        Raises:
+            DataError / UnknownNameError: no known layout in ``root``, or an unknown ``xca.data_format``.
+        """
+        from .data.public import detect_format, read_xca_frames
+        from .data.xca import FRAMES_DIR
+
+        name = profile.xca.data_format or detect_format(root)
+        if name == "mosxav" and all((Path(root) / split / FRAMES_DIR).is_dir() for split in ("train", "test")):
+            return None
+        return read_xca_frames(root, name)
+
     def make_loaders(self, profile: Profile, root: Path, model_name: str, seed: int) -> dict[str, DataLoader]:
+        """Loaders of the kit's layout (:func:`~medseg_core.data.xca.xca_dataloaders`), or of any layout of
+        :mod:`medseg_core.data.public` (:func:`~medseg_core.data.public.xca_frames_dataloaders`: released splits,
+        else cut by run with ``xca.seed``; single frames repeated in every window)."""
+        from .data.public import xca_frames_dataloaders
         from .data.xca import xca_dataloaders
 
         profile = self._profile_for(profile, model_name)
-        return xca_dataloaders(root, profile.xca, profile.svsnet.batch_size, num_workers=profile.svsnet.num_workers,
-                               seed=seed, time_axis=model_class(model_name).input_kind == "window")
+        time_axis = model_class(model_name).input_kind == "window"
+        frames = self.read_frames(profile, root)
+        if frames is None:
+            return xca_dataloaders(root, profile.xca, profile.svsnet.batch_size, num_workers=profile.svsnet.num_workers,
+                                   seed=seed, time_axis=time_axis, val_fraction=profile.xca.val_fraction)
+        return xca_frames_dataloaders(frames, profile.xca, profile.svsnet.batch_size,
+                                      num_workers=profile.svsnet.num_workers, seed=seed, time_axis=time_axis)
 
     def make_loss(self) -> nn.Module:
         return DiceLoss(mode="binary")
@@ -182,11 +211,18 @@ class XCATask(Task):
             return {"window_length": profile.xca.window_length}
         return {"in_channels": 1, "num_classes": 1}
 
-    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
+    def run_metadata(self, profile: Profile, model_name: str, data_root: Path | None = None) -> RunMetadata:
+        """Frame size, window and class; ``single_frame`` when every video of ``data_root`` is one frame."""
+        from .data.public import read_xca_frames
+
         xca = self._profile_for(profile, model_name).xca
+        single_frame = False
+        if data_root is not None:
+            frames = self.read_frames(profile, Path(data_root))
+            single_frame = (frames if frames is not None else read_xca_frames(data_root, "mosxav")).single_frame
         return RunMetadata(task="xca", image_size=xca.image_size, class_names=("vessel",),
                            input_kind=model_class(model_name).input_kind, window_length=xca.window_length,
-                           window_policy=xca.window_policy)
+                           window_policy=xca.window_policy, single_frame=single_frame)
 
     def case_cluster(self, case_id: str) -> str:
         """``"<video>/<frame>"`` -> the video."""
@@ -249,7 +285,7 @@ class OCTTask(Task):
 
         return held_out_patients(profile.oct.num_patients, profile.oct.test_fraction)
 
-    def run_metadata(self, profile: Profile, model_name: str) -> RunMetadata:
+    def run_metadata(self, profile: Profile, model_name: str, data_root: Path | None = None) -> RunMetadata:
         return RunMetadata(task="oct", image_size=profile.oct.image_size, class_names=tuple(profile.oct.classes),
                            input_kind="image")
 

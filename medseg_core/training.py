@@ -83,11 +83,15 @@ def settings_differences(state: Mapping[str, Any], config: TrainConfig, metadata
                          ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
     """How a checkpoint ``state`` was trained otherwise than ``config`` and ``metadata`` say: ``"key: stored ...,
     now ..."`` per training setting (leaving out ``ignore`` and settings the checkpoint predates), and the run
-    metadata when it differs. Empty when they agree."""
+    metadata when it differs (metadata fields the checkpoint predates compare as their defaults). Empty when they
+    agree."""
     stored = state.get("config") or {}
     differences = [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
                    if key not in ignore and key in stored and stored[key] != value]
-    if (state.get("metadata") or {}) != metadata.to_dict():
+    stored_metadata = state.get("metadata") or {}
+    if "task" in stored_metadata:
+        stored_metadata = RunMetadata.from_dict(stored_metadata).to_dict()
+    if stored_metadata != metadata.to_dict():
         differences.append(f"run metadata: stored {state.get('metadata')}, now {metadata.to_dict()}")
     return differences
 

@@ -37,7 +37,7 @@ def test_train_oct_writes_checkpoint_history_and_test_metrics(oct_checkpoint):
     state = load_checkpoint(oct_checkpoint)
     assert state["model_spec"]["name"] == "deeplabv3plus"
     assert state["metadata"] == {"task": "oct", "image_size": 64, "class_names": ["lipid_core"], "input_kind": "image",
-                                 "window_length": 1, "window_policy": "centre"}
+                                 "window_length": 1, "window_policy": "centre", "single_frame": False}
     run_dir = oct_checkpoint.parent
     assert len(pd.read_csv(run_dir / "history.csv")) == 1
     assert {"dice", "iou", "precision", "recall"} <= set(pd.read_csv(run_dir / "test_metrics.csv").columns)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,19 +45,24 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 from skimage.draw import polygon as fill_polygon
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ..config import XCAConfig
+from .cache import check_complete
 from .io import IMAGE_SUFFIXES, DataError, image_size, list_images, read_image
 from .preprocess import SampleTransform, preprocess_xca
-from .xca import FRAMES_DIR, MASKS_DIR, SPLITS, current_frame_position, window_indices
+from .xca import (FRAMES_DIR, MASKS_DIR, SPLITS, _train_transform, carve_runs, current_frame_position, split_loader,
+                  window_indices)
 
 __all__ = [
     "FORMATS",
     "SYNTAX_SEGMENTS",
     "XCAFrames",
     "XCAFramesDataset",
+    "training_splits",
+    "xca_frames_dataloaders",
     "binary_mask",
     "rasterize_polygons",
     "detect_format",
@@ -110,6 +116,17 @@ class XCAFrames:
         """The splits present, in train/val/test order ("" for a release without splits)."""
         present = set(self.frames["split"])
         return [name for name in ("", *SPLITS) if name in present]
+
+    @property
+    def runs(self) -> list[str]:
+        """The labelled runs as ``"<split>/<video>"`` keys (``"/<video>"`` without a split), in table order."""
+        labelled = self.labelled
+        return list(dict.fromkeys(labelled["split"] + "/" + labelled["video"]))
+
+    def select_runs(self, runs: Sequence[str]) -> "XCAFrames":
+        """The frames of the runs ``runs`` (keys as in :attr:`runs`), labelled or not."""
+        keys = self.frames["split"] + "/" + self.frames["video"]
+        return replace(self, frames=self.frames[keys.isin(set(runs))].reset_index(drop=True))
 
     @property
     def labelled(self) -> pd.DataFrame:
@@ -628,3 +645,82 @@ class XCAFramesDataset(Dataset):
     def __repr__(self) -> str:
         return (f"XCAFramesDataset(format={self.data.format!r}, samples={len(self)}, "
                 f"window_length={self.window_length}, single_frame={self.data.single_frame})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training on a public layout
+# ----------------------------------------------------------------------------------------------------------------
+def training_splits(data: XCAFrames, val_fraction: float = 0.2, test_fraction: float = 0.2,
+                    seed: int = 0) -> tuple[dict[str, XCAFrames], str]:
+    """The train / val / test frames a training run uses, and a sentence that says how they were made.
+
+    * Splits the release defines are kept: ARCADE's train/val/test, DCA1's and CHUAC's train/test (the papers'
+      numbering), a sequence or MOSXAV folder's split folders.
+    * A missing test split, then a missing val split, is carved from the training runs: ``test_fraction`` and
+      ``val_fraction`` of them (at least one each, one left; :func:`~medseg_core.data.xca.carve_runs`).
+    * A data set without a training split (XCAD releases its labelled frames as one test set; a folder without split
+      folders) is pooled and cut the same way: test, then validation, the rest for training. Its test part is then
+      not the release's test set, so a score on it is not comparable with published ones.
+
+    Units are runs (videos) because the frames of one run are near duplicates; in single-frame data sets each frame
+    is its own run: these releases do not say which frames come from one patient, so one patient's frames can land
+    on both sides. Runs are drawn by a permutation seeded with ``seed`` (``xca.seed``), so every training seed sees
+    one split.
+
+    Raises:
+        DataError: too few runs to carve a split (at least two are needed for each cut).
+    """
+    runs = data.runs
+    if "train" in data.splits:
+        base, parts, how = data.select("train"), {split: data.select(split) for split in ("val", "test")
+                                                   if split in data.splits}, ["released splits kept"]
+    else:
+        base, parts = data, {}
+        how = [f"no training split in the release ({', '.join(s or 'no split folders' for s in data.splits)}): "
+               f"its {len(runs)} labelled runs are pooled and cut by run, so its test part is not the release's "
+               "test set and is not comparable with published scores"]
+    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if split in parts:
+            continue
+        names = base.runs
+        if len(names) < 2:
+            raise DataError(f"{data.format} data in {data.root}: cannot carve a {split} split from {len(names)} "
+                            f"training run(s); add a {split}/ split or more runs")
+        kept, carved = carve_runs(names, fraction, seed)
+        parts[split], base = base.select_runs(carved), base.select_runs(kept)
+        how.append(f"{split}: {len(carved)} of {len(names)} runs carved by run with seed {seed}")
+    parts["train"] = base
+    sizes = ", ".join(f"{split} {len(parts[split].labelled)}" for split in SPLITS)
+    unit = "a run is one frame here" if data.single_frame else "a run is one video"
+    return ({split: parts[split] for split in SPLITS},
+            f"{data.format} data in {data.root} ({unit}): {'; '.join(how)}; labelled frames: {sizes}")
+
+
+def xca_frames_dataloaders(
+    data: XCAFrames,
+    xca_config: XCAConfig,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    time_axis: bool = True,
+    augment_strength: str = "paper",
+) -> dict[str, DataLoader]:
+    """``{"train", "val", "test"}`` DataLoaders of a data set in a public layout, as
+    :func:`~medseg_core.data.xca.xca_dataloaders` makes them for the kit's layout.
+
+    Splits by :func:`training_splits` (``xca.val_fraction``, ``xca.test_fraction``, ``xca.seed``), said once in a
+    warning; windows, frame size, augmentation and training crop from ``xca_config``; samples of
+    :class:`XCAFramesDataset` (one-frame videos repeat their frame in every window). ``seed`` orders the training
+    batches (:func:`~medseg_core.data.xca.split_loader`).
+    """
+    check_complete(data.root)  # a data set the kit has not finished writing is refused, not read in part
+    parts, how = training_splits(data, xca_config.val_fraction, xca_config.test_fraction, xca_config.seed)
+    warnings.warn(how, UserWarning, stacklevel=2)
+    loaders = {}
+    for split in SPLITS:
+        dataset = XCAFramesDataset(parts[split], window_length=xca_config.window_length,
+                                   window_policy=xca_config.window_policy,
+                                   transform=_train_transform(xca_config, augment_strength) if split == "train" else None,
+                                   time_axis=time_axis, image_size=xca_config.image_size)
+        loaders[split] = split_loader(dataset, split, batch_size, num_workers, seed)
+    return loaders

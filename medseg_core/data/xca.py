@@ -57,9 +57,11 @@ __all__ = [
     "WINDOW_POLICIES",
     "XCAVideo",
     "XCAWindowDataset",
+    "carve_runs",
     "current_frame_position",
     "frames_by_number",
     "list_videos",
+    "split_loader",
     "window_indices",
     "xca_dataloaders",
 ]
@@ -484,18 +486,25 @@ def xca_dataloaders(
             image_size=xca_config.image_size,
             videos=chosen.get(split),
         )
-        sharded = split in ("train", "val")  # other splits (test) are read whole: evaluation is not sharded
-        sampling = loader_sampling(dataset, train=is_train, seed=seed) if sharded else {"shuffle": False}
-        loaders[split] = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            **sampling,
-            num_workers=num_workers,
-            generator=torch.Generator().manual_seed(seed),
-            pin_memory=torch.cuda.is_available(),
-            persistent_workers=num_workers > 0,
-        )
+        loaders[split] = split_loader(dataset, split, batch_size, num_workers, seed)
     return loaders
+
+
+def split_loader(dataset: Dataset, split: str, batch_size: int, num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """The DataLoader of one split of XCA windows (the kit's layout or :mod:`medseg_core.data.public`'s): "train"
+    shuffled with a generator seeded by ``seed``, the others in order; "train" and "val" read this process's share
+    under ``torchrun``, "test" is read whole (evaluation is not sharded)."""
+    is_train = split == "train"
+    sampling = loader_sampling(dataset, train=is_train, seed=seed) if split in ("train", "val") else {"shuffle": False}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        **sampling,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=num_workers > 0,
+    )
 
 
 def _train_transform(xca_config: XCAConfig, augment_strength: str) -> v2.Transform | None:
@@ -520,9 +529,8 @@ def _carve_validation(root: Path, val_fraction: float, seed: int) -> tuple[list[
             f"{root} has no val/ folder and {root / 'train'} holds {len(names)} video, so no validation video can "
             "be set aside (splits are by video); add a val/ split folder"
         )
-    count = min(len(names) - 1, max(1, int(round(val_fraction * len(names)))))
-    picked = set(np.random.default_rng(seed).permutation(len(names))[:count].tolist())
-    val = [name for index, name in enumerate(names) if index in picked]
+    kept, val = carve_runs(names, val_fraction, seed)
+    count = len(val)
     warnings.warn(
         f"{root} has no val/ folder: validation uses {count} of the {len(names)} videos of train/ "
         f"({', '.join(val)}), chosen by video with seed {seed}, and training the other {len(names) - count}; "
@@ -530,4 +538,20 @@ def _carve_validation(root: Path, val_fraction: float, seed: int) -> tuple[list[
         UserWarning,
         stacklevel=3,
     )
-    return [name for name in names if name not in val], val
+    return kept, val
+
+
+def carve_runs(names: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """``(kept, carved)``: ``fraction`` of the runs ``names`` (rounded; at least one, and at least one kept), drawn
+    by a permutation seeded with ``seed``; both lists keep the order of ``names``. Splits are by run because the
+    frames of one run are near duplicates.
+
+    Raises:
+        ValueError: fewer than two names.
+    """
+    if len(names) < 2:
+        raise ValueError(f"cannot set runs aside from {len(names)} run(s): at least two are needed")
+    count = min(len(names) - 1, max(1, int(round(fraction * len(names)))))
+    picked = set(np.random.default_rng(seed).permutation(len(names))[:count].tolist())
+    return ([name for index, name in enumerate(names) if index not in picked],
+            [name for index, name in enumerate(names) if index in picked])

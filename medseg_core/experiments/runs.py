@@ -85,7 +85,7 @@ def train(
     loaders = task.make_loaders(profile, root, model_name, seed)
     seed_everything(seed)
     model = create_model(model_name, **kwargs)
-    metadata = task.run_metadata(profile, model_name)
+    metadata = task.run_metadata(profile, model_name, root)
     if getattr(model, "weight_free", False):  # a baseline: its thresholds are fitted on validation frames
         fitted = model.fit(loaders["val"] if loaders.get("val") is not None else loaders["train"])
         return TrainedRun(model.eval(), pd.DataFrame([fitted]), loaders, run_dir, metadata)
@@ -120,13 +120,15 @@ def _grid_run(task: Task, profile: Profile, spec: Mapping[str, Any], variant: st
     return table, seconds
 
 
-def check_finished_run(run_dir: Path, task: Task, profile: Profile, model_name: str, seed: int) -> None:
+def check_finished_run(run_dir: Path, task: Task, profile: Profile, model_name: str, seed: int,
+                       data_root: str | Path | None = None) -> None:
     """Refuse to reuse a finished run that was trained with other settings than ``profile`` gives it.
 
     Compares the training settings (all but the speed settings; ``epochs`` included) and the run metadata stored
-    in ``run_dir/best.pt`` with those of ``profile`` (:func:`~medseg_core.training.settings_differences`); loader
-    settings that checkpoints do not hold (e.g. ``xca.train_crop``) are not compared. Without ``best.pt`` there is
-    nothing to compare. Used by grids reading results back and by :func:`reuse_or_train`.
+    in ``run_dir/best.pt`` with those of ``profile`` on ``data_root`` (None: its synthetic data;
+    :func:`~medseg_core.training.settings_differences`); loader settings that checkpoints do not hold (e.g.
+    ``xca.train_crop``) are not compared. Without ``best.pt`` there is nothing to compare. Used by grids reading
+    results back and by :func:`reuse_or_train`.
 
     Raises:
         ConfigError: the settings differ; the message names each and the way out.
@@ -135,7 +137,7 @@ def check_finished_run(run_dir: Path, task: Task, profile: Profile, model_name: 
     if not best.is_file():
         return
     differences = settings_differences(load_checkpoint(best, mmap=True), replace(task.train_config(profile), seed=seed),
-                                       task.run_metadata(profile, model_name))
+                                       task.run_metadata(profile, model_name, data_root))
     if differences:
         raise ConfigError(
             f"the finished run {run_dir} was trained with other settings ({'; '.join(differences)}), so it does not "
@@ -197,7 +199,8 @@ def run_grid(
             run_dir = _grid_run_dir(task, variant_profile, results_dir, spec, seed)
             csv = run_dir / RESULTS_FILE
             if csv.is_file() and not recompute:
-                check_finished_run(run_dir, task, variant_profile, spec.get("model_name") or task.default_model, seed)
+                check_finished_run(run_dir, task, variant_profile, spec.get("model_name") or task.default_model, seed,
+                                   data_root)
                 # ids and patients such as 001 stay text (else a read-back cluster 1 differs from a fresh "001")
                 tables[variant, seed] = pd.read_csv(csv, dtype={"id": str, "cluster": str})
                 if verbose:
