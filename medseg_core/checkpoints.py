@@ -112,6 +112,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             plain values (the message says why, and not to retry with ``weights_only=False`` on untrusted files).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint: give the run's best.pt or last.pt")
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:

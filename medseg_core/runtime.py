@@ -48,11 +48,17 @@ def get_device(preference: str | torch.device | None = "auto") -> torch.device:
 
     Args:
         preference: ``"auto"``/``None`` to choose, or an explicit device such as ``"cpu"`` or ``"cuda:1"``.
+
+    Raises:
+        ConfigError: an unknown device name, or CUDA asked for where there is none.
     """
     if preference not in (None, "auto"):
-        device = torch.device(preference)
+        try:
+            device = torch.device(preference)
+        except RuntimeError as error:
+            raise ConfigError(f"unknown device {preference!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from error
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device} was requested but CUDA is not available; use 'auto' or 'cpu'.")
+            raise ConfigError(f"device {device} was requested but CUDA is not available; use 'auto' or 'cpu'")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))

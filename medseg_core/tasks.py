@@ -113,18 +113,27 @@ class Task:
 
     def check_model_args(self, profile: Profile, model_name: str, extra: Mapping[str, Any] | None = None) -> None:
         """:meth:`model_kwargs`, then build the model once (without ``pretrained`` weights) so that arguments it
-        refuses, e.g. out of range, fail as a user error before any work (``medseg train``).
+        refuses, e.g. out of range, and input sizes it cannot take fail as user errors before any work
+        (``medseg train``).
 
         Raises:
             ConfigError: naming the user's arguments and the model's reason.
         """
         kwargs = self.model_kwargs(profile, model_name, extra)
         try:
-            create_model(model_name, **{key: value for key, value in kwargs.items() if key != "pretrained"})
+            model = create_model(model_name, **{key: value for key, value in kwargs.items() if key != "pretrained"})
         except (TypeError, ValueError, RuntimeError) as error:
             given = " ".join(f"{key}={value}" for key, value in (extra or {}).items()) or "its default arguments"
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ConfigError(f"cannot build {model_name} with {given}: {reason}") from error
+        for key, size in self.input_sizes(profile).items():
+            if size % model.size_divisor:
+                raise ConfigError(f"{key} {size} does not fit {model_name}, whose inputs are {model.expected_input()}: "
+                                  f"use a multiple of {model.size_divisor}")
+
+    def input_sizes(self, profile: Profile) -> dict[str, int]:
+        """The sides of the inputs the model sees in training, by profile key (checked by :meth:`check_model_args`)."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------ run names
     def window_tag(self, profile: Profile, model_name: str) -> str:
@@ -224,6 +233,10 @@ class XCATask(Task):
                            input_kind=model_class(model_name).input_kind, window_length=xca.window_length,
                            window_policy=xca.window_policy, single_frame=single_frame)
 
+    def input_sizes(self, profile: Profile) -> dict[str, int]:
+        sizes = {"xca.image_size": profile.xca.image_size, "xca.train_crop": profile.xca.train_crop}
+        return {key: size for key, size in sizes.items() if size is not None}
+
     def case_cluster(self, case_id: str) -> str:
         """``"<video>/<frame>"`` -> the video."""
         return case_id.split("/", 1)[0]
@@ -271,6 +284,9 @@ class OCTTask(Task):
 
             kwargs["atrous_rates"] = scaled_atrous_rates(profile.oct.image_size)
         return kwargs
+
+    def input_sizes(self, profile: Profile) -> dict[str, int]:
+        return {"oct.image_size": profile.oct.image_size}
 
     def case_cluster(self, case_id: str) -> str:
         """``"<patient>_<pullback>_<frame>"`` (the dataset's names) -> the patient; other names are their own."""

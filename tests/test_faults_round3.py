@@ -456,3 +456,31 @@ def test_a_run_name_cannot_leave_the_runs_folder(isolated, capsys):
     with pytest.raises(ConfigError, match="outside"):
         get_profile("smoke").run_dir("../../escape")
     assert get_profile("smoke").run_dir("grid/variant_seed0").parts[-3:] == ("smoke", "grid", "variant_seed0")
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["prepare", "--source", "{source}", "--output", "{tmp}/p", "--image-size", "0"],
+     "--image-size must be at least 1"),
+    (["prepare", "--source", "{source}", "--output", "{tmp}/p", "--classes", "bogus"],
+     "classes must be distinct names"),
+    (["prepare", "--source", "{source}", "--output", "{tmp}/a_file/p"], "cannot write to {tmp}/a_file/p"),
+    (["generate", "oct", "--profile", "smoke", "--set", "oct.num_patients=1000"], "need 1..999 patients"),
+    (["generate", "xca", "--profile", "smoke", "--set", "paths.data={tmp}/a_file"], "cannot write to {tmp}/a_file/"),
+    (["predict", "--checkpoint", "{tmp}", "--input", "{tmp}", "--output", "{tmp}/o"], "is a folder, not a checkpoint"),
+    (["predict", "--checkpoint", "{checkpoint}", "--input", "{video}", "--output", "{tmp}/o", "--device", "bogus"],
+     "unknown device 'bogus'"),
+    (["train", "--profile", "smoke", "--set", "xca.image_size=100", "--out", "{tmp}/r"],
+     "xca.image_size 100 does not fit svsnet, whose inputs are a 5D window (B, 1, T, H, W) with T = 4 and H, W "
+     "divisible by 64: use a multiple of 64"),
+    (["train", "--profile", "smoke", "--set", "xca.train_crop=48", "--out", "{tmp}/r"],
+     "xca.train_crop 48 does not fit"),
+    (["train", "--task", "oct", "--profile", "smoke", "--set", 'oct.classes=["bogus"]', "--out", "{tmp}/r"],
+     "classes must be distinct names"),
+])
+def test_remaining_user_errors_are_one_line(command, message, oct_source, isolated, capsys):
+    (isolated / "a_file").write_text("not a folder")
+    values = {"source": oct_source, "tmp": isolated, "checkpoint": _checkpoint(isolated, "xca"),
+              "video": _xca_video(isolated / "video", 2)}
+    assert main([part.format(**values) for part in command]) == 2
+    _one_line_error(capsys, message.format(**values))
+    assert not (isolated / "p").exists() and not (isolated / "o").exists()

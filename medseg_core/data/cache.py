@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import ConfigError
 from ..files import atomic_output, file_digest
 from .io import DataError
 
@@ -139,8 +140,11 @@ class DatasetWriter:
         self._lock: IO[bytes] | None = None
 
     def __enter__(self) -> "DatasetWriter":
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.root / LOCK_FILE, "ab")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.root / LOCK_FILE, "ab")
+        except OSError as error:
+            raise ConfigError(f"cannot write to {self.root}: {error.strerror or error}") from error
         if fcntl is not None:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
         return self

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import ConfigError
 from ..files import file_digest, separate_folders
 from .cache import DatasetWriter, check_complete
 from .io import (DataError, MaskSummary, by_stem, check_mask_format, image_size, list_images, read_image,
@@ -65,7 +66,7 @@ def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
     classes = tuple(classes)
     unknown = [c for c in classes if c not in OCT_CLASSES]
     if not classes or unknown or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct names from {OCT_CLASSES}, got {classes}")
+        raise ConfigError(f"classes must be distinct names from {OCT_CLASSES}, got {classes}")
     return classes
 
 
@@ -297,7 +298,7 @@ def patient_split(
             fold layout (select one fold's split first).
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if pairs["id"].duplicated().any():
         raise ValueError(
             "pairs repeat frame ids (several folds of the fold layout?); select one first, e.g. "
@@ -305,7 +306,7 @@ def patient_split(
         )
     patients = np.array(sorted(pairs["patient"].unique()))
     if patients.size < 2:
-        raise ValueError(f"a patient-wise split needs at least 2 patients, got {patients.tolist()}")
+        raise ConfigError(f"a patient-wise split needs at least 2 patients, got {patients.tolist()}")
     num_val = held_out_patients(patients.size, val_fraction)
     val_patients = set(patients[np.random.default_rng(seed).permutation(patients.size)[:num_val]])
     is_val = pairs["patient"].isin(val_patients)
@@ -335,14 +336,14 @@ def block_split(
         DataError: (a ``ValueError``) too few frames to leave a training frame after the gap.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
     ordered = pairs.sort_values(["pullback", "frame", "id"], na_position="first").reset_index(drop=True)
     held = max(1, int(round(val_fraction * len(ordered))))
     first = len(ordered) - held
     if start is not None:
         after = np.flatnonzero(ordered["frame"].fillna(-1).to_numpy() >= start)
         if after.size == 0:
-            raise ValueError(f"no frame is numbered {start} or later (the last is {ordered['frame'].max()})")
+            raise ConfigError(f"no frame is numbered {start} or later (the last is {ordered['frame'].max()})")
         first = min(int(after[0]), first)
     position = np.arange(len(ordered))
     is_held = (position >= first) & (position < first + held)
@@ -570,11 +571,14 @@ def prepare_lipid_dataset(
             files changed (only the files its stamp lists are deleted).
 
     Raises:
-        ConfigError: ``dst_root`` and ``src_root`` are one folder or one lies inside the other (paths resolved).
+        ConfigError: ``dst_root`` and ``src_root`` are one folder or one lies inside the other (paths resolved),
+            ``dst_root`` cannot be written, ``image_size`` < 1 or unknown ``classes``.
         DataError: ``dst_root`` holds ``img/``/``mask/`` not written by this function, a complete output with
             other settings (without ``overwrite``), or the source is unusable (the message names the file).
     """
     classes = _check_classes(classes)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise ConfigError(f"--image-size must be at least 1; got {image_size!r}")
     src_root, dst_root = separate_folders(src_root, dst_root)  # before anything is read or deleted
     pairs = find_oct_pairs(src_root)
     frames = _unique_frames(pairs)

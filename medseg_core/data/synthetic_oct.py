@@ -40,6 +40,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from ..config import OCTConfig
+from ..errors import ConfigError
 from .cache import DatasetWriter, settings_digest
 from .oct import OCT_CLASSES, write_oct_mask
 
@@ -688,7 +689,7 @@ def labels_to_channels(labels: np.ndarray) -> np.ndarray:
 def render_frame(params: OCTFrameParams, rng: np.random.Generator, size: int = 750) -> SyntheticOCTFrame:
     """Simulate ``params`` and scan-convert to a ``(size, size)`` RGB frame and its 4-channel mask."""
     if size < 32:
-        raise ValueError(f"size must be >= 32 pixels, got {size}")
+        raise ConfigError(f"size must be >= 32 pixels, got {size}")
     polar = simulate_polar_frame(params, rng, num_samples=max(size // 2, 64))
     image = apply_oct_colormap(scan_convert(polar.display, size, order=1))
     mask = labels_to_channels(scan_convert(polar.labels, size, order=0))
@@ -776,13 +777,13 @@ def write_oct_dataset(
             damaged one) and ``overwrite`` is False.
     """
     if num_patients < 1 or num_patients > 999 or frames_per_patient < 1:
-        raise ValueError(f"need 1..999 patients and >= 1 frame each, got {num_patients} x {frames_per_patient}")
+        raise ConfigError(f"need 1..999 patients and >= 1 frame each, got {num_patients} x {frames_per_patient}")
     if layout not in ("flat", "folds"):
-        raise ValueError(f"layout must be 'flat' or 'folds', got {layout!r}")
+        raise ConfigError(f"layout must be 'flat' or 'folds', got {layout!r}")
     if layout == "folds" and not 2 <= num_folds <= num_patients:
-        raise ValueError(f"num_folds must be in 2..num_patients ({num_patients}) for the folds layout, got {num_folds}")
+        raise ConfigError(f"num_folds must be in 2..num_patients ({num_patients}) for the folds layout, got {num_folds}")
     if seed < 0 or frame_step < 1 or size < 32:
-        raise ValueError(f"seed must be >= 0, frame_step >= 1 and size >= 32; got {seed}, {frame_step}, {size}")
+        raise ConfigError(f"seed must be >= 0, frame_step >= 1 and size >= 32; got {seed}, {frame_step}, {size}")
     root = Path(root)
     settings = _settings(num_patients=num_patients, frames_per_patient=frames_per_patient, seed=seed, size=size,
                          layout=layout, num_folds=num_folds, frame_step=frame_step)

@@ -69,6 +69,7 @@ import pandas as pd
 from scipy import ndimage
 
 from medseg_core.config import XCAConfig
+from medseg_core.errors import ConfigError
 from medseg_core.data.cache import DatasetWriter, settings_digest
 from medseg_core.data.io import write_image
 
@@ -119,7 +120,7 @@ Displacement = Callable[[np.ndarray], np.ndarray]
 
 def _check_image_size(image_size: int) -> None:
     if not isinstance(image_size, (int, np.integer)) or isinstance(image_size, bool) or image_size < 32:
-        raise ValueError(
+        raise ConfigError(
             f"image_size must be an int >= 32 pixels (frames are image_size x image_size), got {image_size!r}"
         )
 
@@ -989,7 +990,7 @@ def _seed_sequence(seed: int | np.random.SeedSequence) -> np.random.SeedSequence
         return seed
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
         return np.random.SeedSequence(int(seed))
-    raise ValueError(f"seed must be a non-negative int or a numpy.random.SeedSequence, got {seed!r}")
+    raise ConfigError(f"seed must be a non-negative int or a numpy.random.SeedSequence, got {seed!r}")
 
 
 def _child(sequence: np.random.SeedSequence, index: int) -> np.random.Generator:
@@ -1193,9 +1194,9 @@ def write_xca_dataset(
     _check_image_size(image_size)
     counts = {"train": num_train_videos, "val": num_val_videos, "test": num_test_videos}
     if any(count < 0 for count in counts.values()) or sum(counts.values()) < 1:
-        raise ValueError(f"video counts must be >= 0 with at least one video in total, got {counts}")
+        raise ConfigError(f"video counts must be >= 0 with at least one video in total, got {counts}")
     if frames_per_video < 1 or label_every < 1:
-        raise ValueError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
+        raise ConfigError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
     _seed_sequence(seed)
     root = Path(root)
     settings = {
