@@ -316,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="profile overrides, e.g. deeplab.epochs=5 oct.image_size=256")
     train.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE", help="model arguments, e.g. eca=none")
     train.add_argument("--recipe", help="named settings applied before --set (medseg_core.config.RECIPES), e.g. "
-                                        "real-oct: lipid core on the real pullback")
+                                        "real-oct: lipid core on the real pullback; real-xca: SVSnet fine-tuned on "
+                                        "real angiograms (with --init-from)")
     train.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
                        help="start from the weights of a kit checkpoint (e.g. a synthetic run's best.pt)")
     train.add_argument("--restart", action="store_true",

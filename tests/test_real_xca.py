@@ -165,3 +165,31 @@ def test_cli_format_and_layout_errors_are_one_line_before_any_run_folder(isolate
         err = capsys.readouterr().err
         assert err.startswith("medseg: error: ") and message in err and err.count("\n") == 1, err
         assert not (isolated / "r").exists()
+
+
+def test_real_xca_recipe_sets_its_documented_settings_in_every_profile():
+    for name in ("smoke", "cpu", "paper"):
+        profile = get_profile(name, recipe="real-xca")
+        assert profile.name == f"{name}_real-xca"
+        assert (profile.xca.image_size, profile.xca.train_crop) == (256, 128)
+        assert (profile.svsnet.optimizer, profile.svsnet.lr, profile.svsnet.epochs) == ("adam", 5e-4, 12)
+        assert (profile.svsnet.monitor, profile.svsnet.monitor_mode) == ("val_dice", "max")
+    assert get_profile("cpu", {"xca.image_size": 128}, recipe="real-xca").xca.image_size == 128  # --set on top
+
+
+def test_real_xca_recipe_fine_tunes_a_smoke_checkpoint_on_a_fixture_folder(isolated):
+    synthetic = isolated / "synthetic"
+    assert main(["train", "--task", "xca", "--profile", "smoke", "--out", str(synthetic)]) == 0
+    root = _write_dca1(isolated / "dca1")
+    with pytest.warns(UserWarning, match="dca1 data"):
+        assert main(["train", "--task", "xca", "--profile", "smoke", "--recipe", "real-xca", "--data", str(root),
+                     "--init-from", str(synthetic / "best.pt"),
+                     "--set", "xca.image_size=64", "xca.train_crop=64", "svsnet.epochs=1"]) == 0
+    run = isolated / "runs" / "smoke_real-xca" / "xca_svsnet_T4-centre_seed0"  # the recipe names the run folder
+    state = load_checkpoint(run / "best.pt")
+    assert state["init_from"]["path"] == str((synthetic / "best.pt").resolve())
+    assert (state["config"]["optimizer"], state["config"]["lr"], state["config"]["monitor"]) == ("adam", 5e-4,
+                                                                                                   "val_dice")
+    metadata = RunMetadata.from_dict(state["metadata"])
+    assert metadata.single_frame and metadata.image_size == 64
+    assert len(pd.read_csv(run / "test_metrics.csv")) == 2
