@@ -484,3 +484,107 @@ def test_remaining_user_errors_are_one_line(command, message, oct_source, isolat
     assert main([part.format(**values) for part in command]) == 2
     _one_line_error(capsys, message.format(**values))
     assert not (isolated / "p").exists() and not (isolated / "o").exists()
+
+
+# ------------------------------------------------------------------------------- all of them, one workspace
+
+
+def test_all_defects_leave_every_original_file_intact(oct_source, isolated, held_lock, monkeypatch, capsys):
+    """The issue's cases run one after the other, as a user would, on one workspace of the user's files: each is
+    refused with one line (or, for the CMYK input, answered right) and no original file is changed or lost."""
+    import tifffile
+    import torch
+
+    from medseg_core.config import get_profile
+    from medseg_core.data import synthetic_xca as sx
+
+    tmp = isolated
+    xca_checkpoint, oct_checkpoint = _checkpoint(tmp, "xca"), _checkpoint(tmp, "oct")
+    video = _xca_video(tmp / "video", 4)
+    oct_frames = _oct_images(tmp / "oct_frames", 2)
+    assert main(["prepare", "--source", str(oct_source), "--output", str(tmp / "prepared"), "--image-size", "32"]) == 0
+    assert _predict(xca_checkpoint, video, tmp / "predicted") == 0  # an earlier prediction
+    run = tmp / "run"  # a run another process trains
+    run.mkdir()
+    for name in ("best.pt", "last.pt", "history.csv"):
+        (run / name).write_bytes(f"the other run's {name}".encode())
+    held_lock(run / ".lock")
+    busy = tmp / "busy"  # a prediction another process writes
+    busy.mkdir()
+    held_lock(busy / ".lock")
+    write_image, written = sx.write_image, []
+
+    def interrupted(path, array):
+        written.append(path)
+        if len(written) > 30:
+            raise KeyboardInterrupt
+        return write_image(path, array)
+
+    monkeypatch.setattr(sx, "write_image", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sx.write_xca_dataset(tmp / "half", **sx.generator_settings(get_profile("smoke").xca))
+    monkeypatch.undo()
+    unpadded = tmp / "unpadded"
+    for number in (0, 1, 2, 10):
+        write_image(unpadded / f"{number}.png", np.zeros((32, 32), np.uint8))
+    write_image(unpadded / "01.png", np.zeros((32, 32), np.uint8))
+    stems = _oct_images(tmp / "stems", 1)
+    write_image(stems / "001_1_000.tif", np.zeros((40, 40, 3), np.uint8))
+    diverged = tmp / "diverged.pt"
+    state = load_checkpoint(xca_checkpoint)
+    state["model"] = {key: value.float() * float("nan") if value.is_floating_point() else value
+                      for key, value in state["model"].items()}
+    torch.save(state, diverged)
+    torch.save({"model": _RunsACommand()}, tmp / "malicious.pt")
+    cmyk = tmp / "cmyk"
+    cmyk.mkdir()
+    ink = np.zeros((40, 40, 4), np.uint8)
+    ink[..., 3] = 238
+    tifffile.imwrite(cmyk / "001_1_001.tif", ink, photometric="separated")
+    capsys.readouterr()
+    before = _hashes(tmp)
+
+    train = ["train", "--profile", "smoke", "--out", str(tmp / "new_run")]
+    refused = [  # (argv, working folder or None)
+        (["prepare", "--source", str(tmp / "prepared"), "--output", str(tmp / "prepared"), "--image-size", "16",
+          "--overwrite"], None),  # 1
+        (["prepare", "--source", str(oct_source), "--output", str(oct_source / "derived")], None),
+        (["prepare", "--source", str(tmp / "prepared" / "img" / ".."), "--output", str(tmp)], None),
+        (["train", "--profile", "smoke", "--out", str(run), "--restart", "--overwrite"], None),  # 2
+        (["predict", "--checkpoint", str(xca_checkpoint), "--input", str(video), "--output", str(busy)], None),  # 3
+        (["predict", "--checkpoint", str(xca_checkpoint), "--input", ".", "--output", "predicted_here"], video),  # 4
+        (["predict", "--checkpoint", str(xca_checkpoint), "--input", "predicted/masks/video", "--output",
+          "predicted", "--overwrite"], tmp),
+        ([*train, "--data", str(tmp / "half")], None),  # 5
+        ([*train, "--set", "svsnet.monitor_mode=minimum"], None),  # 6
+        ([*train, "--set", "svsnet.monitor=val_dcie"], None),
+        (["predict", "--checkpoint", str(xca_checkpoint), "--input", str(unpadded), "--output", str(tmp / "o7")],
+         None),  # 7
+        ([*train, "--set", "svsnet.grad_clip=-1"], None),  # 8
+        (["predict", "--checkpoint", str(oct_checkpoint), "--input", str(stems), "--output", str(tmp / "o9")],
+         None),  # 9
+        *[(["predict", "--checkpoint", str(xca_checkpoint), "--input", str(video), "--output", str(tmp / "o10"),
+            option, value], None)
+          for option, value in (("--threshold", "nan"), ("--threshold", "2"), ("--threshold", "-1"),
+                                ("--batch-size", "-3"))],  # 10
+        (["predict", "--checkpoint", str(diverged), "--input", str(video), "--output", str(tmp / "o11")], None),  # 11
+        ([*train, "--model-arg", "foo=1"], None),
+        (["predict", "--checkpoint", str(tmp / "malicious.pt"), "--input", str(oct_frames), "--output",
+          str(tmp / "o12")], None),
+        (["train", "--profile", "smoke", "--set", "name=../../escape"], None),
+    ]
+    not_refused = []
+    for argv, folder in refused:
+        monkeypatch.chdir(folder or tmp)
+        try:
+            code = main(argv)
+        except Exception as error:  # a traceback: recorded, and the run goes on
+            code = repr(error)
+        err = capsys.readouterr().err
+        if code != 2 or not err.startswith("medseg: error: ") or err.count("\n") != 1:
+            not_refused.append((argv, code, err[-300:]))
+    assert _predict(oct_checkpoint, cmyk, tmp / "o_cmyk") == 0  # 12: read as its colours, not inverted
+    after = _hashes(tmp)
+    changed = sorted(path for path, digest in before.items() if after.get(path) != digest)
+    assert len(before) > 80 and changed == [], f"original files changed or lost: {changed}"
+    assert not_refused == [], not_refused
