@@ -1,8 +1,11 @@
-"""File utilities every writer of the kit shares: atomic replacement and content digests.
+"""File utilities every writer of the kit shares: atomic replacement, digests, folder locks and folder checks.
 
 Checkpoints, run histories, grid results, manifests, downloads and prepared datasets are all written through
-:func:`atomic_output`, so an interrupted write leaves the previous file (or nothing), never half of one; file
-identities (download checks, dataset stamps) all use :func:`file_digest`.
+:func:`atomic_output`, so an interrupted write leaves the previous file (or nothing), never half of one, and the
+temporary file of a killed writer is removed on the next start (:func:`remove_stale_temporaries`); file
+identities (download checks, dataset stamps) all use :func:`file_digest`, data identities :func:`folder_fingerprint`.
+A folder one process writes (a run, a prediction) is held with :func:`folder_lock` before any of its files is
+touched, and a writer that reads one folder and writes another checks them apart first (:func:`separate_folders`).
 """
 from __future__ import annotations
 
