@@ -172,6 +172,7 @@ class XCAConfig:
     data_format: str | None = None
     val_fraction: float = 0.2
     test_fraction: float = 0.2
+    train_frames: int | None = None  # keep this many labelled training frames, evenly spaced (every k-th); None: all
 
 
 @dataclass
@@ -221,18 +222,21 @@ class AblationConfig:
 
 @dataclass
 class TransferConfig:
-    """Budget of the synthetic-to-real study (notebook 09, :func:`medseg_core.experiments.synthetic_to_real`).
+    """Budget of a synthetic-to-real study: ``Profile.transfer`` for OCT (notebook 09,
+    :func:`medseg_core.experiments.synthetic_to_real`: DeepLabV3+, recipe ``real-oct``), ``Profile.xca_transfer``
+    for angiography (notebook 10, :func:`medseg_core.experiments.xca_synthetic_to_real`: SVSnet, recipe
+    ``real-xca``).
 
-    Every run fine-tunes DeepLabV3+ on ``n`` real training frames (each of ``train_frames``), from random weights
-    and from the synthetic-trained model of notebook 04, for the same number of optimisation ``steps`` whatever
-    ``n`` (so small sets are not also short trainings) and about the same number of ``validations`` (so small sets
-    do not also get more chances at a lucky checkpoint), with the ``real-oct`` recipe's split and ``overrides``.
+    Every run fine-tunes the task's model on ``n`` real training frames (each of ``train_frames``), from random
+    weights and from a synthetic-trained model, for the same number of optimisation ``steps`` whatever ``n`` (so
+    small sets are not also short trainings) and about the same number of ``validations`` (so small sets do not also
+    get more chances at a lucky checkpoint), with the ``recipe``'s settings and then ``overrides``.
     """
 
     train_frames: tuple[int, ...] = (8, 16, 32, 64)
     seeds: tuple[int, ...] = (0,)
     steps: int = 100  # optimisation steps per run
-    validations: int = 10  # validated epochs per run, at most (deeplab.val_every = ceil(epochs / validations))
+    validations: int = 10  # validated epochs per run, at most (<train section>.val_every = ceil(epochs / validations))
     overrides: dict[str, Any] = field(default_factory=dict)
     recipe: str = "real-oct"  # the RECIPES entry that splits the real frames ("real-oct-sample": the 11 frames alone)
 
@@ -257,6 +261,7 @@ class Profile:
     deeplab: TrainConfig
     ablation: AblationConfig = field(default_factory=AblationConfig)
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    xca_transfer: TransferConfig = field(default_factory=lambda: TransferConfig(recipe="real-xca"))
     paths: Paths = field(default_factory=Paths)
     # Runs of a grid (ablations, the transfer curve) trained side by side, each process with torch's threads //
     # grid_jobs (medseg_core.experiments.run_grid). cpu: 2 (two 1-thread runs use 2 cores 1.5x better than one).
@@ -400,6 +405,8 @@ def _smoke() -> Profile:
             latency_repeats=1,
         ),
         transfer=TransferConfig(train_frames=(4,), seeds=(0,), steps=2, overrides={"oct.image_size": 32}),
+        xca_transfer=TransferConfig(train_frames=(2,), seeds=(0,), steps=2, validations=1, recipe="real-xca",
+                                    overrides={"xca.image_size": 64, "xca.train_crop": 64}),
     )
 
 
@@ -429,6 +436,9 @@ def _cpu() -> Profile:
             "deeplab.epochs": 16, "deeplab.batch_size": 4, "deeplab.lr": 2e-3,
         }, latency_repeats=5, grid_variants={"ablation_window_length": ("T1", "T2", "T4", "T7", "unet2d", "tophat")}),
         transfer=TransferConfig(train_frames=(16, 64), seeds=(0, 1, 2), steps=160),
+        # Real angiograms (notebook 10): validating 256² frames costs more than the 128² training crops, so 5 of them
+        xca_transfer=TransferConfig(train_frames=(16, 64, 256), seeds=(0, 1, 2), steps=200, validations=5,
+                                    recipe="real-xca"),
         grid_jobs=2,
     )
 
@@ -450,6 +460,8 @@ def _paper() -> Profile:
         ),
         ablation=AblationConfig(seeds=(0, 1, 2, 3, 4), latency_repeats=10),
         transfer=TransferConfig(train_frames=(8, 16, 32, 64), seeds=(0, 1, 2, 3, 4), steps=600),
+        xca_transfer=TransferConfig(train_frames=(16, 64, 256, 1000), seeds=(0, 1, 2, 3, 4), steps=1000,
+                                    recipe="real-xca"),
     )
 
 

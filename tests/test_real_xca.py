@@ -15,7 +15,7 @@ import torch
 from medseg_core.checkpoints import RunMetadata, load_checkpoint
 from medseg_core.cli import main
 from medseg_core.config import TrainConfig, get_profile
-from medseg_core.errors import DataError
+from medseg_core.errors import ConfigError, DataError
 from medseg_core.tasks import get_task
 from medseg_core.training import settings_differences
 from test_public_data import SIZE, _frame, _save, _write_arcade
@@ -193,3 +193,53 @@ def test_real_xca_recipe_fine_tunes_a_smoke_checkpoint_on_a_fixture_folder(isola
     metadata = RunMetadata.from_dict(state["metadata"])
     assert metadata.single_frame and metadata.image_size == 64
     assert len(pd.read_csv(run / "test_metrics.csv")) == 2
+
+
+def test_train_frames_keeps_every_kth_labelled_training_frame_for_every_seed(tmp_path):
+    root = _write_dca1(tmp_path / "dca1", numbers=tuple(range(1, 13)) + (101,))
+    task, profile = get_task("xca"), get_profile("smoke", {"xca.train_frames": 3})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaders = [task.make_loaders(profile, root, "svsnet", seed=seed) for seed in (0, 1)]
+    kept = [[loader["train"].dataset[i]["id"] for i in range(len(loader["train"].dataset))] for loader in loaders]
+    full = loaders[0]["train"].dataset.dataset.samples["id"].tolist()  # the 10 training frames left after val
+    assert len(full) == 10 and kept[0] == kept[1] == [full[0], full[4], full[9]]
+    assert len(loaders[0]["val"].dataset) == 2 and len(loaders[0]["test"].dataset) == 1  # other splits whole
+
+
+def test_transfer_budget_counts_xcas_partial_last_batch_as_a_step():
+    from medseg_core.experiments import transfer_budget
+
+    transfer = get_profile("cpu").xca_transfer  # 200 steps, 5 validations
+    assert transfer_budget(18, 4, transfer, task="xca") == {"xca.train_frames": 18, "svsnet.epochs": 40,
+                                                            "svsnet.val_every": 8}  # 5 steps an epoch
+    assert transfer_budget(18, 4, get_profile("cpu").transfer)["deeplab.epochs"] == 40  # 160 steps, 4 full batches
+
+
+def test_xca_curve_pairs_the_starts_on_the_same_frames_and_reads_runs_back(isolated):
+    from medseg_core import experiments as ex
+    from medseg_core.models import create_model
+
+    root = _write_dca1(isolated / "dca1", numbers=(1, 2, 3, 4, 5, 6, 101, 102))
+    pretrained = isolated / "synthetic.pt"
+    torch.manual_seed(0)
+    torch.save({"model": create_model("svsnet", window_length=4).state_dict()}, pretrained)
+    profile = get_profile("smoke")
+    results = ex.xca_synthetic_to_real(profile, root, pretrained, train_frames=[2, 99], verbose=False)
+    assert sorted(results.groupby(["start", "train_frames"]).size().items()) == [
+        (("scratch", 2), 2), (("scratch", 5), 2), (("synthetic", 2), 2), (("synthetic", 5), 2)]  # 2 test frames each
+    assert set(results["id"]) == {"101/00000", "102/00000"}
+    for start in ex.TRANSFER_STARTS:
+        for frames, epochs in ((2, 2), (5, 1)):  # 2 steps: one batch of 2 an epoch, or 3 batches (2 + 2 + 1)
+            run = ex.xca_transfer_run_dir(profile, root, start, frames)
+            state = load_checkpoint(run / "best.pt")
+            assert len(pd.read_csv(run / "history.csv")) == epochs
+            assert (state["init_from"] is not None) == (start == "synthetic")
+            assert RunMetadata.from_dict(state["metadata"]).single_frame
+    assert ex.xca_transfer_dir(profile, root).parent == isolated / "runs" / "smoke_real-xca" / "synthetic_to_real"
+    written = (ex.xca_transfer_run_dir(profile, root, "scratch", 2) / "test_metrics.csv").stat().st_mtime_ns
+    again = ex.xca_synthetic_to_real(profile, root, pretrained, train_frames=[2, 99], verbose=False)
+    pd.testing.assert_frame_equal(again, results, check_dtype=False)
+    assert (ex.xca_transfer_run_dir(profile, root, "scratch", 2) / "test_metrics.csv").stat().st_mtime_ns == written
+    with pytest.raises(ConfigError, match="at least 1"):
+        ex.xca_synthetic_to_real(profile, root, pretrained, train_frames=[0])

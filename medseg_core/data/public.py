@@ -53,8 +53,8 @@ from ..config import XCAConfig
 from .cache import check_complete
 from .io import IMAGE_SUFFIXES, DataError, image_size, list_images, read_image
 from .preprocess import SampleTransform, preprocess_xca
-from .xca import (FRAMES_DIR, MASKS_DIR, SPLITS, _train_transform, carve_runs, current_frame_position, split_loader,
-                  window_indices)
+from .xca import (FRAMES_DIR, MASKS_DIR, SPLITS, _train_transform, carve_runs, current_frame_position,
+                  every_kth_sample, split_loader, window_indices)
 
 __all__ = [
     "FORMATS",
@@ -709,7 +709,8 @@ def xca_frames_dataloaders(
     :func:`~medseg_core.data.xca.xca_dataloaders` makes them for the kit's layout.
 
     Splits by :func:`training_splits` (``xca.val_fraction``, ``xca.test_fraction``, ``xca.seed``), said once in a
-    warning; windows, frame size, augmentation and training crop from ``xca_config``; samples of
+    warning; windows, frame size, augmentation, training crop and ``train_frames`` (every k-th labelled training
+    frame, :func:`~medseg_core.data.xca.every_kth_sample`) from ``xca_config``; samples of
     :class:`XCAFramesDataset` (one-frame videos repeat their frame in every window). ``seed`` orders the training
     batches (:func:`~medseg_core.data.xca.split_loader`).
     """
@@ -722,5 +723,7 @@ def xca_frames_dataloaders(
                                    window_policy=xca_config.window_policy,
                                    transform=_train_transform(xca_config, augment_strength) if split == "train" else None,
                                    time_axis=time_axis, image_size=xca_config.image_size)
+        if split == "train" and xca_config.train_frames is not None:
+            dataset = every_kth_sample(dataset, xca_config.train_frames)
         loaders[split] = split_loader(dataset, split, batch_size, num_workers, seed)
     return loaders

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 
 from medseg_core.config import XCAConfig
@@ -59,6 +59,7 @@ __all__ = [
     "XCAWindowDataset",
     "carve_runs",
     "current_frame_position",
+    "every_kth_sample",
     "frames_by_number",
     "list_videos",
     "split_loader",
@@ -432,8 +433,9 @@ def xca_dataloaders(
 ) -> dict[str, DataLoader]:
     """DataLoaders for the split folders ``root/<split>``: "train" shuffled and augmented, the others neither.
 
-    Reads ``window_length``, ``window_policy``, ``image_size``, ``augment`` and ``train_crop`` (training windows
-    cropped at random, validation and test whole) from ``xca_config``. Shuffling
+    Reads ``window_length``, ``window_policy``, ``image_size``, ``augment``, ``train_crop`` (training windows
+    cropped at random, validation and test whole) and ``train_frames`` (every k-th labelled training frame,
+    :func:`every_kth_sample`) from ``xca_config``. Shuffling
     uses a ``torch.Generator`` seeded with ``seed``; DataLoader workers get seeds derived from it, so augmentation
     repeats in worker processes. With ``num_workers=0`` augmentation draws from torch's global generator: seed it
     with :func:`medseg_core.runtime.seed_everything`. Under ``torchrun`` the "train" and "val" loaders read this
@@ -486,8 +488,19 @@ def xca_dataloaders(
             image_size=xca_config.image_size,
             videos=chosen.get(split),
         )
+        if is_train and xca_config.train_frames is not None:
+            dataset = every_kth_sample(dataset, xca_config.train_frames)
         loaders[split] = split_loader(dataset, split, batch_size, num_workers, seed)
     return loaders
+
+
+def every_kth_sample(dataset: Dataset, count: int) -> Dataset:
+    """``count`` samples evenly spaced over ``dataset`` (every k-th labelled frame, in video and frame order): what
+    labelling every k-th frame gives, the same for every seed; the whole ``dataset`` when ``count`` is at least its
+    size. Unlabelled neighbours still fill the windows (only the labelled frames are thinned)."""
+    if count >= len(dataset):
+        return dataset
+    return Subset(dataset, np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist())
 
 
 def split_loader(dataset: Dataset, split: str, batch_size: int, num_workers: int = 0, seed: int = 0) -> DataLoader:

@@ -9,7 +9,9 @@ One file per study, all re-exported here (``from medseg_core import experiments 
   identical budgets and reads back runs whose results exist, so long ablations can be interrupted and resumed.
 * :mod:`.ablations` - :class:`Ablation` names the two grids of notebooks 05 and 06 (:data:`ECA_ABLATION`,
   :data:`WINDOW_LENGTH_ABLATION`): their design, run, committed results and analysis.
-* :mod:`.transfer` - the synthetic-to-real study of notebook 09.
+* :mod:`.transfer` - the synthetic-to-real study of notebook 09 (real OCT), and its design for any task
+  (:func:`fine_tuning_curve`).
+* :mod:`.xca_transfer` - the same study on a real angiography folder (notebook 10).
 * :mod:`.reuse` - :func:`reuse_or_train` finds a finished run among the folders other notebooks write (notebooks
   07-09 reuse them).
 """
@@ -17,8 +19,9 @@ from .ablations import (ABLATIONS, ECA_ABLATION, WINDOW_LENGTH_ABLATION, WINDOW_
                         read_committed_results)
 from .reuse import deeplab_sources, kit_architectures, reuse_or_train, svsnet_sources
 from .runs import RESULTS_FILE, RunSource, TrainedRun, check_finished_run, run_grid, train
-from .transfer import (TRANSFER_STARTS, real_transfer_data, synthetic_to_real, transfer_budget, transfer_profile,
-                       transfer_run_dir)
+from .transfer import (TRANSFER_STARTS, fine_tuning_curve, real_transfer_data, synthetic_to_real, transfer_budget,
+                       transfer_profile, transfer_run_dir)
+from .xca_transfer import xca_synthetic_to_real, xca_transfer_dir, xca_transfer_profile, xca_transfer_run_dir
 
 __all__ = [
     "TrainedRun",
@@ -40,6 +43,11 @@ __all__ = [
     "synthetic_to_real",
     "transfer_budget",
     "transfer_run_dir",
+    "fine_tuning_curve",
+    "xca_transfer_profile",
+    "xca_synthetic_to_real",
+    "xca_transfer_dir",
+    "xca_transfer_run_dir",
     "svsnet_sources",
     "deeplab_sources",
     "reuse_or_train",

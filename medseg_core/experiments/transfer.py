@@ -1,13 +1,15 @@
 """The synthetic-to-real study of notebook 09: fine-tuning on n real frames from scratch and from the
-synthetic model, equal steps and validations."""
+synthetic model, equal steps and validations. :func:`fine_tuning_curve` is the study's design for any task (the
+angiography curve of notebook 10 is :mod:`.xca_transfer`)."""
 from __future__ import annotations
 
 import math
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
+from torch.utils.data import Dataset
 
 from ..config import RECIPES, Profile, TransferConfig
 from ..errors import ConfigError, DataError, UnknownNameError
@@ -18,19 +20,24 @@ from .runs import run_grid
 TRANSFER_STARTS = ("scratch", "synthetic")
 """Where the fine-tuning runs of :func:`synthetic_to_real` start: random weights, or the synthetic-trained model."""
 
+_CURVE_SECTIONS = {"oct": ("oct", "deeplab", True), "xca": ("xca", "svsnet", False)}
+"""Per task: the profile section holding ``train_frames``, the training section (``epochs``, ``val_every``), and
+whether its training loader drops a partial last batch (OCT: DeepLabV3+'s BatchNorm needs two frames)."""
 
-def transfer_profile(profile: Profile) -> Profile:
-    """The profile of every run of :func:`synthetic_to_real`: ``profile`` with the recipe ``profile.transfer.recipe``
-    (``real-oct``: the single pullback's blocks, plaque oversampling, rotation) and then
-    ``profile.transfer.overrides``, named ``<profile>_<recipe>`` as ``get_profile(..., recipe=)`` names it.
+
+def transfer_profile(profile: Profile, transfer: TransferConfig | None = None) -> Profile:
+    """The profile of every run of a synthetic-to-real study: ``profile`` with the recipe ``transfer.recipe`` and
+    then ``transfer.overrides`` (default ``profile.transfer``: ``real-oct``, the single pullback's blocks, plaque
+    oversampling, rotation), named ``<profile>_<recipe>`` as ``get_profile(..., recipe=)`` names it.
 
     Raises:
         UnknownNameError: ``transfer.recipe`` is not in :data:`~medseg_core.config.RECIPES`; the message lists them.
     """
-    recipe = profile.transfer.recipe
+    transfer = profile.transfer if transfer is None else transfer
+    recipe = transfer.recipe
     if recipe not in RECIPES:
         raise UnknownNameError(f"unknown recipe {recipe!r} (transfer.recipe); valid recipes: {', '.join(RECIPES)}")
-    return profile.override({**RECIPES[recipe], **profile.transfer.overrides, "name": f"{profile.name}_{recipe}"})
+    return profile.override({**RECIPES[recipe], **transfer.overrides, "name": f"{profile.name}_{recipe}"})
 
 
 def real_transfer_data(links_folder: str | Path, pullback: str | Path | None = None) -> tuple[Path, str]:
@@ -57,15 +64,71 @@ def real_transfer_data(links_folder: str | Path, pullback: str | Path | None = N
     return sample, "real-oct-sample"
 
 
-def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig) -> dict[str, int]:
+def transfer_budget(frames: int, batch_size: int, transfer: TransferConfig, task: str = "oct") -> dict[str, int]:
     """The overrides of a fine-tuning run on ``frames`` frames: epochs for ``transfer.steps`` optimisation steps
-    (the training loader drops a partial last batch, so ``frames // batch_size`` steps an epoch, or one step when
-    ``frames <= batch_size``) and ``deeplab.val_every`` for at most ``transfer.validations`` validated epochs
-    (fewer by at most half when the epochs do not divide evenly)."""
-    steps_per_epoch = frames // batch_size if frames > batch_size else 1
+    and ``<train section>.val_every`` for at most ``transfer.validations`` validated epochs (fewer by at most half
+    when the epochs do not divide evenly). OCT's training loader drops a partial last batch, so ``frames //
+    batch_size`` steps an epoch (one step when ``frames <= batch_size``); XCA's keeps it (``ceil``)."""
+    data, training, drop_last = _CURVE_SECTIONS[task]
+    batches = frames // batch_size if drop_last else math.ceil(frames / batch_size)
+    steps_per_epoch = batches if frames > batch_size else 1
     epochs = math.ceil(transfer.steps / steps_per_epoch)
-    return {"oct.train_frames": frames, "deeplab.epochs": epochs,
-            "deeplab.val_every": math.ceil(epochs / transfer.validations)}
+    return {f"{data}.train_frames": frames, f"{training}.epochs": epochs,
+            f"{training}.val_every": math.ceil(epochs / transfer.validations)}
+
+
+def fine_tuning_curve(
+    task_name: str,
+    real: Profile,
+    transfer: TransferConfig,
+    real_root: str | Path,
+    pretrained: str | Path,
+    results_dir: Path,
+    *,
+    train_frames: Sequence[int],
+    seeds: Sequence[int],
+    facts: Callable[[Dataset], dict[str, Any]] = lambda dataset: {},
+    quiet: str | None = None,
+    recompute: bool = False,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """The design of a synthetic-to-real study, for any task: its model fine-tuned on ``n`` real training frames
+    (each of ``train_frames``; the task's every-k-th rule, the same frames for every seed), from random weights and
+    from ``pretrained`` (:data:`TRANSFER_STARTS`), each with ``transfer.steps`` optimisation steps and about
+    ``transfer.validations`` validations (:func:`transfer_budget`), under ``real`` (:func:`transfer_profile`);
+    tested on ``real_root``'s test split. Runs (``results_dir/<start>_n<n>/<run name>``) are read back when their
+    results exist (:func:`run_grid`).
+
+    Args:
+        facts: extra columns from a variant's training dataset (e.g. how many of its frames hold plaque).
+        quiet: a regular expression of warnings the runs repeat (the split's own words, shown once by the caller).
+
+    Returns:
+        Per-frame test results (:func:`run_grid`'s columns) with ``start``, ``train_frames`` (frames used: a count
+        above the training split's size means all of it, run once) and the ``facts`` columns.
+    """
+    task = get_task(task_name)
+    model_name, batch = task.default_model, task.train_config(real).batch_size
+    variants, columns = {}, {}
+    for count in train_frames:
+        sized = real.override({f"{_CURVE_SECTIONS[task_name][0]}.train_frames": count})
+        with warnings.catch_warnings():  # the split's warnings are the caller's to show, once
+            warnings.simplefilter("ignore")
+            used_set = task.make_loaders(sized, Path(real_root), model_name, 0)["train"].dataset
+        used = len(used_set)
+        budget = transfer_budget(used, batch, transfer, task_name)
+        for start in TRANSFER_STARTS:
+            variant = f"{start}_n{used}"  # a count above the training split's size is the same variant: run once
+            variants[variant] = {"model_name": model_name, "overrides": budget, "folder": variant,
+                                 "init_from": pretrained if start == "synthetic" else None}
+            columns[variant] = {"start": start, "train_frames": used, **facts(used_set)}
+    with warnings.catch_warnings():  # the split's warnings once, by the caller; a stalled monitor still warns
+        if quiet:
+            warnings.filterwarnings("ignore", message=quiet)
+        results = run_grid(task, real, variants, seeds, results_dir, data_root=real_root, recompute=recompute,
+                           verbose=verbose)
+    tables = [results[results["variant"] == variant].assign(**values) for variant, values in columns.items()]
+    return pd.concat(tables, ignore_index=True)
 
 
 def synthetic_to_real(
@@ -101,30 +164,14 @@ def synthetic_to_real(
     Raises:
         ConfigError: an ``n`` below 2 (a training batch needs two frames for BatchNorm).
     """
-    task, real = get_task("oct"), transfer_profile(profile)
+    real = transfer_profile(profile)
     counts = list(profile.transfer.train_frames if train_frames is None else train_frames)
     if min(counts) < 2:
         raise ConfigError(f"train_frames must be at least 2 (BatchNorm needs two frames per batch); got {counts}")
-    seeds = list(profile.transfer.seeds if seeds is None else seeds)
-    batch, variants, facts = real.deeplab.batch_size, {}, {}
-    for count in counts:
-        sized = real.override({"oct.train_frames": count})
-        with warnings.catch_warnings():  # the single-patient warning is the notebook's to show, once
-            warnings.simplefilter("ignore")
-            used_set = task.make_loaders(sized, Path(real_root), "deeplabv3plus", 0)["train"].dataset
-        used = len(used_set)
-        budget = transfer_budget(used, batch, profile.transfer)
-        for start in TRANSFER_STARTS:
-            variant = f"{start}_n{used}"  # a count above the training block's size is the same variant: run once
-            variants[variant] = {"model_name": "deeplabv3plus", "overrides": budget, "folder": variant,
-                                 "init_from": pretrained if start == "synthetic" else None}
-            facts[variant] = {"start": start, "train_frames": used, "plaque_frames": sum(used_set.has_foreground)}
-    with warnings.catch_warnings():  # the split's warnings once above; a stalled monitor still warns
-        warnings.filterwarnings("ignore", message=".*(not patient-independent|no foreground).*")
-        results = run_grid(task, real, variants, seeds, real.run_dir("synthetic_to_real"), data_root=real_root,
-                           recompute=recompute, verbose=verbose)
-    tables = [results[results["variant"] == variant].assign(**values) for variant, values in facts.items()]
-    return pd.concat(tables, ignore_index=True)
+    return fine_tuning_curve("oct", real, profile.transfer, real_root, pretrained, real.run_dir("synthetic_to_real"),
+                             train_frames=counts, seeds=list(profile.transfer.seeds if seeds is None else seeds),
+                             facts=lambda dataset: {"plaque_frames": sum(dataset.has_foreground)},
+                             quiet=".*(not patient-independent|no foreground).*", recompute=recompute, verbose=verbose)
 
 
 def transfer_run_dir(profile: Profile, start: str, train_frames: int, seed: int = 0) -> Path:
