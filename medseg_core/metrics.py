@@ -53,6 +53,8 @@ __all__ = [
     "hd95",
     "cldice",
     "binary_metrics",
+    "UNIT_INTERVAL_METRICS",
+    "DISTANCE_METRICS",
     "multiclass_metrics",
     "confusion_matrix",
     "class_scores",
@@ -60,6 +62,10 @@ __all__ = [
 ]
 
 BINARY_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd95", "cldice")
+UNIT_INTERVAL_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
+"""Metrics that lie in [0, 1] (their means and intervals are kept there)."""
+DISTANCE_METRICS: tuple[str, ...] = ("hd95",)
+"""Metrics in pixels, at or above 0 (lower is better)."""
 ArrayLike = np.ndarray | torch.Tensor
 _MASK_FIX = "threshold probabilities (probs > 0.5) and convert 0/255 masks with medseg_core.data.io.to_label_mask"
 

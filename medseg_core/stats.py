@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from .metrics import DISTANCE_METRICS, UNIT_INTERVAL_METRICS
+
 __all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize",
            "cluster_means", "cluster_interval", "family_confidence",
            "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "detectable_effect_size", "paired_comparison",
@@ -44,14 +46,14 @@ __all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_IN
 UNITS = ("seed", "case")
 MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
 MIN_CLUSTERS_FOR_INTERVAL = 3  # fewer videos/patients: the spread of cluster means is one difference; no interval
-BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice", "false_alarm_rate")
+BOUNDED_METRICS = (*UNIT_INTERVAL_METRICS, "false_alarm_rate")
 POWER = 0.8  # power at which detectable differences are stated
 
 BOOKKEEPING_COLUMNS = frozenset({"truth_pixels", "predicted_pixels", "seed", "parameters", "train_seconds", "epoch"})
 """Numeric columns of result tables (written by ``evaluate`` and ``run_grid``) that are not metrics."""
 
 
-NON_NEGATIVE_METRICS = ("hd95",)  # distances: an interval of their mean stays at or above 0
+NON_NEGATIVE_METRICS = DISTANCE_METRICS  # distances: an interval of their mean stays at or above 0
 
 
 def _bounds(metric: str) -> tuple[float, float] | None:

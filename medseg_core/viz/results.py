@@ -16,6 +16,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from ..metrics import UNIT_INTERVAL_METRICS
 from ..stats import summarize_runs
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "plot_transfer_curve",
 ]
 
-_BOUNDED_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "cldice")
+_BOUNDED_METRICS = UNIT_INTERVAL_METRICS
 
 
 def plot_history(history: pd.DataFrame, title: str = "") -> plt.Figure:
