@@ -77,6 +77,16 @@ def run_times(figures: Path) -> str:
             f"Measured by `medseg notebooks --profile cpu` on {dates}, {machines}.\n")
 
 
+def run_time_total(figures: Path) -> str:
+    """One line: how long the committed cpu run of every notebook took, and on what."""
+    times = _table(figures, TIMES_FILE, dtype={"notebook": str})
+    times = times[times["profile"] == "cpu"]
+    machines = "; ".join(f"{cpu}, {cores} cores" for cpu, cores in
+                         times[["cpu", "cores"]].drop_duplicates().itertuples(index=False))
+    return (f"The committed cpu run of the {len(times)} notebooks took **{times['seconds'].sum() / 60:.0f} minutes** "
+            f"({machines}); per notebook: [docs/results.md](docs/results.md#run-times-cpu-profile).\n")
+
+
 def _grid_section(figures: Path, grid_name: str, metrics: list[str], foreground_only: bool) -> str:
     from . import experiments as ex
     from .stats import foreground_split
@@ -156,6 +166,7 @@ def synthetic_to_real(figures: Path) -> str:
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "run_times": run_times,
+    "run_time_total": run_time_total,
     "models": models,
     "ablation_eca": ablation_eca,
     "ablation_window_length": ablation_window_length,
