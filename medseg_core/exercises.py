@@ -1238,3 +1238,58 @@ def _check_seeds_needed(answer: int) -> Feedback:
                       "number grow with the square of sd / effect)")
     return _wrong(f"{int(got)} seeds would do, but fewer suffice: solve 2.8 x {_PLANNED_SPREAD} / sqrt(S) <= "
                   f"{_PLANNED_EFFECT} for S")
+
+
+# ------------------------------------------------------------------------------------------- 10 real data
+_PSEUDO_LABEL_OPTIONS = {
+    "a": "how accurately the model segments the vessels of these runs",
+    "b": "how closely the model agrees with the U-Net, whose mistakes count as truth; how accurate it is against "
+         "experts these masks cannot say",
+    "c": "an upper bound of its Dice against expert masks",
+    "d": "the U-Net's own accuracy",
+}
+_PSEUDO_LABEL_WHY_NOT = {
+    "a": "pseudo-labels are another model's output: where the U-Net misses a vessel, a model that finds it is scored "
+         "wrong, and where both miss it, both are scored right",
+    "c": "agreement can lie above or below accuracy: two models that share a mistake agree on it, and a model better "
+         "than the U-Net disagrees with it wherever the U-Net is wrong",
+    "d": "the U-Net's accuracy would need expert masks of the same frames; this number compares two models",
+}
+
+
+@_exercise("pseudo_label_score", "10_real_data", "A model scores Dice 0.80 on real runs whose masks a U-Net made "
+           "(pseudo-labels). What does 0.80 measure? "
+           + "; ".join(f"({key}) {text}" for key, text in _PSEUDO_LABEL_OPTIONS.items()) + ". Give a letter.", "b",
+           kind="interpret")
+def _check_pseudo_label_score(answer: str) -> Feedback:
+    letter = _choice(answer, list(_PSEUDO_LABEL_OPTIONS))
+    if letter == "b":
+        return _right("agreement with another model: a score on pseudo-labels ranks models by how much they behave "
+                      "like the U-Net. Only expert masks measure accuracy, and the kit's tables say which kind of "
+                      "label each score used.")
+    return _wrong(f"({letter}): {_PSEUDO_LABEL_WHY_NOT[letter]}.")
+
+
+_BIASES = ("low", "none", "high")
+
+
+@_exercise("partial_label_bias", "10_real_data", "Predict before you score: the annotators drew the main vessels but "
+           "not every small side branch. A model finds every vessel, drawn or not. Scored against these masks, which "
+           "way are its precision and recall biased? Give a dict {'precision': ..., 'recall': ...} with values from "
+           f"{list(_BIASES)}.", {"precision": "low", "recall": "none"}, kind="predict")
+def _check_partial_label_bias(answer: dict[str, str]) -> Feedback:
+    missing = [name for name in ("precision", "recall") if name not in answer]
+    if missing:
+        return _wrong(f"your dict lacks {missing}; give both 'precision' and 'recall'")
+    given = {name: str(answer[name]).strip().lower() for name in ("precision", "recall")}
+    for name, value in given.items():
+        if value not in _BIASES:
+            return _wrong(f"{name}: answer with one of {list(_BIASES)}; you gave {answer[name]!r}")
+    if given["precision"] != "low":
+        return _wrong(f"precision: you said {given['precision']!r}, but it is biased low: the undrawn branches the "
+                      "model finds count as false positives, so precision = TP / (TP + FP) falls.")
+    if given["recall"] != "none":
+        return _wrong(f"recall: you said {given['recall']!r}, but it is not biased: recall = TP / (TP + FN) counts "
+                      "only drawn vessels, and the model finds all of them; undrawn branches are neither TP nor FN.")
+    return _right("partial labels bias precision low and leave recall as it is, so Dice falls too: compare recall, "
+                  "and clDice on the drawn tree, before blaming the model for false positives (ARCADE's side branches).")

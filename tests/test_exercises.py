@@ -120,6 +120,11 @@ WRONG_ANSWERS = {  # id: [(a typical mistake, a phrase the feedback must contain
                             ({"recall": "up"}, "lacks")],
     "seeds_needed": [(5, "fewest seeds for an interval"), (4, "square root"), (40, "fewer suffice"),
                      (12.5, "whole number")],
+    "pseudo_label_score": [("a", "another model's output"), ("(c)", "share a mistake"), ("D", "expert masks"),
+                           ("e", "one of")],
+    "partial_label_bias": [({"precision": "none", "recall": "none"}, "false positives"),
+                           ({"precision": "low", "recall": "low"}, "not biased"), ({"precision": "low"}, "lacks"),
+                           ({"precision": "down", "recall": "none"}, "one of")],
 }
 WRONG_CASES = [(exercise_id, index) for exercise_id, answers in WRONG_ANSWERS.items() for index in range(len(answers))]
 

@@ -243,3 +243,18 @@ def test_xca_curve_pairs_the_starts_on_the_same_frames_and_reads_runs_back(isola
     assert (ex.xca_transfer_run_dir(profile, root, "scratch", 2) / "test_metrics.csv").stat().st_mtime_ns == written
     with pytest.raises(ConfigError, match="at least 1"):
         ex.xca_synthetic_to_real(profile, root, pretrained, train_frames=[0])
+
+
+def test_the_synthetic_stand_in_is_read_as_dca1_and_says_it_is_synthetic(tmp_path):
+    from medseg_core.data.public import FORMATS, SCORE_MEANING, detect_format, read_xca_frames, write_synthetic_dca1
+
+    root = write_synthetic_dca1(tmp_path / "stand_in", train_frames=3, test_frames=2, image_size=64)
+    assert detect_format(root) == "dca1" and "SYNTHETIC" in (root / "README.txt").read_text()
+    data = read_xca_frames(root)
+    assert data.frames["split"].tolist() == ["train"] * 3 + ["test"] * 2
+    assert data.frames["video"].tolist() == ["1", "2", "3", "101", "102"]  # DCA1's training and test numbers
+    masks = [data.read_mask(index) for index in range(len(data.frames))]
+    assert all(mask.shape == (64, 64) and 0 < mask.mean() < 0.5 for mask in masks)  # vessels, not the whole frame
+    assert set(SCORE_MEANING) == set(FORMATS) and data.metadata()["what_a_score_means"] == SCORE_MEANING["dca1"]
+    with pytest.raises(ValueError, match="1-100"):
+        write_synthetic_dca1(tmp_path / "x", train_frames=101)

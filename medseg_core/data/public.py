@@ -61,8 +61,10 @@ __all__ = [
     "SYNTAX_SEGMENTS",
     "XCAFrames",
     "XCAFramesDataset",
+    "SCORE_MEANING",
     "training_splits",
     "xca_frames_dataloaders",
+    "write_synthetic_dca1",
     "binary_mask",
     "rasterize_polygons",
     "detect_format",
@@ -165,7 +167,7 @@ class XCAFrames:
                 "single_frame": self.single_frame,
                 "windows": "each window repeats its one frame (replicate padding)" if self.single_frame else
                            "windows of neighbouring frames, replicate padding at the ends",
-                "notes": list(self.notes)}
+                "what_a_score_means": SCORE_MEANING[self.format], "notes": list(self.notes)}
 
 
 def _table(rows: list[dict[str, Any]], root: Path, what: str) -> pd.DataFrame:
@@ -509,6 +511,33 @@ def read_mosxav(root: str | Path) -> XCAFrames:
                      layout=f"MOSXAV: [<split>/]{FRAMES_DIR}/<video>/<n>.png + {MASKS_DIR}/<video>/<n>.png")
 
 
+_SINGLE_FRAMES = ("Single frames: every window repeats the frame, so SVSnet's temporal fusion sees no motion and a "
+                  "score says nothing about what the window adds.")
+SCORE_MEANING: dict[str, str] = {
+    "arcade-syntax": "Expert polygons of the 25 SYNTAX segments, their union the full tree. Small side branches are "
+                     "not always drawn (partial labels): a model that finds them loses precision without being wrong, "
+                     "so read recall and clDice beside Dice. Published ARCADE scores use the released test split. "
+                     + _SINGLE_FRAMES,
+    "arcade-stenosis": "Polygons of the stenotic segments only: a vessel model scored here is scored on stenoses, "
+                       "not on vessels; the layout is for stenosis models. " + _SINGLE_FRAMES,
+    "dca1": "Expert masks of 134 small (300 x 300) frames, the paper's split 1-100 / 101-134; the release does not "
+            "say which frames share a patient, so test frames may share patients with training frames. "
+            + _SINGLE_FRAMES,
+    "xcad": "The 126 expert-labelled frames are released as a test set (the training frames are unlabelled): scored "
+            "whole it is that test set; trained on, it is cut by frame and its test part is no longer comparable with "
+            "published XCAD scores. " + _SINGLE_FRAMES,
+    "chuac": "30 frames stored smaller (189 x 189) than their 512 x 512 expert masks and upsampled to them: the masks "
+             "can hold detail the frames lost. 20 / 10 split of its public users: 10 test frames give a wide "
+             "interval. " + _SINGLE_FRAMES,
+    "sequences": "Runs labelled by whoever made the masks, and that sets what a score means: masks made by a model "
+                 "(pseudo-labels) measure agreement with that model, not accuracy; runs of one patient give scores "
+                 "that are not patient-independent (intervals resample runs, not patients).",
+    "mosxav": "Runs in the kit's layout: expert masks on real MOSXAV (every 5th training frame, every test frame), "
+              "exact masks on the kit's synthetic data, which say nothing about real angiograms.",
+}
+"""What a score on each layout can and cannot mean (label source, partial labels, splits, single frames): said by
+``medseg evaluate`` (``evaluation.json``) and notebook 10."""
+
 _READERS: dict[str, Callable[[Path], XCAFrames]] = {
     "arcade-syntax": lambda root: read_arcade(root, "syntax"),
     "arcade-stenosis": lambda root: read_arcade(root, STENOSIS),
@@ -727,3 +756,40 @@ def xca_frames_dataloaders(
             dataset = every_kth_sample(dataset, xca_config.train_frames)
         loaders[split] = split_loader(dataset, split, batch_size, num_workers, seed)
     return loaders
+
+
+def write_synthetic_dca1(root: str | Path, *, train_frames: int = 8, test_frames: int = 4, image_size: int = 128,
+                         seed: int = 0) -> Path:
+    """Write SYNTHETIC angiograms in DCA1's released layout: a stand-in for trying the real-data workflow (readers,
+    ``medseg evaluate``, fine-tuning) where no real angiograms are at hand. Scores on it say nothing about real ones.
+
+    Each frame comes from its own run of the kit's generator
+    (:func:`~medseg_core.data.synthetic_xca.simulate_sequence`, seeds :func:`~medseg_core.data.synthetic_xca.video_seed`
+    of ``seed``): the frame of its first six with the most vessel filled. Layout as :func:`read_dca1` reads it::
+
+        root/Database_134_Angiograms/<n>.pgm       n = 1 ... train_frames (DCA1's training numbers) and
+        root/Database_134_Angiograms/<n>_gt.pgm    101 ... 100 + test_frames (its test numbers); masks 0/255
+        root/README.txt                            says that the frames are synthetic
+
+    Returns:
+        ``root``. Existing files of these names are replaced.
+    """
+    from .io import write_image
+    from .synthetic_xca import simulate_sequence, video_seed
+
+    if not 1 <= train_frames <= 100 or test_frames < 1:
+        raise ValueError(f"train_frames must be in [1, 100] (DCA1 numbers its training frames 1-100) and test_frames "
+                         f"at least 1; got {train_frames} and {test_frames}")
+    root = Path(root)
+    folder = root / "Database_134_Angiograms"
+    numbers = [*range(1, train_frames + 1), *range(101, 101 + test_frames)]
+    for index, number in enumerate(numbers):
+        run = simulate_sequence(video_seed(seed, index), image_size=image_size, num_frames=6)
+        best = int(run.masks.reshape(len(run.masks), -1).sum(1).argmax())
+        write_image(folder / f"{number}.pgm", run.frames[best])
+        write_image(folder / f"{number}_gt.pgm", run.masks[best] * np.uint8(255))
+    (root / "README.txt").write_text(
+        "SYNTHETIC angiograms in the layout of DCA1 (Cervantes-Sanchez et al., Appl Sci 2019), written by "
+        "medseg_core.data.public.write_synthetic_dca1 from the kit's generator. They are not X-ray images of patients "
+        "and not DCA1's frames: scores on them say nothing about real angiograms.\n", encoding="utf-8")
+    return root
