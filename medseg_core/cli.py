@@ -325,9 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="with --restart: replace the run's checkpoints")
     train.set_defaults(func=_cmd_train)
 
-    predict = commands.add_parser("predict", help="masks and overlays for a folder (the reference implementations' `python predict.py`)")
+    predict = commands.add_parser("predict", help="masks and overlays for a folder, an image, a video or a DICOM cine "
+                                                  "(the reference implementations' `python predict.py`)")
     predict.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
-    predict.add_argument("--input", type=Path, required=True, help="OCT images, or XCA video folder(s)")
+    predict.add_argument("--input", type=Path, required=True,
+                         help="a folder (OCT images, or XCA video folders of numbered frames), one image, a video file "
+                              "(.mp4, .avi, ...) or a DICOM file (a cine)")
     predict.add_argument("--output", type=Path, required=True)
     predict.add_argument("--threshold", type=float, default=0.5, help="probability threshold of binary models")
     predict.add_argument("--device", default="auto")
