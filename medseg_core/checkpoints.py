@@ -27,7 +27,7 @@ from .models import SegmentationModel, create_model
 from .runtime import get_device
 
 __all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint",
-           "load_checkpoint", "check_finite_weights", "load_model", "load_run"]
+           "load_checkpoint", "check_finite_weights", "load_model", "load_run", "describe_checkpoint"]
 
 TASK_NAMES = ("xca", "oct")
 
@@ -134,6 +134,27 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         reason = causes[-1] if causes else type(error).__name__  # torch puts the cause last, then a link
         raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: {reason}): the file is "
                               f"truncated or not a checkpoint. {_way_out(path)}") from error
+
+
+def describe_checkpoint(state: Mapping[str, Any], source: str | Path) -> str:
+    """One line naming a checkpoint and what it learnt: file, task, model, profile (and recipe) of the run when it
+    recorded them (``run_config``), epochs trained of those planned, and the validation scores of its epoch.
+
+    Example: ``checkpoint runs/smoke/xca_svsnet_T4-centre_seed0/best.pt: task xca, svsnet, profile smoke, epoch 1
+    of 1, validation Dice 0.0312, loss 0.914``.
+    """
+    metadata, spec = state.get("metadata") or {}, state.get("model_spec") or {}
+    run, config, epoch = state.get("run_config") or {}, state.get("config") or {}, state.get("epoch")
+    parts = [f"task {metadata.get('task', 'unknown')}", spec.get("name", "model of unknown kind")]
+    if run.get("profile"):
+        parts.append(f"profile {run['profile']}" + (f" with recipe {run['recipe']}" if run.get("recipe") else ""))
+    if epoch is not None:
+        parts.append(f"epoch {epoch} of {config.get('epochs', '?')}")
+    row = next((row for row in reversed(state.get("history") or []) if row.get("epoch") == epoch), {})
+    scores = [f"{label} {row[key]:.4g}" for key, label in (("val_dice", "Dice"), ("val_loss", "loss"))
+              if isinstance(row.get(key), float) and row[key] == row[key]]
+    parts.append("validation " + ", ".join(scores) if scores else "no validation score recorded")
+    return f"checkpoint {source}: {', '.join(parts)}"
 
 
 def _way_out(path: Path) -> str:

@@ -136,8 +136,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     table = predict_folder(args.checkpoint, args.input, args.output, threshold=args.threshold, device=args.device,
                            overwrite=args.overwrite, overlays=not args.no_overlays, batch_size=args.batch_size)
     output = args.output.resolve()  # where predict_folder wrote them
+    print(table.attrs["checkpoint"])
     print(f"{len(table)} masks in {output / 'masks'}"
-          + ("" if args.no_overlays else f", overlays in {output / 'overlays'}"))
+          + ("" if args.no_overlays else f", overlays in {output / 'overlays'}")
+          + " (palette PNGs: pixel values are class indices, shown in colour; paths in predictions.csv)")
     return 0
 
 

@@ -5,7 +5,8 @@ says which task it was trained for and how inputs were prepared; inputs go throu
 function (:mod:`medseg_core.data.preprocess`, the one the datasets call). Every frame of an XCA video is
 segmented from its own window (replicate padding at the ends): each frame is read and prepared once, then the
 windows are cut from the prepared video and run in batches. Masks are written at the input's original size as
-class-index PNGs (0 = background).
+palette PNGs whose pixels are class indices (0 = background) and whose palette shows each class in colour;
+overlays draw the classes in the same colours with a legend naming them.
 
 What ``--input`` may be (:func:`predict_folder`): a folder (OCT images; an XCA video folder of numbered frames, a
 folder of such folders, a MOSXAV split folder), one image, a video file (``.mp4``, ``.avi``, ...) or a DICOM file
@@ -32,22 +33,24 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+from tqdm.auto import tqdm
 
-from .checkpoints import RunMetadata, load_run
-from .data.io import IMAGE_SUFFIXES, DataError, by_stem, list_images, read_image, write_image
+from .checkpoints import RunMetadata, describe_checkpoint, load_checkpoint, load_run
+from .data.io import IMAGE_SUFFIXES, DataError, by_stem, list_images, read_image, write_image, write_label_mask
 from .data.video import DICOM_SUFFIXES, VIDEO_SUFFIXES, is_dicom, is_video, read_sequence
 from .data.xca import FRAMES_DIR, frames_by_number, window_indices
 from .errors import ConfigError
 from .files import ensure_writable, folder_lock, write_csv_atomic
 from .models import logits_to_labels
 from .tasks import get_task
-from .viz import overlay
+from .viz import class_colours, label_overlay
 
 __all__ = ["predict_labels", "predict_image", "predict_images", "predict_frames", "predict_video", "predict_folder",
            "check_apart", "OUTPUT_ENTRIES"]
 
 OUTPUT_ENTRIES = ("masks", "overlays", "predictions.csv")  # what predict_folder writes into its output folder
 STAGING_PREFIX = ".predict-incomplete-"  # the staging folder of one run, inside the output folder
+NEARLY_ALL = 0.9  # a frame where the model marks more than this fraction of the pixels is "nearly all" foreground
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
@@ -194,6 +197,7 @@ def predict_folder(
     overwrite: bool = False,
     overlays: bool = True,
     batch_size: int = 8,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Segment a folder with a trained checkpoint; write ``masks/`` (and ``overlays/``) under ``output_dir``.
 
@@ -206,12 +210,18 @@ def predict_folder(
             for an XCA folder, hold ``output_dir``.
         overwrite: replace the masks, overlays and ``predictions.csv`` of an earlier prediction in ``output_dir``.
         threshold: probability above which a binary model's pixel is foreground, in (0, 1).
-        overlays: also write overlay pictures (masks alone are faster).
+        overlays: also write overlay pictures, the classes in colour with a legend (masks alone are faster).
         batch_size: XCA windows per forward pass (at least 1).
+        progress: a progress bar over the frames (``tqdm.auto``) while a prediction runs.
+
+    Masks are palette PNGs (:func:`~medseg_core.data.io.write_label_mask`): their pixels are the class indices, and
+    any image viewer shows the classes in the colours of :func:`~medseg_core.viz.class_colours`. A warning says
+    when the model marked nearly every pixel on most frames.
 
     Returns:
-        One row per image/frame: ``id``, ``mask_path``, ``overlay_path`` (empty without overlays),
-        ``foreground_fraction``.
+        One row per image/frame: ``id``, ``mask_path``, ``overlay_path`` (relative to ``output_dir``; empty without
+        overlays), ``foreground_fraction``; also written as ``predictions.csv``. ``attrs["checkpoint"]`` describes
+        the checkpoint (:func:`~medseg_core.checkpoints.describe_checkpoint`).
 
     Raises:
         ConfigError: ``threshold`` or ``batch_size`` out of range; ``output_dir`` holds earlier predictions
@@ -229,8 +239,26 @@ def predict_folder(
     check_apart(input_dir, output_dir, metadata.task)
     with folder_lock(output_dir, advice="wait for it to finish, or choose another --output"):
         check_output_folder(output_dir, overwrite)
-        return _predict_into(model, metadata, input_dir, output_dir, threshold=threshold, overlays=overlays,
-                             batch_size=batch_size)
+        table = _predict_into(model, metadata, input_dir, output_dir, threshold=threshold, overlays=overlays,
+                              batch_size=batch_size, progress=progress)
+    table.attrs["checkpoint"] = describe_checkpoint(load_checkpoint(checkpoint, mmap=True), checkpoint)
+    _warn_if_nearly_everything(table, metadata, table.attrs["checkpoint"])
+    return table
+
+
+def _warn_if_nearly_everything(table: pd.DataFrame, metadata: RunMetadata, checkpoint: str) -> None:
+    """Warn when the model marked more than :data:`NEARLY_ALL` of the pixels on most frames: what an untrained or
+    diverged model, a threshold too low or inputs unlike the training data look like."""
+    full = int((table["foreground_fraction"] > NEARLY_ALL).sum()) if len(table) else 0
+    if full > len(table) / 2:
+        warnings.warn(
+            f"the model marks more than {NEARLY_ALL:.0%} of the pixels as {' or '.join(metadata.class_names)} in {full} "
+            f"of {len(table)} frames; such masks rarely mean anything: a model trained too briefly (a smoke run?), a "
+            f"--threshold too low, or inputs unlike its training data. Look at the overlays and at the checkpoint "
+            f"({checkpoint})",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def check_input(path: Path) -> None:
@@ -264,25 +292,28 @@ def check_apart(input_dir: Path, output_dir: Path, task: str) -> None:
 
 
 def _predict_into(model: nn.Module, metadata: RunMetadata, input_dir: Path, output_dir: Path, *, threshold: float,
-                  overlays: bool, batch_size: int) -> pd.DataFrame:
+                  overlays: bool, batch_size: int, progress: bool) -> pd.DataFrame:
     """:func:`predict_folder`'s work, under the output folder's lock: predict into a staging folder of this process
     and move the results into place once every input is done."""
-    _, predictions = _cases(model, metadata, input_dir, threshold, batch_size)
+    total, predictions = _cases(model, metadata, input_dir, threshold, batch_size)
+    colours = class_colours(metadata.class_names)
     for stale in output_dir.glob(f"{STAGING_PREFIX}*"):  # left by a killed run (a live one would hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=output_dir))
     try:
         rows = []
-        for case_id, image, labels in predictions:
-            mask_path = write_image(staging / "masks" / f"{case_id}.png", labels)
-            overlay_path = ""
-            if overlays:
-                pixels = torch.from_numpy(image if image.ndim == 2 else image.transpose(2, 0, 1).copy())
-                picture = overlay(pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels, prediction=labels > 0)
-                write_image(staging / "overlays" / f"{case_id}.png", picture.permute(1, 2, 0).numpy())
-                overlay_path = str(output_dir / "overlays" / f"{case_id}.png")
-            rows.append({"id": case_id, "mask_path": str(output_dir / mask_path.relative_to(staging)),
-                         "overlay_path": overlay_path, "foreground_fraction": float((labels > 0).mean())})
+        # leave=False and delay: short runs and early refusals print no bar; a long one shows it while it runs
+        with tqdm(predictions, total=total, desc="predicting", unit="frame", leave=False, delay=0.5,
+                  disable=not progress) as bar:
+            for case_id, image, labels in bar:
+                mask_path = f"masks/{case_id}.png"  # relative to output_dir: the folder can be moved or shared
+                write_label_mask(staging / mask_path, labels, colours)
+                overlay_path = f"overlays/{case_id}.png" if overlays else ""
+                if overlays:
+                    picture = label_overlay(image, labels, metadata.class_names)
+                    write_image(staging / overlay_path, picture.permute(1, 2, 0).numpy())
+                rows.append({"id": case_id, "mask_path": mask_path, "overlay_path": overlay_path,
+                             "foreground_fraction": float((labels > 0).mean())})
         table = pd.DataFrame(rows)
         write_csv_atomic(table, staging / "predictions.csv")
         for name in OUTPUT_ENTRIES:  # replace the earlier prediction as a whole, never mix old and new

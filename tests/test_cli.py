@@ -62,7 +62,9 @@ def test_predict_writes_masks_and_overlays_for_real_oct_frames(oct_checkpoint, t
                  "--output", str(out)]) == 0
     table = pd.read_csv(out / "predictions.csv")
     assert len(table) == 11
-    mask = np.asarray(Image.open(out / "masks" / "001_1_001.png"))
+    with Image.open(out / "masks" / "001_1_001.png") as stored:  # a palette PNG: class indices, shown in colour
+        assert stored.mode == "P"
+        mask = np.asarray(stored)
     assert mask.shape == (750, 750) and set(np.unique(mask)) <= {0, 1}
     assert Image.open(out / "overlays" / "001_1_001.png").size == (750, 750)
 

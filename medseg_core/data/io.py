@@ -8,7 +8,7 @@ same way everywhere. Problems shared by many files of a data set are warned abou
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ __all__ = [
     "read_image",
     "read_label_mask",
     "write_image",
+    "write_label_mask",
     "to_label_mask",
     "warn_aspect_change",
 ]
@@ -347,4 +348,23 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(array)).save(path)
+    return path
+
+
+def write_label_mask(path: str | Path, labels: np.ndarray, colours: Sequence[tuple[int, int, int]]) -> Path:
+    """Write a label map ``(H, W)`` of class indices as a palette PNG, creating parent folders.
+
+    The pixel values stay the class indices (:func:`read_label_mask`, ``np.asarray(Image.open(path))`` and every
+    image library that reads palette indices get 0, 1, ... back); the palette maps class ``k`` to ``colours[k]``
+    (RGB 0-255, background first), so any image viewer shows the classes in colour instead of near-black.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"label masks are written as PNG (lossless, with a palette); got {path.name}")
+    if labels.size and int(labels.max()) >= len(colours):
+        raise ValueError(f"labels go up to {int(labels.max())} but only {len(colours)} colours were given")
+    image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
+    image.putpalette([channel for colour in colours for channel in colour])  # "L" becomes "P", pixels unchanged
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
     return path

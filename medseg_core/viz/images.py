@@ -12,7 +12,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import draw_segmentation_masks
 
 from ..data.oct import OCT_CLASSES
@@ -29,6 +31,8 @@ __all__ = [
     "OCT_CLASS_COLOURS",
     "to_display_image",
     "overlay",
+    "class_colours",
+    "label_overlay",
     "plot_overlays",
     "plot_window",
     "plot_image_grid",
@@ -98,6 +102,48 @@ def overlay(
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match the image {tuple(canvas.shape[1:])}")
         canvas = draw_segmentation_masks(canvas, mask.bool(), alpha=alpha, colors=colour)
     return canvas
+
+
+def class_colours(class_names: Sequence[str]) -> list[tuple[int, int, int]]:
+    """RGB (0-255) of background (black) and of each class in label order, as predicted masks and their overlays
+    show them: :data:`OCT_CLASS_COLOURS` for OCT classes, else :data:`PREDICTION_COLOUR`, then matplotlib's tab10."""
+    spare = iter([PREDICTION_COLOUR, *plt.get_cmap("tab10").colors])
+    named = [OCT_CLASS_COLOURS.get(name) or next(spare) for name in class_names]
+    return [(0, 0, 0)] + [tuple(round(255 * value) for value in to_rgb(colour)) for colour in named]
+
+
+def label_overlay(image: torch.Tensor | np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                  alpha: float = 0.45) -> torch.Tensor:
+    """Image with each class of a label map ``(H, W)`` drawn in its :func:`class_colours` colour and a legend naming
+    the classes in the top-left corner; ``(3, H, W)`` uint8. ``image``: ``(H, W)``, ``(H, W, 3)`` or ``(C, H, W)``,
+    uint8 or float in [0, 1]."""
+    pixels = torch.as_tensor(np.asarray(image))
+    if pixels.ndim == 3 and pixels.shape[-1] == 3:
+        pixels = pixels.permute(2, 0, 1)
+    canvas = to_display_image(pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels)
+    colours = class_colours(class_names)[1:]
+    masks = torch.stack([torch.from_numpy(np.asarray(labels) == index) for index in range(1, len(colours) + 1)])
+    canvas = draw_segmentation_masks(canvas, masks, alpha=alpha, colors=colours)
+    return _draw_legend(canvas, [name.replace("_", " ") for name in class_names], colours)
+
+
+def _draw_legend(canvas: torch.Tensor, names: Sequence[str], colours: Sequence[tuple[int, int, int]]) -> torch.Tensor:
+    """A colour swatch and the name of each class on a dark box in the top-left corner of ``canvas`` (3, H, W)."""
+    height, width = canvas.shape[1:]
+    size = max(10, round(min(height, width) / 32))  # text height in pixels
+    font = ImageFont.load_default(size=size)
+    picture = Image.fromarray(canvas.permute(1, 2, 0).numpy()).convert("RGBA")
+    layer = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    pad, line = max(2, size // 4), size + max(2, size // 4)
+    text_width = max(draw.textlength(name, font=font) for name in names)
+    draw.rectangle((0, 0, 3 * pad + size + text_width, pad + line * len(names)), fill=(0, 0, 0, 160))
+    for row, (name, colour) in enumerate(zip(names, colours)):
+        top = pad + row * line
+        draw.rectangle((pad, top, pad + size - 1, top + size - 1), fill=(*colour, 255))
+        draw.text((2 * pad + size, top), name, fill=(255, 255, 255, 255), font=font)
+    combined = Image.alpha_composite(picture, layer).convert("RGB")
+    return torch.from_numpy(np.asarray(combined).copy()).permute(2, 0, 1)
 
 
 def plot_overlays(
