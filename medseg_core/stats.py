@@ -10,8 +10,9 @@ The rules, each implemented once here and used by every notebook:
   clusters of a teaching kit (5-20 videos or patients) a percentile cluster bootstrap is too narrow (simulated
   through the kit's former function: 0.84 coverage at nominal 95 % with 5 patients); the t-interval on cluster
   means is exact for normal cluster means and, measured by ``tests/test_stats.py`` with clusters of unequal size,
-  covers >= 0.93 at 5, 10 and 20 clusters for normal and skewed (skewness 1) effects; at skewness 1.4 it is
-  0.93, at 2 about 0.92 (5 clusters). Below :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters no interval is given.
+  covers >= 0.93 at 3 to 20 clusters for normal and skewed (skewness 1) effects, alone and (0.96 measured) for a
+  family of 4 comparisons with one reference; at skewness 1.4 it is 0.93 and at skewness 2 about 0.91-0.92 (4-5
+  clusters). Below :data:`MIN_CLUSTERS_FOR_INTERVAL` clusters no interval is given.
 * **One family, one level.** :func:`paired_comparison` compares m variants with a reference on one metric: the
   family. Every interval of the family, over clusters and over seeds, is drawn at the family-wise level
   ``1 - (1 - confidence) / m`` (Bonferroni), and the family is named in the table (``family``) and in every
@@ -332,15 +333,17 @@ def foreground_split(
     """Scores on frames with foreground and false alarms on frames without it, reported apart (per class).
 
     Needs the ``truth_pixels`` and ``predicted_pixels`` columns of :func:`medseg_core.evaluation.evaluate`. Every
-    estimate is computed seed by seed (a table without ``seed`` is one seed) as a mean of cluster means, then
-    averaged over the seeds; the interval is :func:`cluster_interval` over the clusters of the seed-averaged frames.
+    estimate is computed seed by seed (a table without ``seed`` is one seed) as a mean of cluster means (each
+    video or patient weighs once: a rate is the mean of each patient's share of frames), then averaged over the
+    seeds; the interval is :func:`cluster_interval` over the clusters of the seed-averaged frames. A frame is its
+    ``id`` within its cluster.
 
     Returns:
         One row per group: ``foreground_frames``, each metric's mean on them with its interval (``<metric>``,
         ``<metric>_ci_low``, ``<metric>_ci_high``), ``empty_frames``, ``false_alarm_rate`` (the mean per-seed
         share of empty frames with any predicted pixel) with its interval, ``false_alarm_rate_per_seed`` (each
-        seed's rate), ``false_alarm_rate_any_seed`` (secondary: share of empty frames flagged by at least one
-        seed, which grows with the number of seeds), ``false_alarm_pixels`` (mean predicted pixels on empty
+        seed's rate), ``false_alarm_rate_any_seed`` (secondary, weighted the same way: share of empty frames
+        flagged by at least one seed, which grows with the number of seeds), ``false_alarm_pixels`` (mean predicted pixels on empty
         frames), ``n_seeds`` and ``n_clusters``.
     """
     by = _as_list(by)
@@ -356,9 +359,11 @@ def foreground_split(
     for key, group in (table.groupby(group_keys, sort=False) if group_keys else [((), table)]):
         key = key if isinstance(key, tuple) else (key,)
         frames = group.groupby(frame_keys, sort=False)[values].mean().reset_index()
-        foreground_ids = set(frames.loc[frames["truth_pixels"] > 0, "id"])
-        on, off = group[group["id"].isin(foreground_ids)], group[~group["id"].isin(foreground_ids)]
-        foreground, empty = frames[frames["id"].isin(foreground_ids)], frames[~frames["id"].isin(foreground_ids)]
+        case = ["id", *([cluster] if cluster else [])]  # a frame is its id within its video or patient
+        has_foreground = frames.set_index(case)["truth_pixels"] > 0
+        on_frame = group.set_index(case).index.isin(has_foreground[has_foreground].index)
+        off = group[~on_frame]
+        foreground, empty = frames[has_foreground.to_numpy()], frames[~has_foreground.to_numpy()]
         row: dict[str, object] = {**dict(zip(group_keys, key)), "foreground_frames": len(foreground)}
         for metric in metrics:
             mean, low, high = cluster_interval(foreground[metric], foreground[cluster] if cluster else None,
@@ -367,7 +372,9 @@ def foreground_split(
         rate, low, high = cluster_interval(empty["alarm"], empty[cluster] if cluster else None,
                                            confidence=confidence, bounds=(0.0, 1.0))
         per_seed = _seed_values(off, ["alarm"], seed, cluster)["alarm"] if len(off) else pd.Series(dtype=float)
-        any_seed = off.groupby("id")["alarm"].max().mean() if len(off) else np.nan
+        flagged = off.groupby(case)["alarm"].max()  # 1 where any seed flags the frame; weighted as the rate is
+        any_seed = (cluster_means(flagged.to_numpy(), flagged.index.get_level_values(cluster)).mean()
+                    if cluster and len(flagged) else flagged.mean() if len(flagged) else np.nan)
         row.update({"empty_frames": len(empty), "false_alarm_rate": rate, "false_alarm_rate_ci_low": low,
                     "false_alarm_rate_ci_high": high, "false_alarm_rate_per_seed": _per_seed_text(per_seed),
                     "false_alarm_rate_any_seed": any_seed,
@@ -411,8 +418,8 @@ def detectable_effect_size(n: int, alpha: float = 0.05, power: float = POWER) ->
 
 
 VERDICTS = {
-    "shown": "shown on these test cases and across seeds",
-    "these models only": "shown on these test cases for these trained models, not across seeds",
+    "shown": "shown over test clusters (videos, patients) like these and across seeds",
+    "these models only": "shown over test clusters like these for these trained models, not across seeds",
     "not shown": "not shown",
     "no interval": "no interval: too few test videos/patients",
 }
@@ -461,8 +468,9 @@ def paired_comparison(
     Returns:
         One row per variant and metric: ``by``, ``reference``, ``metric``, ``family``, ``n_cases``,
         ``n_clusters``, ``n_seeds``, ``confidence`` (family-wise level of each interval), ``reference_mean``,
-        ``variant_mean``, ``mean_difference``, ``ci_low``, ``ci_high``, ``detectable``, ``wins`` / ``losses``
-        (clusters higher / lower), ``per_seed``, ``seed_ci_low``, ``seed_ci_high``, ``seeds_agree``, ``verdict``.
+        ``variant_mean``, ``mean_difference``, ``ci_low``, ``ci_high``, ``detectable`` (over clusters),
+        ``seed_detectable`` (over seeds, NaN below :data:`MIN_SEEDS_FOR_INTERVAL`), ``wins`` / ``losses`` (clusters
+        higher / lower), ``per_seed``, ``seed_ci_low``, ``seed_ci_high``, ``seeds_agree``, ``verdict``.
 
     Raises:
         ValueError: ``reference`` is not a group, a column is missing, or several rows per case and seed.
@@ -493,13 +501,14 @@ def paired_comparison(
             pair = paired[[f"{metric}_variant", f"{metric}_reference"]].dropna()
             differences = pair.iloc[:, 0] - pair.iloc[:, 1]
             clusters = differences.index.get_level_values(cluster) if cluster else None
-            bounds = (-1.0, 1.0) if _bounds(metric) else None
+            bounds = _bounds(f"{metric}_difference")  # [-1, 1] for a bounded metric; none for a distance
             mean, low, high = cluster_interval(differences.to_numpy(), clusters, confidence=family, bounds=bounds)
             cluster_differences = cluster_means(differences.to_numpy(), clusters)
             seed_pairs = per_seed_pairs[[f"{metric}_variant", f"{metric}_reference"]].dropna()
             seed_table = (seed_pairs.iloc[:, 0] - seed_pairs.iloc[:, 1]).rename("d").reset_index()
             seed_differences = _seed_values(seed_table, ["d"], seed, cluster)["d"]
-            seed_low, seed_high = _t_interval(seed_differences.to_numpy(), family, bounds, MIN_SEEDS_FOR_INTERVAL)
+            seed_values = seed_differences.dropna().to_numpy()
+            seed_low, seed_high = _t_interval(seed_values, family, bounds, MIN_SEEDS_FOR_INTERVAL)
             rows.append({
                 by: variant, "reference": reference, "metric": metric,
                 "family": f"{len(variants)} comparison{'s' if len(variants) > 1 else ''} with {reference} on {metric}",
@@ -509,6 +518,7 @@ def paired_comparison(
                 "variant_mean": cluster_means(pair.iloc[:, 0].to_numpy(), clusters).mean() if len(pair) else np.nan,
                 "mean_difference": mean, "ci_low": low, "ci_high": high,
                 "detectable": detectable_difference(cluster_differences, alpha=1 - family),
+                "seed_detectable": detectable_difference(seed_values, alpha=1 - family, minimum=MIN_SEEDS_FOR_INTERVAL),
                 "wins": int((cluster_differences > 0).sum()), "losses": int((cluster_differences < 0).sum()),
                 "per_seed": _per_seed_text(seed_differences), "seed_ci_low": seed_low, "seed_ci_high": seed_high,
                 "seeds_agree": bool(len(seed_differences)) and bool((np.sign(seed_differences) == np.sign(mean)).all()),
@@ -545,6 +555,7 @@ def paired_seed_effect(
         ``"<treatment> − <reference>"``; ``effect``: one row per group of ``by``.
     """
     _check_columns(results, [by, pair, seed, case, metric])
+    _check_unique_cases(results, [by, pair, seed, case], [case])
     cluster = cluster if cluster is not None and cluster in results.columns else None
     index = [by, seed, case, *([cluster] if cluster else [])]
     paired = results.pivot_table(index=index, columns=pair, values=metric).reset_index()
@@ -555,7 +566,8 @@ def paired_seed_effect(
     family = family_confidence(confidence, groups)
     effect = summarize_runs(paired, by=by, metrics=[difference], unit="seed", seed=seed, case=case,
                             cluster=cluster, confidence=family)
-    seed_effects = paired.groupby([by, seed])[difference].mean().groupby(level=by)
+    seed_effects = pd.concat({level: _seed_values(rows, [difference], seed, cluster)[difference]
+                              for level, rows in paired.groupby(by, sort=False)}, names=[by]).groupby(level=by)
     effect["family"] = f"{groups} value{'s' if groups > 1 else ''} of {by}, {treatment} − {reference} on {metric}"
     effect["confidence"] = family
     effect["detectable"] = effect[by].map(seed_effects.apply(
@@ -612,12 +624,14 @@ def describe_comparisons(comparison: pd.DataFrame, by: str = "variant", unit: st
         verdict = {
             "no interval": f"only {row['n_clusters']} test {unit}, fewer than {MIN_CLUSTERS_FOR_INTERVAL}: "
                            "this design gives no interval; do not claim an effect",
-            "shown": f"{row[by]} is {direction} than {row['reference']}, on these test cases and across seeds",
-            "these models only": f"{row[by]} is {direction} than {row['reference']} on these test cases for these "
-                                 f"trained models, but not shown across seeds ({seed_interval}): do not claim a "
+            "shown": f"{row[by]} is {direction} than {row['reference']} on test {unit} like these, and across seeds",
+            "these models only": f"{row[by]} is {direction} than {row['reference']} on test {unit} like these for "
+                                 f"these trained models, but not shown across seeds ({seed_interval}): do not claim a "
                                  "general effect",
-            "not shown": f"no difference shown; this design detects about {_fmt(row['detectable'])} or more (80 % "
-                         "power, plug-in estimate), so a smaller effect may be missed",
+            "not shown": f"no difference shown; this design detects about {_fmt(row['detectable'])} or more over "
+                         f"{unit}" + (f" and {_fmt(row['seed_detectable'])} over seeds"
+                                      if np.isfinite(row.get("seed_detectable", np.nan)) else "")
+                         + " (80 % power, plug-in estimates), so a smaller effect may be missed",
         }[row["verdict"]]
         sentences.append(
             f"{row[by]} vs {row['reference']}, {row['metric']} (family: {row['family']}, {level} each): "

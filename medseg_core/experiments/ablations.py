@@ -130,14 +130,14 @@ class Ablation:
         writer.save_table(results, f"{self.name}_cases", source=source)
         return results, source, writer
 
-    def design(self, profile: Profile, metric_sd: float | None = None) -> pd.DataFrame:
+    def design(self, profile: Profile) -> pd.DataFrame:
         """The design before it runs: what it can detect. One row per unit of the question (test clusters, seeds).
 
         ``comparisons`` is the family (every network variant of :meth:`variants_for` against the reference),
         ``level`` each interval's family-wise confidence, ``detectable_sd`` the smallest mean difference a paired
         t-test on that many units detects with 80 % power at that level, in standard deviations of the per-unit
-        differences (noncentral t, :func:`~medseg_core.stats.detectable_effect_size`); with ``metric_sd`` (e.g.
-        the spread of per-cluster differences of an earlier run) also in metric units, a plug-in estimate.
+        differences of that unit (noncentral t, :func:`~medseg_core.stats.detectable_effect_size`); times the spread
+        of that unit's differences (clusters or seeds, each its own), it is the difference the design can detect.
         """
         from ..stats import MIN_SEEDS_FOR_INTERVAL, POWER, detectable_effect_size, family_confidence
 
@@ -152,7 +152,6 @@ class Ablation:
             effect = detectable_effect_size(count, 1 - level, POWER) if count >= minimum else float("nan")
             rows.append({"unit": unit, "count": count, "comparisons": comparisons, "level": level,
                          "detectable_sd": effect,
-                         **({"detectable": effect * metric_sd} if metric_sd is not None else {}),
                          "question": (f"do these trained models differ on test {unit.split()[-1]} like these?"
                                       if unit != "seeds" else "does the difference survive retraining?")})
         return pd.DataFrame(rows)
