@@ -143,6 +143,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    written = export_checkpoint(args.checkpoint, args.output, onnx=args.onnx, overwrite=args.overwrite,
+                                threshold=args.threshold)
+    def size(path: Path) -> str:
+        return f"{path.stat().st_size / 1e6:.1f} MB" if path.stat().st_size >= 1e5 else f"{path.stat().st_size / 1e3:.1f} kB"
+
+    for name, path in written.items():
+        print(f"{path} ({size(path)}" + (f"; the checkpoint with its resume state: {size(args.checkpoint)})"
+                                         if name == "model.pt" else ")"))
+    return 0
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from .data.oct import prepare_lipid_dataset
 
@@ -340,6 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-overlays", action="store_true", help="write masks only (faster)")
     predict.add_argument("--batch-size", type=int, default=8, help="XCA windows per forward pass")
     predict.set_defaults(func=_cmd_predict)
+
+    export = commands.add_parser("export", help="a checkpoint's weights alone (model.pt), and with --onnx an ONNX model "
+                                                "with its preprocessing (preprocessing.json)")
+    export.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
+    export.add_argument("--output", type=Path, required=True, help="folder for model.pt (model.onnx, preprocessing.json)")
+    export.add_argument("--onnx", action="store_true", help="also model.onnx (checked against PyTorch with onnxruntime)")
+    export.add_argument("--threshold", type=float, default=0.5, help="probability threshold recorded for binary models")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output")
+    export.set_defaults(func=_cmd_export)
 
     prepare = commands.add_parser("prepare", help="write the OCT reference implementation's lipid-only derivative with a manifest")
     prepare.add_argument("--source", type=Path, required=True, help="OCT data (fold or flat layout)")
