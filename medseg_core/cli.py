@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 __all__ = ["main", "parse_overrides"]
 
@@ -72,35 +73,75 @@ def _cmd_train(args: argparse.Namespace) -> int:
         cleanup_distributed()
 
 
-def _train(args: argparse.Namespace) -> int:
+def _run_request(args: argparse.Namespace) -> tuple[Any, Any, str, dict[str, object], int, Path | None,
+                                                    Path | None, dict[str, object]]:
+    """What ``medseg train`` trains: ``(task, profile, model name, model arguments, seed, data, init checkpoint,
+    origin)`` from the options, or from a run's ``config.json`` (``--config``) with ``--set`` on top."""
     from .config import get_profile
+    from .errors import ConfigError
+    from .files import file_digest, folder_fingerprint
+    from .run_config import profile_from_record, read_run_config
+    from .tasks import get_task
+
+    overrides = parse_overrides(args.set)
+    if args.config is None:
+        task = get_task(args.task or "xca")
+        if args.format is not None:
+            if task.name != "xca" or args.data is None:
+                raise ConfigError("--format names the layout of --data for --task xca (medseg_core.data.public)")
+            overrides["xca.data_format"] = args.format
+        profile = get_profile(args.profile or "cpu", overrides, recipe=args.recipe, none_keeps=False)
+        origin = {"profile": args.profile or "cpu", "recipe": args.recipe, "overrides": overrides}
+        return (task, profile, args.model or task.default_model, parse_overrides(args.model_arg),
+                0 if args.seed is None else args.seed, args.data, args.init_from, origin)
+    fixed = [option for option, value in (("--task", args.task), ("--model", args.model), ("--profile", args.profile),
+                                          ("--recipe", args.recipe), ("--format", args.format), ("--seed", args.seed),
+                                          ("--init-from", args.init_from), ("--model-arg", args.model_arg or None))
+             if value is not None]
+    if fixed:
+        raise ConfigError(f"--config {args.config} holds the run's task, model, profile, recipe, seed and starting "
+                          f"weights, which {', '.join(fixed)} would change: --set changes settings on top of it, "
+                          "--data and --out say where the data and the new run are")
+    record = read_run_config(args.config)
+    task, profile = get_task(record["task"]), profile_from_record(record, overrides, f"--config {args.config}")
+    data = args.data if args.data is not None else (Path(record["data"]) if record["data"] else None)
+    if args.data is None and data is not None and not data.is_dir():
+        raise ConfigError(f"--config {args.config}: the run's data folder {data} is not here; pass --data with the "
+                          "folder where it is now")
+    if data is not None and record.get("data_id") and folder_fingerprint(data) != record["data_id"]:
+        warnings.warn(f"the data in {data} differs from the data the run of {args.config} was trained on (files "
+                      "added, removed or resized): the new run trains on other data", UserWarning, stacklevel=2)
+    init = record["init_from"]
+    init_from = Path(init["path"]) if init else None
+    if init_from is not None and (not init_from.is_file() or file_digest(init_from) != init["sha256"]):
+        raise ConfigError(f"--config {args.config}: the run started from the weights of {init_from}, which "
+                          f"{'is no longer there' if not init_from.is_file() else 'has changed since'}; restore "
+                          "that checkpoint to train the run again")
+    origin = {"profile": record["profile"], "recipe": record.get("recipe"),
+              "overrides": {**(record.get("overrides") or {}), **overrides}}
+    return (task, profile, record["model"]["name"], dict(record["model"]["args"]), int(record["seed"]), data,
+            init_from, origin)
+
+
+def _train(args: argparse.Namespace) -> int:
     from .data.cache import check_complete
     from .errors import ConfigError
     from .experiments import train
     from .runtime import is_main_process
     from .stats import foreground_split, summarize
-    from .tasks import get_task
     from .training import RUN_FILES, run_folder_lock
 
-    task = get_task(args.task)
-    overrides = parse_overrides(args.set)
-    if args.format is not None:
-        if task.name != "xca" or args.data is None:
-            raise ConfigError("--format names the layout of --data for --task xca (medseg_core.data.public)")
-        overrides["xca.data_format"] = args.format
-    profile = get_profile(args.profile, overrides, recipe=args.recipe, none_keeps=False)
-    model_name = args.model or task.default_model
-    model_kwargs = parse_overrides(args.model_arg)
+    task, profile, model_name, model_kwargs, seed, data, init_from, origin = _run_request(args)
     task.check_model_args(profile, model_name, model_kwargs)  # unknown, unsuitable or unbuildable: fail before work
-    if args.data is not None and not args.data.is_dir():
-        raise ConfigError(f"--data {args.data}: no such folder")
-    if args.data is not None:
-        check_complete(args.data)  # before the run folder is made
+    if data is not None and not data.is_dir():
+        raise ConfigError(f"--data {data}: no such folder")
+    if data is not None:
+        check_complete(data)  # before the run folder is made
         if task.name == "xca":
-            task.read_frames(profile, args.data)  # so is a folder in no known layout
-    if args.init_from is not None and not args.init_from.is_file():
-        raise ConfigError(f"--init-from {args.init_from}: no such checkpoint (the best.pt or last.pt of a run)")
-    run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, args.seed)
+            task.read_frames(profile, data)  # so is a folder in no known layout
+    if init_from is not None and not init_from.is_file():
+        raise ConfigError(f"--init-from {init_from}: no such checkpoint (the best.pt or last.pt of a run)")
+    run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, seed)
     if args.restart:
         results = [name for name in RUN_FILES if (run_dir / name).exists()]
         if results and not args.overwrite:
@@ -109,8 +150,8 @@ def _train(args: argparse.Namespace) -> int:
     if is_main_process():
         with run_folder_lock(run_dir):  # in use by another training: refused now, not after generating data
             pass
-    run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=args.seed, run_dir=run_dir,
-                data_root=args.data, resume=not args.restart, init_from=args.init_from)  # restart: clears under lock
+    run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=seed, run_dir=run_dir,
+                data_root=data, resume=not args.restart, init_from=init_from, origin=origin)  # restart: under lock
     if not is_main_process():
         return 0
     print(run.history.round(4).to_string(index=False))
@@ -126,7 +167,7 @@ def _train(args: argparse.Namespace) -> int:
             if row["empty_frames"]:
                 print(f"false alarms ({row['class']}): {round(row['false_alarm_rate'] * row['empty_frames'])} of the "
                       f"{row['empty_frames']} cases without foreground have predicted pixels")
-    print(f"\ncheckpoints: {run.run_dir}")
+    print(f"\ncheckpoints and config.json (the run's settings; medseg train --config trains it again): {run.run_dir}")
     return 0
 
 
@@ -319,15 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     notebooks.set_defaults(func=_cmd_notebooks)
 
     train = commands.add_parser("train", help="train a model on a task (the reference implementations' `python train.py`)")
-    train.add_argument("--task", default="xca", help="xca: SVSnet vessels (default); oct: lipid plaque")
+    train.add_argument("--config", type=Path, metavar="CONFIG_JSON",
+                       help="train a run again from the config.json in its folder (with --out; --set and --data "
+                            "may change settings and data)")
+    train.add_argument("--task", help="xca: SVSnet vessels (default); oct: lipid plaque")
     train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
-    train.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default: cpu)")
+    train.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
     train.add_argument("--data", type=Path, help="data in the task's layout, or for xca any layout medseg evaluate "
                                                  "reads (default: generate synthetic data)")
     train.add_argument("--format", choices=FORMATS, help="xca: the layout of --data (default: detected); sets "
                                                          "xca.data_format")
     train.add_argument("--out", type=Path, help="run folder (default runs/<profile>/<task>_<model>_seed<seed>)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, help="seeds initialisation, data order and augmentation (default 0)")
     train.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                        help="profile overrides, e.g. deeplab.epochs=5 oct.image_size=256")
     train.add_argument("--model-arg", nargs="*", default=[], metavar="KEY=VALUE", help="model arguments, e.g. eca=none")

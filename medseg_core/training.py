@@ -64,6 +64,7 @@ from .config import TrainConfig, check_train_config
 from .errors import ConfigError, UnknownNameError
 from .files import file_digest, folder_lock, remove_stale_temporaries, write_csv_atomic
 from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
+from .run_config import write_run_config
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
@@ -254,6 +255,9 @@ class Trainer:
             a resume on other data is refused. None: not checked.
         init_from: the record of the weights the model started from (:func:`initial_weights`), or None (its own
             random initialisation); stored, and a resume that started from other weights is refused.
+        run_config: the run's resolved settings (:func:`medseg_core.run_config.run_record`), or None; written as
+            ``out_dir/config.json`` when a fit starts (after a resume was checked, under the run-folder lock) and
+            stored in every checkpoint.
 
     Example:
         >>> task, cfg = get_task("xca"), get_profile("smoke")
@@ -272,6 +276,7 @@ class Trainer:
         metadata: RunMetadata,
         data_id: str | None = None,
         init_from: Mapping[str, str] | None = None,
+        run_config: Mapping[str, Any] | None = None,
         callbacks: Iterable[EpochCallback] = (),
         progress: bool = True,
     ) -> None:
@@ -296,6 +301,7 @@ class Trainer:
         self.metadata = metadata
         self.data_id = data_id
         self.init_from = dict(init_from) if init_from is not None else None
+        self.run_config = dict(run_config) if run_config is not None else None
         self.amp_dtype = autocast_dtype(self.device, model, config.amp)
         self.use_amp = self.amp_dtype is not None
         seed_everything(config.seed)
@@ -441,6 +447,8 @@ class Trainer:
             state = load_checkpoint(self.out_dir / "last.pt", map_location=self.device)
             self.check_resumable(state)
             self.load_state_dict(state)
+        if self.run_config is not None and self.out_dir is not None and is_main_process():
+            write_run_config(self.out_dir, self.run_config)  # the settings of the run as it goes on from here
         epochs = tqdm(range(self.epoch, self.config.epochs), desc="epochs", disable=not self.progress,
                       initial=self.epoch, total=self.config.epochs)
         for epoch in epochs:
@@ -555,6 +563,7 @@ class Trainer:
             "metadata": self.metadata.to_dict(),
             "data_id": self.data_id,
             "init_from": self.init_from,
+            "run_config": self.run_config,
         }
 
     def check_resumable(self, state: Mapping[str, Any]) -> None:

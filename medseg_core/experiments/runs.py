@@ -21,6 +21,7 @@ from ..evaluation import evaluate
 from ..files import ensure_writable, folder_fingerprint, write_csv_atomic
 from ..models import create_model
 from ..models.summary import count_parameters
+from ..run_config import run_record
 from ..runtime import main_process_first, seed_everything
 from ..tasks import Task, get_task
 from ..training import Trainer, initial_weights, settings_differences
@@ -57,6 +58,7 @@ def train(
     resume: bool = True,
     progress: bool = True,
     init_from: str | Path | None = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> TrainedRun:
     """Train one model on one task with the profile's settings; returns the best checkpoint's model.
 
@@ -72,6 +74,11 @@ def train(
         init_from: a kit checkpoint (e.g. the ``best.pt`` of a synthetic run) whose weights the model starts from
             instead of its random initialisation; every tensor must match (see
             :func:`medseg_core.training.initial_weights`). The run records the checkpoint's path and digest.
+        origin: how the run was asked for, recorded in its ``config.json`` (``{"profile", "recipe",
+            "overrides"}``, :func:`medseg_core.run_config.run_record`; ``medseg train`` passes them).
+
+    The run folder gets ``config.json``, the run's resolved settings (:mod:`medseg_core.run_config`), from which
+    ``medseg train --config`` trains it again.
 
     A weight-free baseline (``create_model("tophat")``, ``"intensity"``: ``model.weight_free``) is not trained:
     its thresholds are fitted on the validation frames (``model.fit``) and ``history`` holds the fitted numbers.
@@ -91,8 +98,12 @@ def train(
         return TrainedRun(model.eval(), pd.DataFrame([fitted]), loaders, run_dir, metadata)
     init = initial_weights(model, init_from) if init_from is not None else None
     config = replace(task.train_config(profile), seed=seed)
+    data_id = folder_fingerprint(root)
+    record = run_record(task.name, profile, model_name=model_name, model_args=model_kwargs or {}, model_kwargs=kwargs,
+                        seed=seed, data=data_root, synthetic_data=None if data_root is not None else root.name,
+                        data_id=data_id, init_from=init, origin=origin)
     trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
-                      data_id=folder_fingerprint(root), init_from=init)
+                      data_id=data_id, init_from=init, run_config=record)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"
     if best.is_file():
