@@ -8,6 +8,7 @@ import pytest
 
 from medseg_core.checkpoints import load_checkpoint
 from medseg_core.cli import main
+from test_faults import _oct_images
 
 
 @pytest.fixture()
@@ -41,6 +42,11 @@ def test_a_run_records_its_settings_and_train_config_trains_it_again(isolated, c
     assert record["model"]["kwargs"]["eca"] == "none" and record["model"]["kwargs"]["num_classes"] == 2
     assert record["data"] is None and record["synthetic_data"].startswith("oct_smoke-") and record["init_from"] is None
     assert load_checkpoint(first / "best.pt")["run_config"] == record, "the checkpoint carries it too"
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(first / "best.pt"), "--input", str(_oct_images(isolated / "in", 1)),
+                 "--output", str(isolated / "predicted")]) == 0
+    assert (f"checkpoint {first / 'best.pt'}: task oct, deeplabv3plus, profile smoke, epoch 1 of 1, validation Dice "
+            in capsys.readouterr().out), "predict names the run's profile"
 
     assert main(["train", "--config", str(first / "config.json"), "--out", str(second)]) == 0
     assert json.loads((second / "config.json").read_text()) == record
