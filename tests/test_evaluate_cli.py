@@ -66,15 +66,17 @@ def _write_xcad(root: Path, count: int = 4) -> Path:
     return root
 
 
-def test_evaluate_a_2d_unet_checkpoint(isolated):
-    run = isolated / "unet_run"
-    assert main(["train", "--task", "xca", "--model", "unet2d", "--profile", "smoke", "--out", str(run),
-                 "--model-arg", "base_channels=4", "depth=2"]) == 0
+@pytest.mark.parametrize("model, args", [("unet2d", ["--model-arg", "base_channels=4", "depth=2"]),
+                                         ("deeplabv3plus", ["--model-arg", "eca=none"])])
+def test_evaluate_a_2d_checkpoint(isolated, model, args):
+    """The 2D models trained on angiograms (DeepLabV3+ with a one-channel stem) are scored like SVSnet."""
+    run = isolated / f"{model}_run"
+    assert main(["train", "--task", "xca", "--model", model, "--profile", "smoke", "--out", str(run), *args]) == 0
     out = isolated / "scored"
     assert main(["evaluate", "--checkpoint", str(run / "best.pt"), "--data", str(_write_xcad(isolated)),
                  "--output", str(out)]) == 0
     meta = json.loads((out / "evaluation.json").read_text())
-    assert meta["model"] == "unet2d" and meta["input"]["input_kind"] == "image" and len(meta["overlays"]) == 3
+    assert meta["model"] == model and meta["input"]["input_kind"] == "image" and len(meta["overlays"]) == 3
 
 
 @pytest.mark.parametrize("name", ["tophat", "frangi"])
