@@ -56,10 +56,11 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
-    """Write ``table`` as CSV through :func:`atomic_output`."""
+def write_csv_atomic(table: pd.DataFrame, path: str | Path, index: bool = False,
+                     float_format: str | None = None) -> Path:
+    """Write ``table`` as CSV through :func:`atomic_output` (``float_format`` e.g. ``"%.6g"``; None: full precision)."""
     with atomic_output(path) as temporary:
-        table.to_csv(temporary, index=index)
+        table.to_csv(temporary, index=index, float_format=float_format)
     return Path(path)
 
 

@@ -104,6 +104,11 @@ def read_manifest(folder_or_file: str | Path) -> pd.DataFrame:
 
 
 @dataclass
+TABLE_FLOAT_FORMAT = "%.6g"
+"""Floats of the tables in figures/: 6 significant digits (a Dice to 1e-6; the full precision stays in each run's
+own test_metrics.csv)."""
+
+
 class FigureWriter:
     """Save a notebook's figures and tables into a folder and record each file in its manifest.
 
@@ -136,9 +141,11 @@ class FigureWriter:
 
     def save_table(self, table: pd.DataFrame, name: str, *, seeds: Sequence[int] | None = None,
                    source: str = "") -> Path:
-        """Save ``table`` as ``<folder>/<name>.csv`` (index kept only when it is named) and record it."""
+        """Save ``table`` as ``<folder>/<name>.csv`` (index kept only when it is named; floats to 6 significant
+        digits, :data:`TABLE_FLOAT_FORMAT`, so committed per-case tables stay small) and record it."""
         path = write_csv_atomic(table, self.folder / f"{name}.csv",
-                                index=any(level is not None for level in table.index.names))
+                                index=any(level is not None for level in table.index.names),
+                                float_format=TABLE_FLOAT_FORMAT)
         self.record(path, "table", seeds=seeds, source=source)
         return path
 
