@@ -103,12 +103,12 @@ def read_manifest(folder_or_file: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
-@dataclass
 TABLE_FLOAT_FORMAT = "%.6g"
 """Floats of the tables in figures/: 6 significant digits (a Dice to 1e-6; the full precision stays in each run's
 own test_metrics.csv)."""
 
 
+@dataclass
 class FigureWriter:
     """Save a notebook's figures and tables into a folder and record each file in its manifest.
 
