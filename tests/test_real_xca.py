@@ -152,7 +152,7 @@ def test_cli_trains_svsnet_on_a_single_frame_folder_and_says_so_in_the_checkpoin
     assert metadata.single_frame and metadata.window_length == 4
     tested = pd.read_csv(out / "test_metrics.csv", dtype={"id": str})
     assert tested["id"].tolist() == ["101/00000", "102/00000"]  # DCA1's own test frames (101-134)
-    assert "checkpoints:" in capsys.readouterr().out
+    assert "checkpoints and config.json" in capsys.readouterr().out
 
 
 def test_cli_format_and_layout_errors_are_one_line_before_any_run_folder(isolated, capsys):
