@@ -42,7 +42,7 @@ from .metrics import DISTANCE_METRICS, UNIT_INTERVAL_METRICS
 __all__ = ["BOOKKEEPING_COLUMNS", "MIN_SEEDS_FOR_INTERVAL", "MIN_CLUSTERS_FOR_INTERVAL", "BOUNDED_METRICS", "summarize",
            "cluster_means", "cluster_interval", "family_confidence",
            "summarize_runs", "summary_table", "foreground_split", "detectable_difference", "detectable_effect_size", "paired_comparison",
-           "paired_seed_effect", "describe_summary", "describe_comparisons", "describe_seed_effects", "shown_effects"]
+           "paired_seed_effect", "describe_summary", "describe_comparisons", "describe_seed_effects"]
 
 UNITS = ("seed", "case")
 MIN_SEEDS_FOR_INTERVAL = 5  # fewer seeds: their values are listed, no t-interval is drawn from them
@@ -664,10 +664,3 @@ def describe_seed_effects(effect: pd.DataFrame, by: str, what: str) -> list[str]
         sentences.append(f"{by} = {row[by]} ({family}): {what} {_fmt(row['mean'], signed=True)} (seeds "
                          f"{row['per_seed']}; {sign}; {row['n_clusters']} test cluster(s)); {verdict}.")
     return sentences
-
-
-def shown_effects(comparison: pd.DataFrame, by: str = "variant") -> list[str]:
-    """The rows of a :func:`paired_comparison` whose effect is shown at the family level, as short phrases."""
-    shown = comparison[comparison["verdict"] == "shown"]
-    return [f"{row[by]} {'higher' if row['mean_difference'] > 0 else 'lower'} than {row['reference']} on "
-            f"{row['metric']}" for _, row in shown.iterrows()]
