@@ -61,30 +61,31 @@ def committed_time(notebook: str, figures: str | Path | None = None) -> pd.DataF
     return rows[["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores"]].reset_index(drop=True)
 
 
-def run_times(figures: Path) -> str:
-    """The cpu run's time per notebook (the table ``medseg notebooks`` writes), with the machine that ran it."""
-    times = _table(figures, TIMES_FILE, dtype={"notebook": str})
-    times = times[times["profile"] == "cpu"]
-    if times.empty:
-        raise DataError(f"{figures / TIMES_FILE} holds no cpu run")
-    rows = pd.DataFrame({"notebook": times["notebook"], "seconds": times["seconds"].map(lambda s: f"{s:.0f}"),
-                         "minutes": (times["seconds"] / 60).map(lambda m: f"{m:.1f}")})
-    total = times["seconds"].sum()
-    machines = "; ".join(f"{cpu} ({cores} cores)" for cpu, cores in
-                         times[["cpu", "cores"]].drop_duplicates().itertuples(index=False))
-    dates = ", ".join(sorted(times["date"].astype(str).unique()))
-    return (_markdown(rows) + f"| **all** | **{total:.0f}** | **{total / 60:.1f}** |\n\n"
-            f"Measured by `medseg notebooks --profile cpu` on {dates}, {machines}.\n")
-
-
-def run_time_total(figures: Path) -> str:
-    """One line: how long the committed cpu run of every notebook took, and on what."""
+def _cpu_times(figures: Path) -> tuple[pd.DataFrame, str]:
+    """The cpu rows of the times table and the machines that ran them, in words."""
     times = _table(figures, TIMES_FILE, dtype={"notebook": str})
     times = times[times["profile"] == "cpu"]
     if times.empty:
         raise DataError(f"{figures / TIMES_FILE} holds no cpu run")
     machines = "; ".join(f"{cpu}, {cores} cores" for cpu, cores in
                          times[["cpu", "cores"]].drop_duplicates().itertuples(index=False))
+    return times, machines
+
+
+def run_times(figures: Path) -> str:
+    """The cpu run's time per notebook (the table ``medseg notebooks`` writes), with the machine that ran it."""
+    times, machines = _cpu_times(figures)
+    rows = pd.DataFrame({"notebook": times["notebook"], "seconds": times["seconds"].map(lambda s: f"{s:.0f}"),
+                         "minutes": (times["seconds"] / 60).map(lambda m: f"{m:.1f}")})
+    total = times["seconds"].sum()
+    dates = ", ".join(sorted(times["date"].astype(str).unique()))
+    return (_markdown(rows) + f"| **all** | **{total:.0f}** | **{total / 60:.1f}** |\n\n"
+            f"Measured by `medseg notebooks --profile cpu` on {dates} ({machines}).\n")
+
+
+def run_time_total(figures: Path) -> str:
+    """One line: how long the committed cpu run of every notebook took, and on what."""
+    times, machines = _cpu_times(figures)
     return (f"The committed cpu run of the {len(times)} notebooks took **{times['seconds'].sum() / 60:.0f} minutes** "
             f"({machines}); per notebook: [docs/results.md](docs/results.md#run-times-cpu-profile).\n")
 
