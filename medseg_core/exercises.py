@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .checkpoints import RunMetadata
+from .clinical import polar_lipid_arc_degrees
 from .config import TrainConfig
 from .data import synthetic_oct as sim
 from .data.io import to_label_mask
@@ -567,11 +568,6 @@ def _check_label_mask(fn: Callable[[np.ndarray], np.ndarray]) -> Feedback:
     return _right("0/255 and 0/1 masks both become class indices 0/1, as medseg_core.data.io.to_label_mask does.")
 
 
-def _lipid_arc_degrees(polar_mask: np.ndarray) -> float:
-    lipid_lines = np.asarray(polar_mask, bool).any(axis=1)  # rows are A-lines, one per angle
-    return 360.0 * lipid_lines.sum() / len(lipid_lines)
-
-
 def _polar_lipid_masks() -> list[tuple[str, np.ndarray, float]]:
     """``(name, polar lipid mask (A, S), the generator's arc in degrees)`` of simulated frames: an arc away from 0°,
     one across 0° (3 o'clock), a frame without lipid, and one with 360 A-lines instead of 504."""
@@ -592,11 +588,11 @@ def _polar_lipid_masks() -> list[tuple[str, np.ndarray, float]]:
 
 @_exercise("lipid_arc", "03_oct_data", "Write lipid_arc(polar_mask) -> float: the lipid arc in degrees of one "
            "frame, from its lipid mask in the polar view (A, S): rows are the A-lines over 360 degrees, columns the "
-           "depth.", _lipid_arc_degrees, kind="interpret")
+           "depth.", polar_lipid_arc_degrees, kind="interpret")
 def _check_lipid_arc(fn: Callable[[np.ndarray], float]) -> Feedback:
     drawn = []
     for name, mask, generator_arc in _polar_lipid_masks():
-        got, expected = float(fn(mask.copy())), _lipid_arc_degrees(mask)
+        got, expected = float(fn(mask.copy())), polar_lipid_arc_degrees(mask)
         if not _close(got, expected, 0.5):
             rows = mask.any(axis=1)
             hint = (" A pool across 0° covers the first and the last rows: count the A-lines that hold lipid instead "
@@ -609,7 +605,8 @@ def _check_lipid_arc(fn: Callable[[np.ndarray], float]) -> Feedback:
             drawn.append(f"{expected:.0f}° (drawn: {generator_arc:.0f}°)")
     return _right(f"arcs {', '.join(drawn)}: the masks match the arcs the generator drew, to about one A-line. "
                   "Reports of OCT plaques grade lipid by its arc; a thin-cap fibroatheroma is commonly defined as "
-                  "lipid over more than 90° under a cap thinner than 65 µm. A teaching measurement on synthetic "
+                  "lipid over more than 90° under a cap thinner than 65 µm. medseg_core.clinical measures both on "
+                  "Cartesian masks (lipid_arc_degrees, min_cap_thickness). A teaching measurement on synthetic "
                   "frames, not for diagnostic use.")
 
 

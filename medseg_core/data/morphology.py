@@ -39,6 +39,7 @@ from medseg_core.data.io import DataError
 __all__ = [
     "STATISTICS",
     "REAL_XCA_MASKS_FILE",
+    "centreline_widths",
     "vessel_morphology",
     "morphology_table",
     "reference_range",
@@ -102,6 +103,29 @@ def _segment_tortuosity(skeleton: np.ndarray, branch: np.ndarray, min_segment_le
     return float(np.sum(path[keep] * ratio) / np.sum(path[keep]))
 
 
+def _check_2d(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2D (H, W), got shape {mask.shape}")
+    return mask.astype(bool)
+
+
+def centreline_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The skeleton of a binary vessel mask and the local width at each of its pixels (the one home of widths).
+
+    Args:
+        mask: ``(H, W)`` vessel mask, bool or {0, 1}.
+
+    Returns:
+        ``(skeleton, widths)``: bool ``(H, W)`` skeleton and float ``(K,)`` widths ``2 x (Euclidean distance to the
+        nearest background pixel centre)`` at its ``K`` pixels in row-major order (a bar of even width w gives w,
+        of odd width w + 1).
+    """
+    mask = _check_2d(mask)
+    skeleton = skeletonize(mask)
+    return skeleton, 2.0 * ndimage.distance_transform_edt(mask)[skeleton]
+
+
 def vessel_morphology(mask: np.ndarray, *, min_segment_length: float = 10.0) -> dict[str, float]:
     """Morphology statistics of one binary vessel mask (definitions in the module docstring).
 
@@ -112,12 +136,8 @@ def vessel_morphology(mask: np.ndarray, *, min_segment_length: float = 10.0) -> 
     Returns:
         ``{name: value}`` for every name in :data:`STATISTICS`; widths and tortuosity are NaN for an empty mask.
     """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must be 2D (H, W), got shape {mask.shape}")
-    mask = mask.astype(bool)
-    skeleton = skeletonize(mask)
-    widths = 2.0 * ndimage.distance_transform_edt(mask)[skeleton]
+    mask = _check_2d(mask)
+    skeleton, widths = centreline_widths(mask)
     neighbours = ndimage.convolve(skeleton.astype(np.int64), _EIGHT_NEIGHBOURS, mode="constant")
     branch = skeleton & (neighbours >= 3)
     empty = not mask.any()
