@@ -14,8 +14,10 @@ a number in the prose cannot drift from its CSV. Every sentence that states an e
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,8 @@ import pandas as pd
 from .errors import DataError
 from .notebooks import TIMES_FILE
 
-__all__ = ["SECTIONS", "section", "render", "stale_blocks", "committed_time"]
+__all__ = ["SECTIONS", "section", "render", "stale_blocks", "committed_time", "learner_minutes", "prerequisites",
+           "Step", "TRACKS", "track_minutes"]
 
 _BLOCK = re.compile(r"(<!-- generated: (?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 
@@ -171,6 +174,145 @@ def synthetic_to_real(figures: Path) -> str:
             "(`figures/synthetic_to_real_paired_effect.csv`):\n\n" + sentences + "\n")
 
 
+READING_WORDS_PER_MINUTE = 175
+"""A learner's reading speed for technical prose (150-200 words per minute is the usual range; the middle)."""
+MINUTES_PER_EXERCISE = 3
+"""A learner's minutes per checked exercise: read it, write the answer, check it (an estimate)."""
+
+_WORD = re.compile(r"[A-Za-z]+")
+_EXERCISE = re.compile(r"\bcheck\(\s*[\"']")
+_PREREQUISITES = re.compile(r"\*\*(?:Prerequisites\.|Before you start:)\*\*(?P<text>.*?)(?:\n\s*\n|$)", re.S)
+_NUMBER_RANGE = re.compile(r"\b(\d{2})\s*[-–]\s*(\d{2})\b")
+_NUMBER = re.compile(r"\b(\d{2})(?=_|\b)")
+
+
+def _notebook(stem: str) -> "nbformat.NotebookNode":  # noqa: F821 (imported below, only when needed)
+    """The notebook ``stem`` (``"05_ablation_eca"``, or its number) of the kit's ``notebooks/``."""
+    import nbformat
+
+    from .notebooks import list_notebooks
+
+    return nbformat.read(list_notebooks(only=[stem])[0], as_version=4)
+
+
+def learner_minutes(stem: str) -> float:
+    """An estimate of a learner's reading-and-exercise minutes for notebook ``stem``, measured from its text.
+
+    The markdown's words at :data:`READING_WORDS_PER_MINUTE` plus :data:`MINUTES_PER_EXERCISE` per ``check(...)``
+    call in its code cells; compute time is apart (``figures/notebook_times.csv``).
+    """
+    cells = _notebook(stem).cells
+    words = sum(len(_WORD.findall(c.source)) for c in cells if c.cell_type == "markdown")
+    exercises = sum(len(_EXERCISE.findall(c.source)) for c in cells if c.cell_type == "code")
+    return words / READING_WORDS_PER_MINUTE + MINUTES_PER_EXERCISE * exercises
+
+
+def prerequisites(stem: str) -> set[str]:
+    """The notebook numbers (``"00"``...) that notebook ``stem``'s "**Prerequisites.**" paragraph names (a range such
+    as "00-06" counts every number in it); empty when it has none."""
+    match = _PREREQUISITES.search("\n\n".join(c.source for c in _notebook(stem).cells if c.cell_type == "markdown"))
+    if match is None:
+        return set()
+    text = match.group("text")
+    numbers = {f"{n:02d}" for low, high in _NUMBER_RANGE.findall(text) for n in range(int(low), int(high) + 1)}
+    return (numbers | set(_NUMBER.findall(text))) - {stem[:2]}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook of a lab track and how it is run: ``profile``, reading committed results (``use_committed``),
+    and the notebooks whose runs it reuses (``reuses``)."""
+
+    notebook: str
+    profile: str = "cpu"
+    use_committed: bool = False
+    reuses: tuple[str, ...] = ()
+
+
+TRACKS: dict[str, dict] = {
+    "xca": {"title": "XCA and SVSnet", "after": (), "steps": (
+        Step("00_quickstart"),
+        Step("01_xca_sequences"),
+        Step("02_train_svsnet", reuses=("00",)),
+    )},
+    "oct": {"title": "OCT, DeepLabV3+ with ECA and the explorers", "after": ("xca",), "steps": (
+        Step("03_oct_data"),
+        Step("04_train_deeplabv3plus_eca"),
+        Step("05_ablation_eca", use_committed=True),
+        Step("08_explorers", reuses=("00", "04")),
+    )},
+}
+"""The 90-minute lab tracks: an ordered list of steps each, and the tracks whose notebooks (and runs, on the same
+machine) they build on. No step runs the smoke profile: the models are trained on cpu or their results committed, so
+the explorers show models that learned."""
+
+
+def _compute_seconds(step: Step, figures: Path, times: pd.DataFrame, runs_made: set[str]) -> float:
+    """Measured cpu seconds of ``step`` in the committed run; 0 for committed results (a read of a few tables).
+
+    Notebook 08 trains notebook 05's ``none`` / ``both`` pair of seed 0 when 05 read committed results: their
+    training seconds (``figures/ablation_eca_cases.csv``) are added to its measured time."""
+    if step.use_committed:
+        return 0.0
+    row = times[(times["notebook"] == step.notebook) & (times["profile"] == step.profile)]
+    if row.empty:
+        raise DataError(f"{figures / TIMES_FILE} has no {step.profile} time of {step.notebook}")
+    seconds = float(row["seconds"].iloc[0])
+    if step.notebook.startswith("08") and "05" not in runs_made:
+        cases = _table(figures, "ablation_eca_cases.csv", dtype={"id": str, "cluster": str})
+        pair = cases[(cases["seed"] == 0) & cases["variant"].isin(["none", "both"])]
+        seconds += pair.drop_duplicates(["variant", "seed"])["train_seconds"].sum()
+    return seconds
+
+
+def track_minutes(name: str, figures: str | Path) -> pd.DataFrame:
+    """Track ``name``'s plan: per step the learner's and the compute minutes, the slot (the larger of the two,
+    whole minutes: the learner reads while the notebook runs) and its minute range."""
+    figures = Path(figures)
+    times = _table(figures, TIMES_FILE, dtype={"notebook": str})
+    track = TRACKS[name]
+    runs_made = {step.notebook[:2] for after in track["after"] for step in TRACKS[after]["steps"]
+              if not step.use_committed}
+    rows, start = [], 0
+    for step in track["steps"]:
+        learner = learner_minutes(step.notebook)
+        compute = _compute_seconds(step, figures, times, runs_made) / 60
+        slot = math.ceil(max(learner, compute))
+        rows.append({"step": step, "learner": learner, "compute": compute, "start": start, "end": start + slot,
+                     "trains_eca_pair": step.notebook.startswith("08") and "05" not in runs_made})
+        start += slot
+        if not step.use_committed:
+            runs_made.add(step.notebook[:2])
+    return pd.DataFrame(rows)
+
+
+def _how(step: Step, trains_eca_pair: bool) -> str:
+    if step.use_committed:
+        return "`use_committed = True`: reads the committed results"
+    reuse = f", reuses the runs of {' and '.join(step.reuses)}" if step.reuses else ""
+    pair = ", trains notebook 05's `none` and `both` runs of seed 0" if trains_eca_pair else ""
+    return f'`profile = "{step.profile}"`{reuse}{pair}'
+
+
+def lab_tracks(figures: Path) -> str:
+    """Every lab track in one table: minutes, notebook, how, learner and compute minutes, and each track's totals."""
+    rows = []
+    for name, track in TRACKS.items():
+        plan = track_minutes(name, figures)
+        after = f", after {', '.join(a.upper() for a in track['after'])}" if track["after"] else ""
+        for r in plan.itertuples():
+            rows.append({"track": f"{name.upper()}{after}" if r.Index == 0 else "", "minutes": f"{r.start}-{r.end}",
+                         "notebook": f"`{r.step.notebook}`", "how": _how(r.step, r.trains_eca_pair),
+                         "learner minutes": f"{r.learner:.0f}", "compute minutes": f"{r.compute:.1f}"})
+        rows.append({"track": "", "minutes": f"**0-{plan['end'].iloc[-1]}**", "notebook": f"**{name.upper()} total**",
+                     "how": "", "learner minutes": f"**{plan['learner'].sum():.0f}**",
+                     "compute minutes": f"**{plan['compute'].sum():.1f}**"})
+    return (_markdown(pd.DataFrame(rows)) + f"\nLearner minutes are estimates measured from each notebook's text "
+            f"(`reports.learner_minutes`: its words at {READING_WORDS_PER_MINUTE} per minute, {MINUTES_PER_EXERCISE} "
+            "minutes per checked exercise); compute minutes are the committed cpu run's (`figures/notebook_times.csv`); "
+            "a slot is the larger of the two, as the learner reads while the notebook runs.\n")
+
+
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "run_times": run_times,
     "run_time_total": run_time_total,
@@ -178,6 +320,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "ablation_eca": ablation_eca,
     "ablation_window_length": ablation_window_length,
     "synthetic_to_real": synthetic_to_real,
+    "lab_tracks": lab_tracks,
 }
 """The generated blocks, by marker name."""
 

@@ -59,3 +59,65 @@ def test_notebooks_state_no_cpu_run_time_by_hand():
                 continue
             for line in cell.source.splitlines():
                 assert not (line.startswith("| `cpu`") and time_words.search(line)), f"{notebook.name}: {line}"
+
+
+def _runs_before(track: str, index: int) -> set[str]:
+    """Notebook numbers whose cpu runs exist before step ``index`` of ``track``: earlier steps and earlier tracks."""
+    steps = [s for after in reports.TRACKS[track]["after"] for s in reports.TRACKS[after]["steps"]]
+    steps += list(reports.TRACKS[track]["steps"][:index])
+    return {s.notebook[:2] for s in steps if not s.use_committed}
+
+
+@pytest.mark.parametrize("track", reports.TRACKS)
+def test_each_lab_track_fits_90_minutes_of_learner_and_of_compute_time(track):
+    plan = reports.track_minutes(track, FIGURES)
+    assert plan["end"].iloc[-1] <= 90, plan[["start", "end", "learner", "compute"]]
+    assert plan["learner"].sum() <= 90 and plan["compute"].sum() <= 90
+    assert (plan["end"] - plan["start"] >= plan[["learner", "compute"]].max(axis=1)).all()
+
+
+@pytest.mark.parametrize("track", reports.TRACKS)
+def test_each_lab_track_respects_the_notebooks_prerequisites_and_trains_models_that_learn(track):
+    """A notebook comes after every notebook its "Prerequisites" paragraph names (in this track or one it follows);
+    a reused run was made earlier; no step runs the smoke profile, whose models barely learn."""
+    definition = reports.TRACKS[track]
+    earlier = {s.notebook[:2] for after in definition["after"] for s in reports.TRACKS[after]["steps"]}
+    for index, step in enumerate(definition["steps"]):
+        missing = reports.prerequisites(step.notebook) - earlier
+        assert not missing, f"{track}: {step.notebook} comes before its prerequisites {sorted(missing)}"
+        assert set(step.reuses) <= _runs_before(track, index), f"{track}: {step.notebook} reuses a run not made yet"
+        assert step.use_committed or step.profile == "cpu", f"{track}: {step.notebook} in {step.profile}"
+        earlier.add(step.notebook[:2])
+
+
+@pytest.mark.parametrize("track", [t for t, d in reports.TRACKS.items()
+                                   if any(s.notebook.startswith("08") for s in d["steps"])])
+def test_the_explorers_run_after_the_runs_they_reuse_or_train_the_missing_pair(track):
+    """Notebook 08 reuses the runs of 00, 04 and 05; where 05 read committed results, 08 trains 05's ECA pair and the
+    plan counts that training."""
+    steps = reports.TRACKS[track]["steps"]
+    index = next(i for i, s in enumerate(steps) if s.notebook.startswith("08"))
+    before = _runs_before(track, index)
+    assert {"00", "04"} <= before
+    row = reports.track_minutes(track, FIGURES).iloc[index]
+    measured = reports.committed_time(steps[index].notebook, FIGURES)["seconds"].iloc[0] / 60
+    assert row["trains_eca_pair"] == ("05" not in before)
+    assert (row["compute"] > measured) == row["trains_eca_pair"]
+
+
+def test_prerequisites_are_read_from_the_notebooks_text_ranges_included():
+    assert reports.prerequisites("00_quickstart") == set()
+    assert reports.prerequisites("04_train_deeplabv3plus_eca") == {"02", "03"}
+    assert reports.prerequisites("07_reproduce_figures") == {f"{n:02d}" for n in range(7)}
+    assert reports.prerequisites("08_explorers") == {"00", "04"}
+
+
+def test_learner_minutes_count_words_and_exercises(tmp_path, monkeypatch):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(" ".join(["word"] * 350)),
+                                         nbformat.v4.new_code_cell('check("a", 1)\ncheck(\'b\', 2)\nprint(1)')])
+    nbformat.write(nb, notebooks / "00_test.ipynb")
+    monkeypatch.setenv("MEDSEG_HOME", str(tmp_path))
+    assert reports.learner_minutes("00_test") == pytest.approx(350 / reports.READING_WORDS_PER_MINUTE
+                                                              + 2 * reports.MINUTES_PER_EXERCISE)
