@@ -101,3 +101,18 @@ def test_a_narrowing_shows_in_the_profile():
 def test_empty_vessel_mask_gives_nan_summary():
     diameters, summary = vessel_diameter_profile(np.zeros((32, 32)))
     assert diameters.size == 0 and math.isnan(summary["median"])
+
+
+def test_read_outs_agree_with_a_synthetic_oct_frame():
+    from medseg_core.data import synthetic_oct as sim
+
+    size = 375
+    params = sim.sample_frame_params(np.random.default_rng(4), lipid=True, calcium=False)  # a 255 µm cap
+    frame = sim.render_frame(params, np.random.default_rng(0), size=size)
+    lumen, lipid = (frame.mask[..., sim.OCT_CLASSES.index(name)] > 0 for name in ("lumen", "lipid_core"))
+    pixel_mm = 2 * sim.FOV_RADIUS_MM / size
+    assert lipid_arc_degrees(lipid) == pytest.approx(math.degrees(params.lipid.arc_width), abs=1.0)
+    # the generator thins the cap to 0.8 of its thickness at the sector ends; rays from the catheter (image) centre
+    thinnest = 0.8 * params.lipid.cap_thickness
+    measured = min_cap_thickness(lipid, lumen, pixel_mm, centre=((size - 1) / 2, (size - 1) / 2))
+    assert measured == pytest.approx(thinnest, abs=pixel_mm)  # the drawn 255 µm lies 3 pixels away
