@@ -28,6 +28,8 @@ __all__ = [
     "MONITORS",
     "check_train_config",
     "XCAConfig",
+    "REALISM_RANGES",
+    "INPUT_NORMS",
     "OCTConfig",
     "AblationConfig",
     "TransferConfig",
@@ -173,6 +175,36 @@ class XCAConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     train_frames: int | None = None  # keep this many labelled training frames, evenly spaced (every k-th); None: all
+    # Realism aimed at real angiograms (docs/synthetic_xca_realism.md). All off by default, so the teaching data stay
+    # bit for bit as they are; RECIPES["xca-for-real"] turns on the ones kept. Generator options
+    # (data.synthetic_xca.Realism; changed values get their own data folder), none of them ever labelled:
+    guide_wire: float = 0.0  # probability that a run shows a guide wire: catheter, then along a vessel, tip beyond
+    sternal_wires: float = 0.0  # probability of sternotomy wire loops and surgical clips (dense, static)
+    spine: float = 0.0  # probability of a vertebral column (bodies, end plates, discs, pedicles) behind the heart
+    lung_texture: float = 0.0  # optical depth of lung markings (thin branching ridges); 0: none
+    foreshortening: float = 0.0  # the tree is squashed along a random direction to 1 - U(0, this) of its extent
+    electronic_noise: float = 0.0  # sd of the detector's Gaussian noise in photons per pixel (Poisson-Gaussian)
+    detector_blur: float = 0.0  # Gaussian blur of the detector, sd U(0, this) in pixels of the 512 reference frame
+    # Training augmentation of the display (data.transforms.xca_display_transforms): gamma, contrast, blur, noise.
+    display_augment: bool = False
+    # Model input (models.blocks.LocalContrastNorm): "none" (frames / their maximum, SVSnet's) or "local" (each
+    # frame minus its local mean over its local standard deviation: no absolute grey levels, no slow background).
+    input_norm: str = "none"
+
+
+REALISM_RANGES: dict[str, tuple[float, float]] = {
+    "guide_wire": (0.0, 1.0),
+    "sternal_wires": (0.0, 1.0),
+    "spine": (0.0, 1.0),
+    "lung_texture": (0.0, 1.0),
+    "foreshortening": (0.0, 0.8),
+    "electronic_noise": (0.0, 100.0),
+    "detector_blur": (0.0, 8.0),
+}
+"""The generator's realism fields of :class:`XCAConfig` and their closed ranges (one home: the profile checks and
+:class:`medseg_core.data.synthetic_xca.Realism` read them)."""
+INPUT_NORMS = ("none", "local")
+"""Values of ``xca.input_norm``."""
 
 
 @dataclass
@@ -192,6 +224,9 @@ class OCTConfig:
     train_frames: int | None = None  # keep this many training frames, evenly spaced (every k-th); None: all
     foreground_oversample: float = 1.0  # training frames with foreground are drawn this many times as often
     rotation: float = 0.0  # with augment: extra random rotation of training frames, up to +-rotation degrees
+    # Cross-entropy weights of background and each class (losses.CEDiceLoss), e.g. (1.0, 3.0): lipid pixels count
+    # 3x; None: unweighted. One weight per class including background.
+    class_weights: tuple[float, ...] | None = None
     # DeepLabV3+'s ASPP rates scaled with the feature map of image_size (models.deeplabv3plus.scaled_atrous_rates),
     # so that no dilated branch reads only padding; False: the paper's (6, 12, 18), for seed parity.
     scale_atrous_rates: bool = True
@@ -379,6 +414,12 @@ def _checked_value(target: Any, leaf: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{key} must not be negative; got {value!r}")
     if leaf in _FRACTIONS and isinstance(value, (int, float)) and value >= 1:
         raise ConfigError(f"{key} must be below 1; got {value!r}")
+    if leaf in REALISM_RANGES and isinstance(target, XCAConfig):
+        low, high = REALISM_RANGES[leaf]
+        if not low <= value <= high:
+            raise ConfigError(f"{key} must be in [{low:g}, {high:g}]; got {value!r}")
+    if leaf == "input_norm" and value not in INPUT_NORMS:
+        raise ConfigError(f"{key} must be one of {', '.join(INPUT_NORMS)}; got {value!r}")
     if leaf == "lr" and value <= 0:
         raise ConfigError(f"{key} must be positive; got {value!r}")
     if leaf == "name" and (value in ("", ".", "..") or "/" in value or "\\" in value):  # names run and data folders

@@ -6,6 +6,7 @@ for empty masks, live in :mod:`medseg_core.metrics`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -16,11 +17,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from .metrics import binary_metrics, confusion_matrix
-from .models import logits_to_probabilities, probabilities_to_labels
+from .models import flip_averaged_probabilities, logits_to_probabilities, probabilities_to_labels
 from .runtime import get_device
 
 __all__ = ["predict_cases", "collect_cases", "evaluate", "dataset_confusion", "threshold_sweep", "choose_threshold",
-           "select_cases",
+           "select_cases", "foreground_probabilities", "FalseAlarmRule", "fit_false_alarm_rule", "score_frames",
            "DEFAULT_METRICS"]
 
 DEFAULT_METRICS = ("dice", "iou", "precision", "recall", "specificity", "hd95", "cldice")
@@ -37,9 +38,12 @@ def _display(image: torch.Tensor, current: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_cases(
-    model: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto"
+    model: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto", *, tta: bool = False
 ) -> Iterator[dict[str, object]]:
     """Run ``model`` over ``loader`` and yield one dict per case, on the CPU.
+
+    With ``tta`` the probabilities are averaged over four flips of the input
+    (:func:`~medseg_core.models.flip_averaged_probabilities`).
 
     Masks stored at another size than the model's input (a loader scoring at the data set's own resolution)
     get logits resized to them (bilinear, as :func:`medseg_core.inference.predict_labels` does).
@@ -54,10 +58,17 @@ def predict_cases(
     for batch in loader:
         truths = batch["mask"]
         truths = (truths[:, 0] > 0.5).long() if truths.ndim == 4 else truths.long()
-        logits = model(batch["image"].to(device)).float()
-        if logits.shape[-2:] != truths.shape[-2:]:
-            logits = F.interpolate(logits, size=tuple(truths.shape[-2:]), mode="bilinear", align_corners=False)
-        probabilities = logits_to_probabilities(logits).cpu()
+        size = tuple(truths.shape[-2:])
+        if tta:  # an average of probabilities, resized as probabilities
+            probabilities = flip_averaged_probabilities(model, batch["image"].to(device))
+            if probabilities.shape[-2:] != size:
+                probabilities = F.interpolate(probabilities, size=size, mode="bilinear", align_corners=False)
+        else:
+            logits = model(batch["image"].to(device)).float()
+            if logits.shape[-2:] != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            probabilities = logits_to_probabilities(logits)
+        probabilities = probabilities.cpu()
         currents = batch.get("current")
         for index, case_id in enumerate(batch["id"]):
             current = None if currents is None else int(currents[index])
@@ -190,3 +201,85 @@ def select_cases(results: pd.DataFrame, metric: str = "dice", foreground_only: b
         raise ValueError(f"no case has a defined {metric!r}")
     picks = {"best": 0, "median": len(ranked) // 2, "worst": len(ranked) - 1}
     return pd.concat([ranked.iloc[[i]].assign(rank=name) for name, i in picks.items()], ignore_index=True)
+
+
+def foreground_probabilities(model: nn.Module, loader: DataLoader, *, tta: bool = False,
+                             device: str | torch.device | None = "auto") -> dict[str, object]:
+    """Every case's foreground probability and truth, for rules fitted on a split (:func:`fit_false_alarm_rule`).
+
+    The foreground probability is ``1 - p(background)`` for K-class models (any foreground class), the sigmoid for
+    binary ones. Returns ``{"id": list of N ids, "probability": (N, H, W) float32, "truth": (N, H, W) bool}``.
+    """
+    ids, probabilities, truths = [], [], []
+    for case in predict_cases(model, loader, device, tta=tta):
+        probability = case["probability"]
+        ids.append(case["id"])
+        probabilities.append((probability[0] if probability.shape[0] == 1 else 1 - probability[0]).numpy())
+        truths.append(case["truth"].numpy() > 0)
+    if not ids:
+        raise ValueError("the loader is empty: no cases to predict")
+    return {"id": ids, "probability": np.stack(probabilities).astype(np.float32), "truth": np.stack(truths)}
+
+
+@dataclass(frozen=True)
+class FalseAlarmRule:
+    """A frame-level rule against false alarms: pixels above ``threshold`` are foreground, and a frame keeps them
+    only when there are at least ``min_area`` of them (else it is predicted empty). ``min_area`` counts pixels at
+    the size the rule was fitted at. ``FalseAlarmRule()`` is the plain rule (``p > 0.5``, any area)."""
+
+    threshold: float = 0.5
+    min_area: int = 1
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        """``(N, H, W)`` (or ``(H, W)``) foreground probabilities -> bool masks of the same shape."""
+        masks = np.asarray(probabilities) > self.threshold
+        flat = masks.reshape(-1, *masks.shape[-2:])
+        keep = flat.sum(axis=(-2, -1)) >= self.min_area
+        return (flat & keep[:, None, None]).reshape(masks.shape)
+
+
+def score_frames(probabilities: np.ndarray, truths: np.ndarray, rule: FalseAlarmRule = FalseAlarmRule(),
+                 ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per-frame Dice (:func:`~medseg_core.metrics.binary_metrics`' empty rule: both empty scores 1), truth and
+    predicted pixels of ``rule`` applied to ``(N, H, W)`` foreground probabilities against ``(N, H, W)`` truths."""
+    masks = rule.apply(probabilities)
+    truths = np.asarray(truths, dtype=bool)
+    rows = [{"id": ids[i] if ids is not None else str(i), **binary_metrics(masks[i], truths[i], metrics=("dice",)),
+             "truth_pixels": int(truths[i].sum()), "predicted_pixels": int(masks[i].sum())}
+            for i in range(len(masks))]
+    return pd.DataFrame(rows)
+
+
+def fit_false_alarm_rule(
+    probabilities: np.ndarray,
+    truths: np.ndarray,
+    thresholds: Sequence[float] = tuple(np.round(np.linspace(0.3, 0.9, 13), 2)),
+    min_areas: Sequence[int] | None = None,
+) -> FalseAlarmRule:
+    """The :class:`FalseAlarmRule` with the highest mean Dice over all frames of a split (fit it on VALIDATION).
+
+    Over all frames, with the kit's empty rule, a frame without foreground scores 1 when left empty and 0 when
+    flagged, so the objective weighs missed plaque (lower Dice on plaque frames) against false alarms (plaque-free
+    frames flagged) frame for frame. ``min_areas`` defaults to 1 and the predicted areas of the frames at each
+    threshold (every cut that changes a frame's verdict). Ties go to the lower threshold, then the smaller area
+    (the rule closest to the plain one).
+
+    Args:
+        probabilities: ``(N, H, W)`` foreground probabilities (:func:`foreground_probabilities`).
+        truths: ``(N, H, W)`` bool truths.
+    """
+    probabilities, truths = np.asarray(probabilities), np.asarray(truths, dtype=bool)
+    if probabilities.shape != truths.shape or probabilities.ndim != 3 or len(probabilities) == 0:
+        raise ValueError(f"expected (N, H, W) probabilities and truths of one shape, got {probabilities.shape} and "
+                         f"{truths.shape}")
+    best, best_score = FalseAlarmRule(), -1.0
+    for threshold in sorted(float(t) for t in thresholds):
+        areas = (probabilities > threshold).sum(axis=(-2, -1))
+        candidates = sorted({1, *(int(a) + 1 for a in areas), *(int(a) for a in areas if a > 0)}) \
+            if min_areas is None else sorted(int(a) for a in min_areas)
+        for min_area in candidates:
+            rule = FalseAlarmRule(threshold, min_area)
+            score = float(score_frames(probabilities, truths, rule)["dice"].mean())
+            if score > best_score + 1e-12:
+                best, best_score = rule, score
+    return best

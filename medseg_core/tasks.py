@@ -69,8 +69,8 @@ class Task:
         """``{"train", "val", "test"}`` loaders for ``model_name`` on data in ``root``."""
         raise NotImplementedError
 
-    def make_loss(self) -> nn.Module:
-        """The task's loss."""
+    def make_loss(self, profile: Profile | None = None) -> nn.Module:
+        """The task's loss (with the profile's settings where the task has any)."""
         raise NotImplementedError
 
     def train_config(self, profile: Profile) -> TrainConfig:
@@ -209,7 +209,7 @@ class XCATask(Task):
         return xca_frames_dataloaders(frames, profile.xca, profile.svsnet.batch_size,
                                       num_workers=profile.svsnet.num_workers, seed=seed, time_axis=time_axis)
 
-    def make_loss(self) -> nn.Module:
+    def make_loss(self, profile: Profile | None = None) -> nn.Module:
         return DiceLoss(mode="binary")
 
     def train_config(self, profile: Profile) -> TrainConfig:
@@ -268,8 +268,12 @@ class OCTTask(Task):
         return oct_dataloaders(root, profile.oct, profile.deeplab.batch_size, num_workers=profile.deeplab.num_workers,
                                seed=seed, split_seed=profile.oct.seed)  # one patient split for every seed
 
-    def make_loss(self) -> nn.Module:
-        return CEDiceLoss()
+    def make_loss(self, profile: Profile | None = None) -> nn.Module:
+        weights = None if profile is None else profile.oct.class_weights
+        if weights is not None and (len(weights) != 1 + len(profile.oct.classes) or min(weights) <= 0):
+            raise ConfigError(f"oct.class_weights needs one positive weight for background and each of "
+                              f"{', '.join(profile.oct.classes)} ({1 + len(profile.oct.classes)}); got {weights!r}")
+        return CEDiceLoss(class_weights=weights)
 
     def train_config(self, profile: Profile) -> TrainConfig:
         return profile.deeplab

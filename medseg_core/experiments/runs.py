@@ -102,7 +102,7 @@ def train(
     record = run_record(task.name, profile, model_name=model_name, model_args=model_kwargs or {}, model_kwargs=kwargs,
                         seed=seed, data=data_root, synthetic_data=None if data_root is not None else root.name,
                         data_id=data_id, init_from=init, origin=origin)
-    trainer = Trainer(model, task.make_loss(), config, run_dir, progress=progress, metadata=metadata,
+    trainer = Trainer(model, task.make_loss(profile), config, run_dir, progress=progress, metadata=metadata,
                       data_id=data_id, init_from=init, run_config=record)
     history = trainer.fit(loaders["train"], loaders.get("val"), resume=resume)
     best = run_dir / "best.pt"

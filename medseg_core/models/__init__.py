@@ -17,10 +17,11 @@ import typing
 from typing import Callable
 
 from ..errors import UnknownNameError
-from .base import SegmentationModel, logits_to_labels, logits_to_probabilities, probabilities_to_labels
+from .base import (SegmentationModel, flip_averaged_probabilities, logits_to_labels, logits_to_probabilities,
+                   probabilities_to_labels)
 
 __all__ = ["register_model", "create_model", "list_models", "model_class", "SegmentationModel", "RUN_ONLY_ARGS",
-           "logits_to_probabilities", "probabilities_to_labels", "logits_to_labels"]
+           "logits_to_probabilities", "probabilities_to_labels", "logits_to_labels", "flip_averaged_probabilities"]
 
 RUN_ONLY_ARGS = ("progress", "checkpoint")
 """Model arguments that change how a model runs (download progress bars, SVSnet's activation checkpointing), not

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 from .blocks import collect_attention_weights
 
 __all__ = ["INPUT_KINDS", "SegmentationModel", "logits_to_probabilities", "probabilities_to_labels",
-           "logits_to_labels"]
+           "logits_to_labels", "flip_averaged_probabilities"]
 
 INPUT_KINDS = ("image", "window")
 
@@ -37,6 +37,20 @@ def probabilities_to_labels(probabilities: torch.Tensor, threshold: float = 0.5)
     if probabilities.shape[1] == 1:
         return (probabilities[:, 0] > threshold).long()
     return probabilities.argmax(dim=1)
+
+
+def flip_averaged_probabilities(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """Test-time augmentation: :func:`logits_to_probabilities` of ``inputs`` ``(B, C, H, W)`` (or a window
+    ``(B, C, T, H, W)``), averaged over the identity, the horizontal, the vertical and both flips (each prediction
+    flipped back first). Returns ``(B, K, H, W)`` float32. Flips keep an IVOCT frame a valid frame (the catheter stays
+    in the centre), which is why they are the kit's TTA; call under ``torch.no_grad``."""
+    total = None
+    for dims in ((), (-1,), (-2,), (-2, -1)):
+        flipped = inputs.flip(dims) if dims else inputs
+        probabilities = logits_to_probabilities(model(flipped))
+        probabilities = probabilities.flip(dims) if dims else probabilities
+        total = probabilities if total is None else total + probabilities
+    return total / 4
 
 
 def logits_to_labels(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
