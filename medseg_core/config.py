@@ -224,6 +224,10 @@ class OCTConfig:
     train_frames: int | None = None  # keep this many training frames, evenly spaced (every k-th); None: all
     foreground_oversample: float = 1.0  # training frames with foreground are drawn this many times as often
     rotation: float = 0.0  # with augment: extra random rotation of training frames, up to +-rotation degrees
+    # Train and predict in the polar view (rows = angles, columns = depth; data.oct.OCTDataset(polar=)): a rotation
+    # about the catheter is then a circular roll of the rows (theta roll, data.transforms.RandomThetaRoll), which is
+    # what ``rotation`` does in polar; scores map predictions back to Cartesian (data.synthetic_oct.scan_convert).
+    polar: bool = False
     # Cross-entropy weights of background and each class (losses.CEDiceLoss), e.g. (1.0, 3.0): lipid pixels count
     # 3x; None: unweighted. One weight per class including background.
     class_weights: tuple[float, ...] | None = None

@@ -88,3 +88,51 @@ def test_oct_class_weights_reach_the_loss_and_are_checked() -> None:
     assert loss(logits, target) < task.make_loss(get_profile("smoke"))(logits, target)
     with pytest.raises(ConfigError, match="one positive weight for background and each of lipid_core"):
         task.make_loss(get_profile("smoke", {"oct.class_weights": [1.0]}))
+
+
+def test_polar_transform_inverts_scan_convert_inside_the_field_of_view() -> None:
+    from medseg_core.data.synthetic_oct import polar_transform, scan_convert
+
+    polar = np.zeros((64, 32), dtype=np.float32)
+    polar[8:16, 10:20] = 1.0  # a sector: angles 45-90 degrees clockwise from 3 o'clock, mid depth
+    cartesian = scan_convert(polar, 64, order=0)
+    centre = 31.5
+    row, column = np.argwhere(cartesian > 0).mean(axis=0)
+    assert row > centre and column > centre  # clockwise from 3 o'clock with rows down: the lower right quadrant
+    back = polar_transform(cartesian, 64, 32, order=0)
+    assert (back[8:16, 11:19] == 1).all() and back[24:, :].sum() == 0
+
+
+def test_theta_roll_moves_image_and_mask_rows_together() -> None:
+    from torchvision import tv_tensors
+
+    from medseg_core.data.transforms import RandomThetaRoll
+
+    image = torch.arange(36.0).reshape(1, 36, 1).expand(3, 36, 4).clone()
+    mask = torch.zeros(36, 4, dtype=torch.long)
+    mask[5] = 1
+    torch.manual_seed(0)
+    out = RandomThetaRoll(180.0)({"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(mask)})
+    row = int(out["mask"].argmax(dim=0)[0])
+    assert out["image"][0, row, 0] == 5.0  # the labelled row kept its pixels
+    assert sorted(out["image"][0, :, 0].tolist()) == list(range(36))  # a roll: nothing lost, nothing interpolated
+    with pytest.raises(ValueError, match=r"\[0, 180\]"):
+        RandomThetaRoll(200.0)
+
+
+def test_polar_oct_dataset_serves_polar_frames(tmp_path) -> None:
+    from medseg_core.data.oct import OCTDataset, find_oct_pairs, write_oct_mask
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()
+    channels = np.zeros((48, 48, 4), dtype=np.uint8)
+    channels[30:40, 20:28, 2] = 255  # lipid below the centre: angles near 90 degrees (6 o'clock)
+    write_oct_mask(tmp_path / "mask" / "001_1_001.tiff", channels)
+    Image.fromarray(np.full((48, 48, 3), 128, dtype=np.uint8)).save(tmp_path / "img" / "001_1_001.png")
+    pairs = find_oct_pairs(tmp_path)
+    polar = OCTDataset(pairs, image_size=32, polar=True, cache=False)[0]
+    assert polar["image"].shape == (3, 32, 32) and polar["mask"].shape == (32, 32)
+    lipid_rows = np.flatnonzero(polar["mask"].numpy().any(axis=1))
+    assert lipid_rows.min() >= 4 and lipid_rows.max() <= 12  # 90 +- 45 degrees of 32 rows over 360 degrees
+    with pytest.raises(ValueError, match="needs an image_size"):
+        OCTDataset(pairs, image_size=None, polar=True)

@@ -442,6 +442,18 @@ def _to_uint8(image: torch.Tensor) -> torch.Tensor:
     return image if image.dtype == torch.uint8 else (image * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
+def _to_polar(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(3, S, S)`` image (uint8 or float) and ``(S, S)`` labels -> the polar view at ``S`` angles x ``S`` depths:
+    float32 image in [0, 1] (bilinear), labels (nearest)."""
+    from .synthetic_oct import polar_transform
+
+    side = image.shape[-1]
+    scaled = image.permute(1, 2, 0).numpy().astype(np.float32) / (255.0 if image.dtype == torch.uint8 else 1.0)
+    polar_image = polar_transform(scaled, side, side, order=1)
+    polar_mask = polar_transform(mask.numpy(), side, side, order=0)
+    return torch.from_numpy(polar_image).permute(2, 0, 1).contiguous(), torch.from_numpy(polar_mask)
+
+
 class OCTDataset(Dataset):
     """OCT frames for segmentation: ``{"image": (3, H, W) float32 ImageNet-normalised, "mask": (H, W) int64, "id"}``.
 
@@ -460,6 +472,10 @@ class OCTDataset(Dataset):
         image_size: output side length, or None to keep the stored size.
         transform: joint augmentation, e.g. ``medseg_core.data.transforms.oct_train_transforms(image_size)``.
         name: what the warnings call this data, e.g. ``"OCT val split"``.
+        polar: after the resize, map image and mask to the polar view (rows = ``image_size`` angles clockwise from
+            3 o'clock, columns = ``image_size`` depths out to the inscribed circle;
+            :func:`~medseg_core.data.synthetic_oct.polar_transform`); predictions map back with
+            :func:`~medseg_core.data.synthetic_oct.scan_convert`. Needs ``image_size``.
         cache: keep each frame decoded and resized (uint8 image, label map) in memory after its first read, and
             each mask's facts after construction, in the process-wide memo
             :data:`~medseg_core.data.memo.DECODED_FRAMES`: later epochs, and later datasets of the same files at
@@ -480,6 +496,7 @@ class OCTDataset(Dataset):
         transform: SampleTransform | None = None,
         name: str = "OCT data",
         cache: bool = True,
+        polar: bool = False,
     ) -> None:
         missing = {"id", "image_path", "mask_path"} - set(pairs.columns)
         if missing:
@@ -493,6 +510,9 @@ class OCTDataset(Dataset):
         self.image_size = image_size
         self.transform = transform
         self.cache = cache
+        if polar and image_size is None:
+            raise ValueError("polar=True needs an image_size (the polar frame's angles and depths)")
+        self.polar = polar
         self._frames: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._summary = MaskSummary()
         sizes, self.has_foreground = {}, []
@@ -521,14 +541,15 @@ class OCTDataset(Dataset):
     def _frame(self, index: int, row: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
         """``(3, S, S)`` image (uint8 for 8-bit files) and ``(S, S)`` label map, decoded and resized."""
         def read() -> tuple[torch.Tensor, torch.Tensor]:
-            return resize_oct(*_load_pair(row["image_path"], row["mask_path"], self.classes, self._summary),
-                              self.image_size)
+            image, mask = resize_oct(*_load_pair(row["image_path"], row["mask_path"], self.classes, self._summary),
+                                     self.image_size)
+            return _to_polar(image, mask) if self.polar else (image, mask)
 
         if not self.cache:
             return read()
         if index not in self._frames:  # this dataset's own references: later epochs need not look at the files
             self._frames[index] = DECODED_FRAMES.get([row["image_path"], row["mask_path"]],
-                                                     ("oct frame", self.classes, self.image_size), read)
+                                                     ("oct frame", self.classes, self.image_size, self.polar), read)
         return self._frames[index]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
@@ -688,7 +709,11 @@ def oct_dataloaders(
         warnings.warn(caught.message, caught.category, stacklevel=2)
     if oct_config.train_frames is not None:
         train_pairs = every_kth_frame(train_pairs, oct_config.train_frames)
-    if train_transform is None and oct_config.augment:
+    if train_transform is None and oct_config.augment and oct_config.polar:
+        from .transforms import oct_polar_train_transforms
+
+        train_transform = oct_polar_train_transforms(oct_config.rotation)
+    elif train_transform is None and oct_config.augment:
         from torchvision.transforms import v2
 
         from .transforms import oct_train_transforms
@@ -697,7 +722,7 @@ def oct_dataloaders(
         if oct_config.rotation > 0:  # IVOCT frames turn freely about the catheter: plaque can lie at any angle
             rotate = v2.RandomRotation(oct_config.rotation, interpolation=v2.InterpolationMode.BILINEAR)
             train_transform = v2.Compose([rotate, train_transform])
-    common = {"classes": oct_config.classes, "image_size": oct_config.image_size}
+    common = {"classes": oct_config.classes, "image_size": oct_config.image_size, "polar": oct_config.polar}
     names = {split: f"OCT {split} split of {root}" for split in ("train", "val", "test")}
     loader_options = {"batch_size": batch_size, "num_workers": num_workers, "pin_memory": torch.cuda.is_available(),
                       "persistent_workers": num_workers > 0}

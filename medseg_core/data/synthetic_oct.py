@@ -62,6 +62,7 @@ __all__ = [
     "sample_frame_params",
     "simulate_polar_frame",
     "scan_convert",
+    "polar_transform",
     "apply_oct_colormap",
     "labels_to_channels",
     "render_frame",
@@ -666,6 +667,32 @@ def scan_convert(polar: np.ndarray, size: int, *, order: int = 1) -> np.ndarray:
     if order == 0:
         return np.where(fov > 0.5, cartesian, 0).astype(polar.dtype)
     return (cartesian * fov).astype(polar.dtype)
+
+
+@lru_cache(maxsize=8)
+def _cartesian_coordinates(size: tuple[int, int], num_alines: int, num_samples: int) -> np.ndarray:
+    """For each polar pixel (A-line, sample): its fractional Cartesian (row, column) ``(2, A, S)``, the inverse of
+    :func:`_polar_coordinates` (sample ``s`` at radius ``(s + 0.5) / S`` of the inscribed circle)."""
+    height, width = size
+    angle = np.arange(num_alines, dtype=np.float64)[:, None] / num_alines * 2.0 * np.pi
+    radius_px = (np.arange(num_samples, dtype=np.float64)[None, :] + 0.5) / num_samples * (min(height, width) / 2.0)
+    rows = (height - 1) / 2.0 + radius_px * np.sin(angle)
+    columns = (width - 1) / 2.0 + radius_px * np.cos(angle)
+    return np.stack([rows, columns]).astype(np.float32)
+
+
+def polar_transform(cartesian: np.ndarray, num_alines: int, num_samples: int, *, order: int = 1) -> np.ndarray:
+    """The inverse of :func:`scan_convert`: a Cartesian frame ``(H, W)`` or ``(H, W, C)`` with the catheter in its
+    centre -> polar ``(A, S)`` or ``(A, S, C)`` (rows = angle clockwise from 3 o'clock, columns = depth out to the
+    inscribed circle). ``order=0`` for label maps (nearest neighbour), ``order=1`` for intensities (bilinear)."""
+    cartesian = np.asarray(cartesian)
+    if cartesian.ndim not in (2, 3):
+        raise ValueError(f"Cartesian frame must be (H, W) or (H, W, C), got shape {cartesian.shape}")
+    coordinates = _cartesian_coordinates(cartesian.shape[:2], num_alines, num_samples)
+    channels = cartesian[..., None] if cartesian.ndim == 2 else cartesian
+    polar = np.stack([ndimage.map_coordinates(channels[..., c], coordinates, order=order, mode="nearest",
+                                              prefilter=False) for c in range(channels.shape[-1])], axis=-1)
+    return (polar[..., 0] if cartesian.ndim == 2 else polar).astype(cartesian.dtype)
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,8 @@ public ``make_params``/``transform`` API of custom v2 transforms).
   arXiv 2102.05229): intensity shift +-0.2, horizontal and vertical flips, a random crop of 400/512 of the side
   resized back, rotation +-10 deg, zoom 0.8-1.2, translation +-20 %, shear +-2 deg.
 - :func:`oct_train_transforms`: flips, a small affine warp and brightness/contrast jitter for OCT frames.
+- :func:`oct_polar_train_transforms`: the same for OCT frames in the polar view (rows = angles): a theta roll
+  (:class:`RandomThetaRoll`, a rotation about the catheter), a mirror of the angles and the jitter.
 
 Randomness comes from torch's generator, as everywhere in torchvision: seed it with
 :func:`medseg_core.runtime.seed_everything` (or ``torch.manual_seed``); DataLoader worker processes are seeded by
@@ -41,6 +43,8 @@ __all__ = [
     "AlignedResize",
     "xca_train_transforms",
     "oct_train_transforms",
+    "RandomThetaRoll",
+    "oct_polar_train_transforms",
     "XCA_STRENGTHS",
 ]
 
@@ -206,4 +210,42 @@ def oct_train_transforms(image_size: int | tuple[int, int]) -> v2.Compose:
             v2.ColorJitter(brightness=0.2, contrast=0.2),
             AlignedResize(size, antialias=True),
         ]
+    )
+
+
+class RandomThetaRoll(v2.Transform):
+    """Roll polar OCT frames (rows = angles over 360 degrees) by a random number of rows, image and mask alike: a
+    rotation about the catheter by up to ``+-max_degrees``, exact (no interpolation) in the polar view.
+
+    Args:
+        max_degrees: largest rotation; 180 draws any angle.
+    """
+
+    _transformed_types = (tv_tensors.Image, tv_tensors.Mask)
+
+    def __init__(self, max_degrees: float = 180.0) -> None:
+        super().__init__()
+        if not 0.0 <= max_degrees <= 180.0:
+            raise ValueError(f"max_degrees must be in [0, 180], got {max_degrees}")
+        self.max_degrees = float(max_degrees)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the rotation, in rows of the frames' angle axis (shared by image and mask)."""
+        rows = v2.query_size(flat_inputs)[0]
+        degrees = torch.empty(()).uniform_(-self.max_degrees, self.max_degrees).item()
+        return {"shift": int(round(degrees / 360.0 * rows))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """Roll one image or mask along its angle axis (``-2``)."""
+        return tv_tensors.wrap(inpt.as_subclass(torch.Tensor).roll(params["shift"], dims=-2), like=inpt)
+
+
+def oct_polar_train_transforms(max_degrees: float = 180.0) -> v2.Compose:
+    """Training augmentation for OCT frames in the polar view: a theta roll of up to ``+-max_degrees``
+    (:class:`RandomThetaRoll`; none at 0), a mirror of the angle axis (the frame seen from the other side) and the
+    brightness/contrast jitter of :func:`oct_train_transforms`. Depth is never flipped or warped: the catheter stays
+    at column 0. Takes and returns the samples of :func:`oct_train_transforms`."""
+    return v2.Compose(
+        ([RandomThetaRoll(max_degrees)] if max_degrees > 0 else [])
+        + [v2.RandomVerticalFlip(), v2.ColorJitter(brightness=0.2, contrast=0.2)]
     )
