@@ -216,9 +216,18 @@ class XCATask(Task):
         return profile.svsnet
 
     def task_model_kwargs(self, profile: Profile, model_name: str) -> dict[str, Any]:
+        """Window length (window models) or one channel and class (image models); ``input_norm`` when
+        ``xca.input_norm`` is not "none" (ConfigError for a model without that argument)."""
         if model_class(model_name).input_kind == "window":
-            return {"window_length": profile.xca.window_length}
-        return {"in_channels": 1, "num_classes": 1}
+            kwargs: dict[str, Any] = {"window_length": profile.xca.window_length}
+        else:
+            kwargs = {"in_channels": 1, "num_classes": 1}
+        if profile.xca.input_norm != "none":
+            if "input_norm" not in inspect.signature(model_class(model_name).__init__).parameters:
+                raise ConfigError(f"xca.input_norm={profile.xca.input_norm!r} needs a model with an input_norm "
+                                  f"argument (svsnet); {model_name} has none: set xca.input_norm=none")
+            kwargs["input_norm"] = profile.xca.input_norm
+        return kwargs
 
     def run_metadata(self, profile: Profile, model_name: str, data_root: Path | None = None) -> RunMetadata:
         """Frame size, window and class; ``single_frame`` when every video of ``data_root`` is one frame."""

@@ -43,6 +43,16 @@ image contrast fades to a fraction, as an annotator would still trace them. The 
 enter the rule (it depends on the contrast agent alone). At frame 0 the proximal trunk already darkens its
 pixels by more than 15 %, so a mask can only be empty if ``mask_min_contrast`` is set above that.
 
+Realism aimed at real angiograms (:class:`Realism`, the ``XCAConfig`` fields of
+:data:`medseg_core.config.REALISM_RANGES`; all off by default, and then every pixel is as without them): a guide
+wire (:func:`sample_guide_wire`: thin and radio-opaque, through the catheter into a vessel and on past where its
+mask ends), sternotomy wires and clips and a vertebral column (:func:`render_chest_hardware`,
+:func:`render_spine`), lung markings (:func:`render_lung_texture`: thin branching ridges), foreshortening
+(:func:`foreshorten`: the tree squashed along a random direction, so vessels overlap more), the detector's
+Gaussian read-out noise on top of the quantum noise (Poisson-Gaussian, :func:`xray_counts`) and its blur. None
+of them is ever labelled: they are the hard negatives of real frames. Their random draws come from a stream of
+their own, so a realistic run keeps the tree, motion, contrast and quantum noise of the plain run of its seed.
+
 Morphology against real annotations (:mod:`medseg_core.data.morphology`, ``tests/test_morphology.py``): on
 512 x 512 frames the labelled fully opacified masks fall inside the 5-95 % range of 30 real expert masks (vessel
 fraction, median and 90th-percentile width, centreline length, branch points, tortuosity, convex-hull extent,
@@ -62,13 +72,13 @@ import math
 from dataclasses import dataclass
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from medseg_core.config import XCAConfig
+from medseg_core.config import REALISM_RANGES, XCAConfig
 from medseg_core.errors import ConfigError
 from medseg_core.data.cache import DatasetWriter, settings_digest
 from medseg_core.data.io import write_image
@@ -91,6 +101,15 @@ __all__ = [
     "respiratory_shift",
     "sample_contrast_bolus",
     "simulate_sequence",
+    "Realism",
+    "foreshorten",
+    "GuideWire",
+    "sample_guide_wire",
+    "render_guide_wire",
+    "render_chest_hardware",
+    "render_spine",
+    "render_lung_texture",
+    "xray_counts",
     "write_xca_dataset",
     "ensure_xca_dataset",
     "generator_settings",
@@ -934,6 +953,218 @@ def sample_contrast_bolus(rng: np.random.Generator, tree: VesselTree) -> Contras
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Realism aimed at real angiograms
+# --------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Realism:
+    """What :func:`simulate_sequence` adds to look like real angiograms; the default adds nothing.
+
+    The fields are the ``XCAConfig`` fields of the same names, with their ranges in
+    :data:`medseg_core.config.REALISM_RANGES`. Nothing they add is ever labelled.
+
+    Attributes:
+        guide_wire: probability that a run shows a guide wire (:func:`sample_guide_wire`).
+        sternal_wires: probability of sternotomy wire loops and surgical clips (:func:`render_chest_hardware`).
+        spine: probability of a vertebral column (:func:`render_spine`).
+        lung_texture: optical depth of the lung markings (:func:`render_lung_texture`); 0: none.
+        foreshortening: the tree keeps ``1 - U(0, foreshortening)`` of its extent along a random direction
+            (:func:`foreshorten`).
+        electronic_noise: sd of the detector's Gaussian read-out noise in photons per pixel (:func:`xray_counts`).
+        detector_blur: sd of the detector's Gaussian blur, ``U(0, detector_blur)`` pixels of the 512 frame.
+    """
+
+    guide_wire: float = 0.0
+    sternal_wires: float = 0.0
+    spine: float = 0.0
+    lung_texture: float = 0.0
+    foreshortening: float = 0.0
+    electronic_noise: float = 0.0
+    detector_blur: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, (low, high) in REALISM_RANGES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigError(f"Realism.{name} must be a number in [{low:g}, {high:g}]; got {value!r}")
+
+    @classmethod
+    def from_config(cls, config: XCAConfig) -> "Realism":
+        """The realism fields of a profile's ``xca`` section."""
+        return cls(**{name: float(getattr(config, name)) for name in REALISM_RANGES})
+
+    def settings(self) -> dict[str, float]:
+        """The options that differ from the default, by name (empty for the default): what names a data set."""
+        return {name: float(getattr(self, name)) for name in REALISM_RANGES if getattr(self, name) != 0.0}
+
+
+_REALISM_STREAMS = {name: 2 + index for index, name in enumerate(REALISM_RANGES)}
+"""Each option draws from its own child stream of the run's seed (0: the scene, 1: quantum noise), so switching one
+on changes nothing the others draw."""
+
+
+def foreshorten(tree: VesselTree, factor: float, angle: float) -> VesselTree:
+    """The tree with its extent along the direction ``angle`` (radians; (row, col) = (sin, cos)) shrunk to ``factor``
+    around the ostium, as a view oblique to the heart's surface projects it: vessels lie closer and cross more.
+    Radii and path lengths (the 3D length the contrast travels) are kept."""
+    if not 0.0 < factor <= 1.0:
+        raise ValueError(f"factor must be in (0, 1], got {factor}")
+    direction = np.array([math.sin(angle), math.cos(angle)])
+
+    def squash(points: np.ndarray) -> np.ndarray:
+        along = (points - tree.ostium) @ direction
+        return points - np.outer(along * (1.0 - factor), direction)
+
+    segments = tuple(dataclasses.replace(segment, centreline=squash(segment.centreline)) for segment in tree.segments)
+    return VesselTree(segments, tree.image_size, tree.ostium.copy())
+
+
+@dataclass(frozen=True, eq=False)
+class GuideWire:
+    """A guide wire: through the catheter, along the vessels to a distal branch, and on past its end.
+
+    Attributes:
+        centreline: ``(N, 2)`` points (row, col) in pixels of an ``image_size`` frame, from outside the frame to the tip.
+        weight: ``(N,)`` attenuation relative to the wire's body (1), higher on the radio-opaque tip.
+        radius: wire radius in pixels.
+        attenuation: attenuation of the body per reference pixel of chord.
+        image_size: frame size the coordinates refer to.
+    """
+
+    centreline: np.ndarray
+    weight: np.ndarray
+    radius: float
+    attenuation: float
+    image_size: int
+
+
+def sample_guide_wire(rng: np.random.Generator, tree: VesselTree, catheter: Catheter) -> GuideWire:
+    """A coronary guide wire (0.014", 0.36 mm: 1-1.6 px wide on a 512 frame): it leaves the catheter at the ostium,
+    follows the tree to a major vessel or side branch (chosen by length) and runs 20-60 reference pixels past its
+    end, where the labelled vessel has stopped; its last 30-60 reference pixels (the radio-opaque coil) attenuate
+    1.5-2.5 times more. Optical depth across the body's centre about 0.3-0.6 on a 512 frame."""
+    candidates = [index for index, segment in enumerate(tree.segments) if segment.generation >= 1]
+    lengths = np.array([tree.segments[index].length for index in candidates])
+    chosen = candidates[int(rng.choice(len(candidates), p=lengths / lengths.sum()))]
+    chain = [chosen]
+    while tree.segments[chain[-1]].parent >= 0:
+        chain.append(tree.segments[chain[-1]].parent)
+    chain.reverse()
+    parts = [catheter.centreline * tree.image_size / catheter.image_size]
+    for parent, child in zip(chain[:-1], chain[1:]):
+        centreline = tree.segments[parent].centreline
+        junction = int(np.argmin(np.linalg.norm(centreline - tree.segments[child].centreline[0], axis=1)))
+        parts.append(centreline[: junction + 1])
+    end = tree.segments[chosen].centreline
+    parts.append(end)
+    scale = tree.image_size / REFERENCE_SIZE
+    heading = end[-1] - end[max(0, len(end) - 8)]
+    heading /= max(float(np.linalg.norm(heading)), 1e-9)
+    beyond = rng.uniform(20.0, 60.0) * scale
+    parts.append(end[-1] + np.linspace(0.0, beyond, 12)[1:, None] * heading)
+    centreline = np.concatenate(parts)
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(centreline, axis=0), axis=1))])
+    tip = arc >= arc[-1] - rng.uniform(30.0, 60.0) * scale
+    weight = np.where(tip, rng.uniform(1.5, 2.5), 1.0)
+    return GuideWire(centreline, weight, float(rng.uniform(0.5, 0.8) * scale), float(rng.uniform(0.25, 0.45)),
+                     tree.image_size)
+
+
+def render_guide_wire(wire: GuideWire, image_size: int, displacement: Displacement | None = None) -> np.ndarray:
+    """Projected thickness of the wire times its relative attenuation, ``(H, W)`` float64 in pixels."""
+    factor = image_size / wire.image_size
+    centreline = _displaced(_rescale_points(wire.centreline, factor), displacement)
+    return _render_tubes([centreline], [np.full(len(centreline), wire.radius * factor)], [wire.weight], image_size)
+
+
+def render_chest_hardware(rng: np.random.Generator, image_size: int, *, margin: int = 0) -> np.ndarray:
+    """Attenuation of sternotomy wires and surgical clips (after bypass surgery), ``(H + 2m, W + 2m)`` float64.
+
+    Four to seven twisted steel loops (ellipses 20-40 x 6-12 reference pixels, wire 2-3 px thick, each with its
+    twisted knot) stacked 55-85 reference pixels apart down a near-vertical line in the middle of the frame, and
+    up to four clips (bars 8-16 px long) anywhere; nearly opaque (0.5-0.9 per reference pixel of chord). They
+    are fixed to the chest: the caller moves them with respiration, with the background.
+    """
+    _check_image_size(image_size)
+    scale = image_size / REFERENCE_SIZE
+    centrelines: list[np.ndarray] = []
+    radii: list[float] = []
+    column, row = rng.uniform(0.35, 0.65) * REFERENCE_SIZE, rng.uniform(-0.1, 0.15) * REFERENCE_SIZE
+    slope, spacing = rng.uniform(-0.2, 0.2), rng.uniform(55.0, 85.0)
+    for index in range(int(rng.integers(4, 8))):
+        centre = np.array([row + index * spacing, column + slope * index * spacing]) + rng.uniform(-5.0, 5.0, 2)
+        half_width, half_height, tilt = rng.uniform(10.0, 20.0), rng.uniform(3.0, 6.0), rng.uniform(-0.3, 0.3)
+        angle = np.linspace(0.0, 2.0 * math.pi, 64)
+        loop = np.stack([half_height * np.sin(angle), half_width * np.cos(angle)], axis=1)
+        side = rng.choice((-1.0, 1.0))
+        knot = np.stack([np.linspace(0.0, rng.uniform(4.0, 9.0), 6), np.full(6, side * half_width)], axis=1)
+        rotation = np.array([[math.cos(tilt), -math.sin(tilt)], [math.sin(tilt), math.cos(tilt)]])
+        for shape in (loop, knot):
+            centrelines.append(centre + shape @ rotation.T)
+            radii.append(rng.uniform(1.0, 1.5))
+    for _ in range(int(rng.integers(0, 5))):
+        centre, angle, length = rng.uniform(0.1, 0.9, 2) * REFERENCE_SIZE, rng.uniform(0, math.pi), rng.uniform(8, 16)
+        steps = np.linspace(-length / 2, length / 2, 8)[:, None]
+        centrelines.append(centre + steps * np.array([math.sin(angle), math.cos(angle)]))
+        radii.append(rng.uniform(1.0, 1.5))
+    size = image_size + 2 * margin
+    points = [_rescale_points(line, scale) + margin for line in centrelines]
+    thickness = _render_tubes(points, [np.full(len(p), r * scale) for p, r in zip(points, radii)],
+                              [np.ones(len(p)) for p in points], size)
+    return rng.uniform(0.5, 0.9) * thickness / scale
+
+
+def render_spine(rng: np.random.Generator, image_size: int, *, margin: int = 0) -> np.ndarray:
+    """Attenuation of a thoracic vertebral column, ``(H + 2m, W + 2m)`` float64 (frame units as in
+    :func:`render_background`).
+
+    A near-vertical column (tilt up to 0.15) in the middle of the frame: vertebral bodies 0.18-0.24 of the frame
+    wide, one every 0.15-0.2 of the frame (a 15-20 cm field of view), with denser end plates, less dense disc
+    spaces between them and two ring-shaped pedicles on each; optical depth 0.12-0.25 on the bodies. It moves
+    with respiration (the caller adds it to the background).
+    """
+    _check_image_size(image_size)
+    size = image_size + 2 * margin
+    rows, cols = (np.mgrid[0:size, 0:size].astype(np.float64) - margin + 0.5) / image_size
+    centre, tilt = rng.uniform(0.35, 0.65), rng.uniform(-0.15, 0.15)
+    half_width, pitch, phase = rng.uniform(0.09, 0.12), rng.uniform(0.15, 0.2), rng.uniform(0.0, 1.0)
+    gap = pitch * rng.uniform(0.15, 0.22)
+    across = (cols - centre - tilt * (rows - 0.5)) / math.sqrt(1.0 + tilt**2)
+    within = np.mod(rows - phase * pitch, pitch)  # position inside the vertebra + disc period
+    to_plate = np.minimum(within - gap / 2, pitch - gap / 2 - within)  # > 0 inside a body
+    body = 1.0 / (1.0 + np.exp(-to_plate / 0.006)) / (1.0 + np.exp((np.abs(across) - half_width) / 0.01))
+    plates = np.exp(-((to_plate / 0.006) ** 2)) / (1.0 + np.exp((np.abs(across) - half_width) / 0.01))
+    pedicle_row = within - gap / 2 - 0.3 * pitch
+    pedicles = sum(np.exp(-(((np.hypot(pedicle_row / 0.035, (across - side * 0.65 * half_width) / 0.022) - 1.0)
+                             / 0.3) ** 2)) for side in (-1.0, 1.0))
+    return rng.uniform(0.12, 0.25) * body + rng.uniform(0.05, 0.1) * (plates + pedicles)
+
+
+def render_lung_texture(rng: np.random.Generator, image_size: int, strength: float, *, margin: int = 0) -> np.ndarray:
+    """Lung markings, ``(H + 2m, W + 2m)`` float64 optical depth up to about ``strength``: thin curvilinear ridges
+    (the zero crossings of smooth noise correlated over 5 % and 2 % of the frame, 1-4 px wide on a 512 frame) that
+    fade in and out over the frame; thin dark lines a model must learn are not coronaries."""
+    _check_image_size(image_size)
+    size = image_size + 2 * margin
+    ridges = sum(weight * np.exp(-((_smooth_noise(rng, size, correlation * image_size) / 0.12) ** 2))
+                 for correlation, weight in ((0.05, 1.0), (0.02, 0.6)))
+    fade = np.clip(0.5 + 0.5 * _smooth_noise(rng, size, 0.25 * image_size), 0.0, 1.0)
+    return strength * ridges * fade
+
+
+def xray_counts(expected: np.ndarray, electronic_noise: float, quantum_rng: np.random.Generator,
+                electronic_rng: np.random.Generator | None = None) -> np.ndarray:
+    """Detector counts with Poisson-Gaussian noise: ``Poisson(expected) + Normal(0, electronic_noise**2)``, so the
+    variance is ``expected + electronic_noise**2`` (photons per pixel). Without electronic noise the counts are the
+    Poisson draws alone (integers), exactly as without this option."""
+    counts = quantum_rng.poisson(expected)
+    if electronic_noise == 0.0:
+        return counts
+    if electronic_rng is None:
+        raise ValueError("electronic noise needs electronic_rng")
+    return counts + electronic_noise * electronic_rng.standard_normal(np.shape(expected))
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Sequence
 # --------------------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
@@ -955,6 +1186,10 @@ class XCASequence:
         photons_per_pixel: mean photon count per pixel at bright background (sets the quantum noise).
         mask_min_contrast: darkening by the contrast agent from which a pixel counts as vessel.
         fps: frame rate in frames per second.
+        realism: the realism options the run was made with (:class:`Realism`); ``background`` then holds the
+            static layers they add (spine, wires, lung markings).
+        guide_wire: the run's guide wire, or None.
+        detector_blur: sd of the detector blur in pixels of this frame (0: none).
     """
 
     frames: np.ndarray
@@ -973,6 +1208,9 @@ class XCASequence:
     photons_per_pixel: float
     mask_min_contrast: float
     fps: float
+    realism: Realism = Realism()
+    guide_wire: GuideWire | None = None
+    detector_blur: float = 0.0
 
     @property
     def vessel_fraction(self) -> np.ndarray:
@@ -1007,6 +1245,7 @@ def simulate_sequence(
     mask_min_contrast: float = 0.05,
     photons_per_pixel: float | None = None,
     motion_scale: float = 1.0,
+    realism: Realism | None = None,
 ) -> XCASequence:
     """Simulate one XCA run: a moving, contrast-filling vessel tree over a breathing chest, with quantum noise.
 
@@ -1029,6 +1268,8 @@ def simulate_sequence(
         photons_per_pixel: mean photon count per pixel at bright background (its 99th percentile), which sets
             the quantum noise; ``None`` draws 300-1200.
         motion_scale: multiplies cardiac and respiratory amplitudes (0 gives a static scene).
+        realism: what to add to look like real angiograms (:class:`Realism`; None or the default adds nothing and
+            leaves every pixel as without it). Its options draw from streams of their own.
 
     Returns:
         An :class:`XCASequence` with frames ``(T, H, W)`` uint8 and masks ``(T, H, W)`` uint8 in {0, 1}.
@@ -1049,15 +1290,34 @@ def simulate_sequence(
         raise ValueError(f"photons_per_pixel must be > 0 or None, got {photons_per_pixel}")
     seed_sequence = _seed_sequence(seed)
     rng, noise_rng = _child(seed_sequence, 0), _child(seed_sequence, 1)
+    realism = realism or Realism()
+    streams = {name: _child(seed_sequence, index) for name, index in _REALISM_STREAMS.items()}
+
+    def present(name: str) -> bool:
+        """Whether this run shows the option ``name`` (drawn only when it is switched on)."""
+        return getattr(realism, name) > 0.0 and bool(streams[name].random() < getattr(realism, name))
 
     tree = sample_vessel_tree(rng, image_size)
+    if realism.foreshortening > 0.0:
+        stream = streams["foreshortening"]
+        tree = foreshorten(tree, 1.0 - stream.uniform(0.0, realism.foreshortening), stream.uniform(0.0, math.pi))
     catheter = sample_catheter(rng, tree)
+    wire = sample_guide_wire(streams["guide_wire"], tree, catheter) if present("guide_wire") else None
     motion = sample_motion(rng, image_size, amplitude_scale=motion_scale)
     bolus = sample_contrast_bolus(rng, tree)
     margin = int(math.ceil(float(np.abs(motion.respiratory_amplitude).max()))) + 2
     background_canvas = render_background(rng, image_size, margin=margin)
+    if present("spine"):
+        background_canvas = background_canvas + render_spine(streams["spine"], image_size, margin=margin)
+    if present("sternal_wires"):
+        background_canvas = background_canvas + render_chest_hardware(streams["sternal_wires"], image_size,
+                                                                       margin=margin)
+    if realism.lung_texture > 0.0:
+        background_canvas = background_canvas + render_lung_texture(streams["lung_texture"], image_size,
+                                                                    realism.lung_texture, margin=margin)
     collimator = render_collimator(rng, tree)
     photons = float(photons_per_pixel if photons_per_pixel is not None else rng.uniform(300.0, 1200.0))
+    blur = streams["detector_blur"].uniform(0.0, realism.detector_blur) * image_size / REFERENCE_SIZE
 
     crop = (slice(margin, margin + image_size), slice(margin, margin + image_size))
     background = background_canvas[crop]
@@ -1075,9 +1335,13 @@ def simulate_sequence(
         move, fill = partial(motion.displacement, t), partial(bolus.concentration, t=t)
         iodine_depth = bolus.attenuation * to_reference * render_vessel_thickness(tree, image_size, move, fill)
         catheter_depth = bolus.catheter_attenuation * to_reference * render_catheter(catheter, image_size, move)
+        if wire is not None:
+            catheter_depth = catheter_depth + wire.attenuation * to_reference * render_guide_wire(wire, image_size, move)
         tissue_depth = ndimage.shift(background_canvas, respiratory_shift(motion, t), order=1, mode="nearest")[crop]
         transmission = np.exp(-(tissue_depth + collimator + catheter_depth + iodine_depth)) / reference_transmission
-        counts = noise_rng.poisson(photons * transmission)
+        if blur > 0.0:
+            transmission = ndimage.gaussian_filter(transmission, blur, mode="nearest")
+        counts = xray_counts(photons * transmission, realism.electronic_noise, noise_rng, streams["electronic_noise"])
         clean_frames[index] = np.clip(display_white * transmission, 0.0, 1.0)
         frames[index] = np.clip(np.rint(255.0 * display_white * counts / photons), 0, 255)
         masks[index] = iodine_depth >= depth_threshold
@@ -1100,6 +1364,9 @@ def simulate_sequence(
         photons_per_pixel=photons,
         mask_min_contrast=mask_min_contrast,
         fps=fps,
+        realism=realism,
+        guide_wire=wire,
+        detector_blur=float(blur),
     )
 
 
@@ -1127,8 +1394,11 @@ def _read_manifest(path: Path) -> pd.DataFrame:
 
 
 def generator_settings(config: XCAConfig) -> dict[str, Any]:
-    """The keyword arguments of :func:`write_xca_dataset` that ``config`` determines (its generator fields)."""
+    """The keyword arguments of :func:`write_xca_dataset` that ``config`` determines (its generator fields; the
+    realism options only when some are on, so the default data keep their digest and folder)."""
+    realism = Realism.from_config(config).settings()
     return {
+        **({"realism": realism} if realism else {}),
         "image_size": int(config.image_size),
         "num_train_videos": int(config.num_train_videos),
         "num_val_videos": int(config.num_val_videos),
@@ -1156,6 +1426,7 @@ def write_xca_dataset(
     label_every: int,
     seed: int,
     fps: float = 15.0,
+    realism: Mapping[str, float] | None = None,
     overwrite: bool = False,
 ) -> pd.DataFrame:
     """Write synthetic XCA videos in the MOSXAV/DAVIS layout and return the manifest.
@@ -1181,6 +1452,7 @@ def write_xca_dataset(
         label_every: label period of train and validation videos (5 in MOSXAV).
         seed: dataset seed.
         fps: frame rate of the simulation.
+        realism: :class:`Realism` options by name (None or empty: none; they enter the stamp only when given).
         overwrite: replace a complete dataset written with other parameters (or with missing or changed files);
             only the files its stamp lists are deleted.
 
@@ -1198,8 +1470,10 @@ def write_xca_dataset(
     if frames_per_video < 1 or label_every < 1:
         raise ConfigError(f"frames_per_video and label_every must be >= 1, got {frames_per_video} and {label_every}")
     _seed_sequence(seed)
+    options = Realism(**(realism or {}))
     root = Path(root)
     settings = {
+        **({"realism": options.settings()} if options.settings() else {}),
         "image_size": int(image_size),
         "num_train_videos": int(num_train_videos),
         "num_val_videos": int(num_val_videos),
@@ -1218,7 +1492,8 @@ def write_xca_dataset(
         for split in SPLITS:
             for _ in range(counts[split]):
                 video = f"syn{video_index:04d}"
-                sequence = simulate_sequence(video_seed(seed, video_index), image_size, frames_per_video, fps)
+                sequence = simulate_sequence(video_seed(seed, video_index), image_size, frames_per_video, fps,
+                                             realism=options)
                 period = label_every if split in ("train", "val") else 1
                 for frame in range(frames_per_video):
                     image_path = f"{split}/JPEGImages/{video}/{frame:05d}.png"

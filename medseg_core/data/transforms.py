@@ -17,6 +17,8 @@ public ``make_params``/``transform`` API of custom v2 transforms).
 - :func:`xca_train_transforms`: SVSnet's official augmentation (Hao et al., Neural Networks 2020,
   arXiv 2102.05229): intensity shift +-0.2, horizontal and vertical flips, a random crop of 400/512 of the side
   resized back, rotation +-10 deg, zoom 0.8-1.2, translation +-20 %, shear +-2 deg.
+- :func:`xca_display_transforms`: what real angiograms' display varies (``xca.display_augment``, for synthetic
+  training aimed at real frames): gamma, contrast, detector blur and noise, one draw per window.
 - :func:`oct_train_transforms`: flips, a small affine warp and brightness/contrast jitter for OCT frames.
 - :func:`oct_polar_train_transforms`: the same for OCT frames in the polar view (rows = angles): a theta roll
   (:class:`RandomThetaRoll`, a rotation about the catheter), a mirror of the angles and the jitter.
@@ -39,9 +41,12 @@ from .preprocess import size_pair
 
 __all__ = [
     "RandomIntensityShift",
+    "RandomGamma",
+    "RandomContrast",
     "AlignedRandomResizedCrop",
     "AlignedResize",
     "xca_train_transforms",
+    "xca_display_transforms",
     "oct_train_transforms",
     "RandomThetaRoll",
     "oct_polar_train_transforms",
@@ -99,6 +104,69 @@ class RandomIntensityShift(v2.Transform):
         if self.clamp:
             shifted = shifted.clamp(0.0, 1.0)
         return tv_tensors.wrap(shifted, like=inpt)
+
+
+def _float_image(inpt: Any, name: str) -> torch.Tensor:
+    if not inpt.is_floating_point():
+        raise ValueError(f"{name} expects float images in [0, 1], got dtype {inpt.dtype}; "
+                         "convert first with v2.ToDtype(torch.float32, scale=True).")
+    return inpt.as_subclass(torch.Tensor)
+
+
+def _check_range(name: str, values: tuple[float, float], positive: bool) -> tuple[float, float]:
+    low, high = (float(value) for value in values)
+    if not (0.0 < low if positive else 0.0 <= low) or low > high:
+        raise ValueError(f"{name} must be (low, high) with {'0 <' if positive else '0 <='} low <= high, got {values}")
+    return low, high
+
+
+class RandomGamma(v2.Transform):
+    """Raise every image channel to one random power, log-uniform in ``gamma`` (a display's gamma curve); masks are
+    untouched. All frames of a window get the same gamma. Images must be floating point in [0, 1].
+
+    Example:
+        >>> out = RandomGamma((0.6, 1.6))({"image": tv_tensors.Image(torch.rand(4, 8, 8))})
+    """
+
+    _transformed_types = (tv_tensors.Image, tv_tensors.Video)
+
+    def __init__(self, gamma: tuple[float, float] = (0.6, 1.6)) -> None:
+        super().__init__()
+        self.gamma = _check_range("gamma", gamma, positive=True)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the gamma shared by all images of the sample."""
+        low, high = torch.log(torch.tensor(self.gamma))
+        return {"gamma": torch.exp(torch.empty(()).uniform_(float(low), float(high))).item()}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """``image ** gamma``."""
+        return tv_tensors.wrap(_float_image(inpt, "RandomGamma").clamp(0.0, 1.0) ** params["gamma"], like=inpt)
+
+
+class RandomContrast(v2.Transform):
+    """Scale every frame's deviations from its own mean by one random factor, uniform in ``contrast`` (a display's
+    window width), then clip to [0, 1]; masks are untouched. All frames of a window get the same factor.
+
+    Example:
+        >>> out = RandomContrast((0.6, 1.4))({"image": tv_tensors.Image(torch.rand(4, 8, 8))})
+    """
+
+    _transformed_types = (tv_tensors.Image, tv_tensors.Video)
+
+    def __init__(self, contrast: tuple[float, float] = (0.6, 1.4)) -> None:
+        super().__init__()
+        self.contrast = _check_range("contrast", contrast, positive=True)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        """Draw the factor shared by all images of the sample."""
+        return {"factor": torch.empty(()).uniform_(*self.contrast).item()}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        """``mean + factor * (image - mean)`` per frame ``(H, W)``, clipped to [0, 1]."""
+        image = _float_image(inpt, "RandomContrast")
+        mean = image.mean(dim=(-2, -1), keepdim=True)
+        return tv_tensors.wrap((mean + params["factor"] * (image - mean)).clamp(0.0, 1.0), like=inpt)
 
 
 class AlignedRandomResizedCrop(v2.RandomResizedCrop):
@@ -183,6 +251,41 @@ def xca_train_transforms(
             ),
             v2.RandomAffine(degrees=10, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=2, interpolation=_BILINEAR),
             AlignedResize(size, antialias=True),
+        ]
+    )
+
+
+def xca_display_transforms(
+    gamma: tuple[float, float] = (0.6, 1.6),
+    contrast: tuple[float, float] = (0.6, 1.4),
+    blur_sigma: tuple[float, float] = (0.3, 1.2),
+    blur_probability: float = 0.3,
+    noise_sigma: float = 0.03,
+    noise_probability: float = 0.5,
+) -> v2.Compose:
+    """What the display of real angiograms varies, as augmentation of XCA windows (``xca.display_augment``).
+
+    A gamma log-uniform in ``gamma`` and a contrast factor uniform in ``contrast`` (one of each per window, as one
+    run has one display setting), then with ``blur_probability`` a Gaussian blur (sd uniform in ``blur_sigma``
+    pixels, the detector's and the resampling's blur) and with ``noise_probability`` Gaussian noise of sd
+    ``noise_sigma`` (independent per frame and pixel, clipped to [0, 1]). Masks are untouched. Apply to frames
+    in [0, 1], before the geometric warps.
+
+    Returns:
+        A v2 transform taking ``{"image": tv_tensors.Image (T, H, W) float in [0, 1], "mask": ...}``.
+    """
+    for name, probability in (("blur_probability", blur_probability), ("noise_probability", noise_probability)):
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {probability}")
+    if noise_sigma < 0:
+        raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}")
+    return v2.Compose(
+        [
+            RandomGamma(gamma),
+            RandomContrast(contrast),
+            v2.RandomApply([v2.GaussianBlur(5, _check_range("blur_sigma", blur_sigma, positive=True))],
+                           p=blur_probability),
+            v2.RandomApply([v2.GaussianNoise(0.0, noise_sigma, clip=True)], p=noise_probability),
         ]
     )
 

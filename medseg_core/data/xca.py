@@ -48,7 +48,7 @@ from medseg_core.data.io import (DataError, MaskSummary, image_size, list_images
                                  warn_aspect_change)
 from medseg_core.data.preprocess import SampleTransform, preprocess_xca, size_pair
 from medseg_core.data.sampling import loader_sampling
-from medseg_core.data.transforms import xca_train_transforms
+from medseg_core.data.transforms import xca_display_transforms, xca_train_transforms
 
 __all__ = [
     "FRAMES_DIR",
@@ -521,8 +521,11 @@ def split_loader(dataset: Dataset, split: str, batch_size: int, num_workers: int
 
 
 def _train_transform(xca_config: XCAConfig, augment_strength: str) -> v2.Transform | None:
-    """The training split's transform: augmentation (``xca.augment``), then the random crop (``xca.train_crop``)."""
+    """The training split's transform: the display's variation (``xca.display_augment``), augmentation
+    (``xca.augment``), then the random crop (``xca.train_crop``)."""
     steps: list[v2.Transform] = []
+    if xca_config.display_augment:
+        steps.append(xca_display_transforms())
     if xca_config.augment:
         steps.append(xca_train_transforms(xca_config.image_size, augment_strength))
     crop = xca_config.train_crop

@@ -7,6 +7,8 @@ Owns the layers more than one architecture (or more than one level of an archite
 * :class:`SeparableConvNormAct` - depthwise-separable convolution (a per-channel convolution, then a 1x1 one)
   -> batch norm -> ReLU, as in Xception (Chollet, CVPR 2017) and DeepLabV3+ (Chen et al., ECCV 2018).
 * :class:`ResidualBlock` - conv-BN-ReLU-conv-BN plus the input, then ReLU (He et al., CVPR 2016).
+* :class:`LocalContrastNorm` - a parameter-free input layer: each frame minus its local mean over its local
+  standard deviation (Gaussian windows), so a model sees no absolute grey levels and no slow background.
 * Attention blocks, each keeping its last weights in ``last_weights`` (detached, shape ``(B, C)``):
 
   - :class:`ECA` - efficient channel attention (Wang et al., "ECA-Net", CVPR 2020, arXiv 1910.03151).
@@ -38,6 +40,7 @@ __all__ = [
     "ConvNormAct",
     "SeparableConvNormAct",
     "ResidualBlock",
+    "LocalContrastNorm",
     "AttentionModule",
     "ECA",
     "eca_kernel_size",
@@ -326,3 +329,45 @@ def collect_attention_weights(model: nn.Module) -> dict[str, torch.Tensor]:
         for name, module in model.named_modules()
         if isinstance(module, AttentionModule) and module.last_weights is not None
     }
+
+
+class LocalContrastNorm(nn.Module):
+    """Local contrast normalisation of every frame: ``(x - G * x) / sqrt(G * (x - G * x)**2 + floor**2)``.
+
+    ``G *`` is a Gaussian blur of sd ``sigma_fraction`` times the frame's longer side (reflect padding), applied to
+    each ``(H, W)`` frame of a ``(B, C, H, W)`` or ``(B, C, T, H, W)`` input on its own. The output does not
+    change when a frame's grey levels are scaled or shifted (up to the ``floor`` on the local sd, in input units,
+    which keeps flat regions from amplifying noise), and slow background (heart shadow, diaphragm, vignetting)
+    is removed. No parameters: checkpoints without it load unchanged. Computed in float32 under autocast.
+
+    Args:
+        sigma_fraction: sd of the Gaussian window, fraction of the frame's longer side (1/16: 8 px at 128).
+        floor: smallest local standard deviation, input units.
+    """
+
+    def __init__(self, sigma_fraction: float = 1.0 / 16.0, floor: float = 0.01) -> None:
+        super().__init__()
+        if not 0.0 < sigma_fraction < 0.5 or floor <= 0.0:
+            raise ValueError(f"sigma_fraction must be in (0, 0.5) and floor > 0, got {sigma_fraction}, {floor}")
+        self.sigma_fraction = sigma_fraction
+        self.floor = floor
+
+    def _blur(self, frames: torch.Tensor, sigma: float) -> torch.Tensor:
+        """Separable Gaussian blur of ``(N, 1, H, W)`` frames (reflect padding, the window cut to the frame)."""
+        radius = max(1, min(int(math.ceil(3.0 * sigma)), min(frames.shape[-2:]) - 1))
+        offsets = torch.arange(-radius, radius + 1, dtype=frames.dtype, device=frames.device)
+        kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        padded = F.pad(frames, (radius, radius, radius, radius), mode="reflect")
+        blurred = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+        return F.conv2d(blurred, kernel.view(1, 1, -1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, [T,] H, W)`` -> the same shape, float32."""
+        shape = x.shape
+        sigma = self.sigma_fraction * max(shape[-2:])
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            frames = x.reshape(-1, 1, *shape[-2:]).float()
+            centred = frames - self._blur(frames, sigma)
+            spread = torch.sqrt(self._blur(centred**2, sigma) + self.floor**2)
+            return (centred / spread).reshape(shape)

@@ -38,11 +38,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from ..config import INPUT_NORMS
 from . import register_model
 from .base import SegmentationModel
 from .blocks import (
     ConvNormAct,
     GlobalMaxChannelAttention,
+    LocalContrastNorm,
     ResidualBlock,
     SkipChannelAttention,
     dropout_type,
@@ -137,6 +139,9 @@ class SVSNet(SegmentationModel):
         dropout: Channel-wise dropout before downsampling at levels 5 and 6 (0.5 in the paper).
         checkpoint: Activation checkpointing of the encoder levels while training (less memory, about one more
             encoder forward pass of compute per step; see the module docstring).
+        input_norm: ``"none"`` (the frames as given: SVSnet's, each divided by its maximum) or ``"local"``
+            (:class:`~medseg_core.models.blocks.LocalContrastNorm` first: no absolute grey levels, for frames whose
+            display differs from the training data's; the kit's ``xca.input_norm``). No parameters either way.
 
     Example:
         >>> model = SVSNet(window_length=4)
@@ -154,10 +159,13 @@ class SVSNet(SegmentationModel):
         base_channels: int = 8,
         dropout: float = 0.5,
         checkpoint: bool = False,
+        input_norm: str = "none",
     ) -> None:
         super().__init__()
         if window_length < 1:
             raise ValueError(f"window_length must be >= 1; got {window_length}")
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}; got {input_norm!r}")
         self.window_length = window_length
         self.in_channels = in_channels
         self.num_classes = num_classes
@@ -165,6 +173,7 @@ class SVSNet(SegmentationModel):
         self.size_divisor = 2**NUM_LEVELS
         widths = [base_channels * 2**level for level in range(NUM_LEVELS + 1)]  # 8 ... 256, bottleneck 512
 
+        self.input_norm = LocalContrastNorm() if input_norm == "local" else nn.Identity()
         self.stem = nn.Conv3d(in_channels, widths[0], kernel_size=1)
         self.encoder = nn.ModuleList(
             SVSEncoderLevel(
@@ -199,7 +208,7 @@ class SVSNet(SegmentationModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, T, H, W)`` -> decoder features ``(B, base_channels, H, W)``."""
         self.check_input_shape(x)
-        x = self.stem(x)
+        x = self.stem(self.input_norm(x))
         skips = []
         for level in self.encoder:
             skip, x = self._run_level(level, x)
