@@ -38,12 +38,13 @@ def _display(image: torch.Tensor, current: int | None) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_cases(
-    model: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto", *, tta: bool = False
+    model: nn.Module, loader: DataLoader, device: str | torch.device | None = "auto", *,
+    tta: bool | tuple[tuple[int, ...], ...] = False,
 ) -> Iterator[dict[str, object]]:
     """Run ``model`` over ``loader`` and yield one dict per case, on the CPU.
 
-    With ``tta`` the probabilities are averaged over four flips of the input
-    (:func:`~medseg_core.models.flip_averaged_probabilities`).
+    With ``tta`` the probabilities are averaged over four flips of the input, or over the flips it names
+    (:func:`~medseg_core.models.flip_averaged_probabilities`; polar frames: ``((), (-2,))``).
 
     Masks stored at another size than the model's input (a loader scoring at the data set's own resolution)
     get logits resized to them (bilinear, as :func:`medseg_core.inference.predict_labels` does).
@@ -60,7 +61,8 @@ def predict_cases(
         truths = (truths[:, 0] > 0.5).long() if truths.ndim == 4 else truths.long()
         size = tuple(truths.shape[-2:])
         if tta:  # an average of probabilities, resized as probabilities
-            probabilities = flip_averaged_probabilities(model, batch["image"].to(device))
+            flips = {} if tta is True else {"flips": tta}
+            probabilities = flip_averaged_probabilities(model, batch["image"].to(device), **flips)
             if probabilities.shape[-2:] != size:
                 probabilities = F.interpolate(probabilities, size=size, mode="bilinear", align_corners=False)
         else:
@@ -203,12 +205,13 @@ def select_cases(results: pd.DataFrame, metric: str = "dice", foreground_only: b
     return pd.concat([ranked.iloc[[i]].assign(rank=name) for name, i in picks.items()], ignore_index=True)
 
 
-def foreground_probabilities(model: nn.Module, loader: DataLoader, *, tta: bool = False,
+def foreground_probabilities(model: nn.Module, loader: DataLoader, *,
+                             tta: bool | tuple[tuple[int, ...], ...] = False,
                              device: str | torch.device | None = "auto") -> dict[str, object]:
     """Every case's foreground probability and truth, for rules fitted on a split (:func:`fit_false_alarm_rule`).
 
     The foreground probability is ``1 - p(background)`` for K-class models (any foreground class), the sigmoid for
-    binary ones. Returns ``{"id": list of N ids, "probability": (N, H, W) float32, "truth": (N, H, W) bool}``.
+    binary ones. ``tta`` as in :func:`predict_cases`. Returns ``{"id": list of N ids, "probability": (N, H, W) float32, "truth": (N, H, W) bool}``.
     """
     ids, probabilities, truths = [], [], []
     for case in predict_cases(model, loader, device, tta=tta):

@@ -29,6 +29,8 @@ def test_flip_tta_averages_the_four_flips_back_in_place() -> None:
     # the horizontal flips see the right half as foreground: two of the four views say left, two say right
     assert torch.allclose(probabilities[:, 1], torch.full((2, 4, 6), 0.5), atol=1e-4)
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(2, 4, 6))
+    vertical = flip_averaged_probabilities(_LeftHalf(), torch.zeros(2, 3, 4, 6), flips=((), (-2,)))
+    assert torch.equal(vertical, flip_averaged_probabilities(_LeftHalf(), torch.zeros(2, 3, 4, 6), flips=((),)))
 
 
 def test_foreground_probabilities_with_and_without_tta() -> None:

@@ -39,18 +39,24 @@ def probabilities_to_labels(probabilities: torch.Tensor, threshold: float = 0.5)
     return probabilities.argmax(dim=1)
 
 
-def flip_averaged_probabilities(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+FLIPS = ((), (-1,), (-2,), (-2, -1))
+"""The flips (dims of ``(..., H, W)``) of :func:`flip_averaged_probabilities`: none, horizontal, vertical, both."""
+
+
+def flip_averaged_probabilities(model: nn.Module, inputs: torch.Tensor,
+                                flips: tuple[tuple[int, ...], ...] = FLIPS) -> torch.Tensor:
     """Test-time augmentation: :func:`logits_to_probabilities` of ``inputs`` ``(B, C, H, W)`` (or a window
-    ``(B, C, T, H, W)``), averaged over the identity, the horizontal, the vertical and both flips (each prediction
-    flipped back first). Returns ``(B, K, H, W)`` float32. Flips keep an IVOCT frame a valid frame (the catheter stays
-    in the centre), which is why they are the kit's TTA; call under ``torch.no_grad``."""
+    ``(B, C, T, H, W)``), averaged over ``flips`` (each prediction flipped back first). Returns ``(B, K, H, W)``
+    float32. Flips keep a Cartesian IVOCT frame a valid frame (the catheter stays in the centre); in the polar view
+    (rows = angles) only ``((), (-2,))`` does (a depth flip would put the catheter outside). Call under
+    ``torch.no_grad``."""
     total = None
-    for dims in ((), (-1,), (-2,), (-2, -1)):
+    for dims in flips:
         flipped = inputs.flip(dims) if dims else inputs
         probabilities = logits_to_probabilities(model(flipped))
         probabilities = probabilities.flip(dims) if dims else probabilities
         total = probabilities if total is None else total + probabilities
-    return total / 4
+    return total / len(flips)
 
 
 def logits_to_labels(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
