@@ -82,15 +82,18 @@ def _cpu_model() -> str:
 
 def write_times(figures_dir: str | Path, profile: str, notebook: str, seconds: float) -> Path:
     """Record one notebook's run time in ``figures_dir/``:data:`TIMES_FILE` (its row replaced, others kept), with
-    the date, the CPU model and the core count: prose and notebooks state run times from this table only."""
+    the date, the CPU model, the core count and the numerics (float32 or bfloat16 autocast): prose and notebooks
+    state run times from this table only."""
     from .files import write_csv_atomic
+    from .runtime import cpu_numerics
 
     path = Path(figures_dir) / TIMES_FILE
     table = pd.read_csv(path, dtype={"notebook": str}) if path.is_file() else pd.DataFrame()
     if not table.empty:
         table = table[~((table["notebook"] == notebook) & (table["profile"] == profile))]
     row = pd.DataFrame([{"notebook": notebook, "profile": profile, "seconds": round(seconds, 1),
-                         "date": time.strftime("%Y-%m-%d"), "cpu": _cpu_model(), "cores": os.cpu_count()}])
+                         "date": time.strftime("%Y-%m-%d"), "cpu": _cpu_model(), "cores": os.cpu_count(),
+                         "numerics": cpu_numerics()}])
     table = pd.concat([table, row], ignore_index=True).sort_values(["profile", "notebook"], kind="stable")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(table, path)

@@ -57,21 +57,27 @@ def committed_time(notebook: str, figures: str | Path | None = None) -> pd.DataF
     from .provenance import committed_manifest
 
     path = Path(figures or committed_manifest().parent) / TIMES_FILE
+    columns = ["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores", "numerics"]
     if not path.is_file():
-        return pd.DataFrame(columns=["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores"])
-    times = pd.read_csv(path, dtype={"notebook": str})
+        return pd.DataFrame(columns=columns)
+    times = _with_numerics(pd.read_csv(path, dtype={"notebook": str}))
     rows = times[times["notebook"] == notebook].assign(minutes=lambda t: (t["seconds"] / 60).round(1))
-    return rows[["notebook", "profile", "seconds", "minutes", "date", "cpu", "cores"]].reset_index(drop=True)
+    return rows[columns].reset_index(drop=True)
+
+
+def _with_numerics(times: pd.DataFrame) -> pd.DataFrame:
+    """Times recorded before the ``numerics`` column existed (2026-12-03) were float32 runs on the AMD machine."""
+    return times.assign(numerics=times["numerics"].fillna("float32") if "numerics" in times else "float32")
 
 
 def _cpu_times(figures: Path) -> tuple[pd.DataFrame, str]:
     """The cpu rows of the times table and the machines that ran them, in words."""
-    times = _table(figures, TIMES_FILE, dtype={"notebook": str})
+    times = _with_numerics(_table(figures, TIMES_FILE, dtype={"notebook": str}))
     times = times[times["profile"] == "cpu"]
     if times.empty:
         raise DataError(f"{figures / TIMES_FILE} holds no cpu run")
-    machines = "; ".join(f"{cpu}, {cores} cores" for cpu, cores in
-                         times[["cpu", "cores"]].drop_duplicates().itertuples(index=False))
+    machines = "; ".join(f"{cpu}, {cores} cores, {numerics}" for cpu, cores, numerics in
+                         times[["cpu", "cores", "numerics"]].drop_duplicates().itertuples(index=False))
     return times, machines
 
 

@@ -39,7 +39,7 @@ from .errors import ConfigError
 
 __all__ = ["get_device", "seed_everything", "rank", "world_size", "is_main_process", "init_distributed",
            "cleanup_distributed", "barrier", "all_reduce_sum", "broadcast_buffers", "main_process_first",
-           "cpu_has_native_bf16", "has_3d_convolution", "autocast_dtype", "memory_format", "to_memory_format",
+           "cpu_has_native_bf16", "cpu_numerics", "has_3d_convolution", "autocast_dtype", "memory_format", "to_memory_format",
            "keep_freed_memory"]
 
 
@@ -160,6 +160,12 @@ def cpu_has_native_bf16() -> bool:
         return bool(check()) if check is not None else False
     except RuntimeError:  # a build without oneDNN
         return False
+
+
+def cpu_numerics() -> str:
+    """How training computes on this machine's CPU, in words for run-time tables (what :func:`autocast_dtype`
+    picks with ``amp`` on, the profiles' default)."""
+    return "bfloat16 autocast for 2D models" if cpu_has_native_bf16() else "float32"
 
 
 def has_3d_convolution(model: torch.nn.Module) -> bool:
