@@ -4,7 +4,9 @@ A checkpoint is a dict of tensors and plain values (``torch.load(..., weights_on
 weights and ``model_spec`` (registered name + constructor arguments, set by
 :func:`medseg_core.models.create_model`), the optimiser/scheduler/scaler states and history the Trainer needs
 to resume, its ``config``, and a :class:`RunMetadata`: how inputs were prepared in training, so that
-:mod:`medseg_core.inference` prepares them the same way. Every way of training (``medseg train``,
+:mod:`medseg_core.inference` prepares them the same way. The contract compares itself: :func:`settings_differences`
+names how a stored run was trained otherwise than a config and metadata say, leaving out :data:`SPEED_SETTINGS`
+(a resume also accepts :data:`RESUME_MAY_CHANGE`). Every way of training (``medseg train``,
 :func:`medseg_core.experiments.train`, a notebook's own :class:`~medseg_core.training.Trainer`) writes one.
 
 Writes are atomic (:func:`medseg_core.files.atomic_output`); an unreadable file is reported as such, with the
@@ -15,21 +17,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import torch
 
-from .errors import ConfigError, KitError
+from .config import TrainConfig
+from .errors import KitError
 from .files import atomic_output
 from .models import SegmentationModel, create_model
 from .runtime import get_device
 
-__all__ = ["RunMetadata", "CheckpointError", "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint",
+__all__ = ["RunMetadata", "SPEED_SETTINGS", "RESUME_MAY_CHANGE", "settings_differences", "CheckpointError",
+           "CheckpointNotFoundError", "save_checkpoint", "copy_checkpoint",
            "load_checkpoint", "check_finite_weights", "load_model", "load_run", "describe_checkpoint"]
 
-TASK_NAMES = ("xca", "oct")
+SPEED_SETTINGS = ("compile", "num_threads", "keep_freed_memory", "save_every")  # change speed, not results
+RESUME_MAY_CHANGE = ("epochs", *SPEED_SETTINGS)  # a resume accepts a changed length and speed settings
 
 
 class CheckpointError(KitError, RuntimeError):
@@ -45,7 +50,8 @@ class RunMetadata:
     """How a run's inputs were prepared, stored in every checkpoint (plain values only).
 
     Args:
-        task: ``"xca"`` (vessel windows) or ``"oct"`` (RGB frames).
+        task: the task's name (:data:`medseg_core.tasks.TASKS`: ``"xca"``, vessel windows, or ``"oct"``, RGB frames),
+            which inference looks up (:func:`medseg_core.tasks.get_task`, an unknown name is refused there).
         image_size: side of the square model input.
         class_names: foreground class names, in label order (label 0 is background).
         input_kind: ``"window"`` (``(B, C, T, H, W)``) or ``"image"`` (``(B, C, H, W)``), the model's fact.
@@ -65,8 +71,6 @@ class RunMetadata:
     single_frame: bool = False
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_NAMES:
-            raise ConfigError(f"RunMetadata.task must be one of {', '.join(TASK_NAMES)}; got {self.task!r}")
         object.__setattr__(self, "class_names", tuple(self.class_names))
 
     def to_dict(self) -> dict[str, Any]:
@@ -78,6 +82,23 @@ class RunMetadata:
         """Inverse of :meth:`to_dict`; unknown keys are ignored, missing ones take their defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in values.items() if key in names})
+
+
+def settings_differences(state: Mapping[str, Any], config: TrainConfig, metadata: RunMetadata,
+                         ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
+    """How a checkpoint ``state`` was trained otherwise than ``config`` and ``metadata`` say: ``"key: stored ...,
+    now ..."`` per training setting (leaving out ``ignore`` and settings the checkpoint predates), and the run
+    metadata when it differs (metadata fields the checkpoint predates compare as their defaults). Empty when they
+    agree."""
+    stored = state.get("config") or {}
+    differences = [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
+                   if key not in ignore and key in stored and stored[key] != value]
+    stored_metadata = state.get("metadata") or {}
+    if "task" in stored_metadata:
+        stored_metadata = RunMetadata.from_dict(stored_metadata).to_dict()
+    if stored_metadata != metadata.to_dict():
+        differences.append(f"run metadata: stored {state.get('metadata')}, now {metadata.to_dict()}")
+    return differences
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -113,7 +134,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     """
     path = Path(path)
     if path.is_dir():
-        raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint: give the run's best.pt or last.pt")
+        held = ", ".join(sorted(item.name for item in path.glob("*.pt"))) or "none here"
+        raise CheckpointNotFoundError(f"{path} is a folder, not a checkpoint: give one of the run's checkpoints "
+                                      f"({held})")
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -158,10 +181,12 @@ def describe_checkpoint(state: Mapping[str, Any], source: str | Path) -> str:
 
 
 def _way_out(path: Path) -> str:
-    if path.name == "last.pt":
-        return (f"Resume from the best checkpoint instead (copy {path.with_name('best.pt')} over it), or move the "
-                "run folder aside and start again.")
-    return "Use another checkpoint of the run (last.pt or best.pt), or retrain."
+    """What to do about an unreadable checkpoint: use another one of its run (named, when its folder holds one)."""
+    others = sorted(item for item in path.parent.glob("*.pt") if item.name != path.name)
+    if not others:
+        return "Retrain the run (move its folder aside and start again)."
+    return (f"Use another checkpoint of the run ({', '.join(str(item) for item in others)}: to resume from it, copy "
+            f"it over {path}), or move the run folder aside and start again.")
 
 
 def check_finite_weights(weights: Mapping[str, Any], source: str | Path) -> None:

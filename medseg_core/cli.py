@@ -124,12 +124,14 @@ def _run_request(args: argparse.Namespace) -> tuple[Any, Any, str, dict[str, obj
 
 
 def _train(args: argparse.Namespace) -> int:
+    import time
+
     from .data.cache import check_complete
     from .errors import ConfigError
-    from .experiments import train
+    from .experiments import RunSpec
+    from .run_folder import BEST_FILE, CONFIG_FILE, LAST_FILE
     from .runtime import is_main_process
     from .stats import foreground_split, summarize
-    from .training import RUN_FILES, run_folder_lock
 
     task, profile, model_name, model_kwargs, seed, data, init_from, origin = _run_request(args)
     task.check_model_args(profile, model_name, model_kwargs)  # unknown, unsuitable or unbuildable: fail before work
@@ -140,24 +142,26 @@ def _train(args: argparse.Namespace) -> int:
         if task.name == "xca":
             task.read_frames(profile, data)  # so is a folder in no known layout
     if init_from is not None and not init_from.is_file():
-        raise ConfigError(f"--init-from {init_from}: no such checkpoint (the best.pt or last.pt of a run)")
-    run_dir = args.out or task.run_dir(profile, model_name, model_kwargs, seed)
+        raise ConfigError(f"--init-from {init_from}: no such checkpoint (the {BEST_FILE} or {LAST_FILE} of a run)")
+    spec = RunSpec.resolve(task, profile, model_name=model_name, model_args=model_kwargs, seed=seed, run_dir=args.out,
+                           data_root=data, init_from=init_from)
     if args.restart:
-        results = [name for name in RUN_FILES if (run_dir / name).exists()]
+        results = [path.name for path in spec.folder.training_files if path.exists()]
         if results and not args.overwrite:
-            raise ConfigError(f"--restart would replace {', '.join(results)} in {run_dir}; add --overwrite to start "
-                              "again on purpose, or choose another --out")
+            raise ConfigError(f"--restart would replace {', '.join(results)} in {spec.folder.path}; add --overwrite "
+                              "to start again on purpose, or choose another --out")
     if is_main_process():
-        with run_folder_lock(run_dir):  # in use by another training: refused now, not after generating data
+        with spec.folder.lock():  # in use by another training: refused now, not after generating data
             pass
-    run = train(task, profile, model_name=model_name, model_kwargs=model_kwargs, seed=seed, run_dir=run_dir,
-                data_root=data, resume=not args.restart, init_from=init_from, origin=origin)  # restart: under lock
+    start = time.perf_counter()
+    run = spec.train(resume=not args.restart, origin=origin)  # restart: under the lock
+    seconds = time.perf_counter() - start
     if not is_main_process():
         return 0
     print(run.history.round(4).to_string(index=False))
     if "test" in run.loaders:
         results = run.evaluate("test")
-        results.to_csv(run.run_dir / "test_metrics.csv", index=False)
+        spec.write_results(results, run.model, seconds)
         foreground = results[results["truth_pixels"] > 0]
         print(f"\ntest metrics on the {len(foreground)} of {len(results)} cases with foreground (intervals resample "
               "whole videos or patients, none below 5):")
@@ -167,7 +171,8 @@ def _train(args: argparse.Namespace) -> int:
             if row["empty_frames"]:
                 print(f"false alarms ({row['class']}): {round(row['false_alarm_rate'] * row['empty_frames'])} of the "
                       f"{row['empty_frames']} cases without foreground have predicted pixels")
-    print(f"\ncheckpoints and config.json (the run's settings; medseg train --config trains it again): {run.run_dir}")
+    print(f"\ncheckpoints and {CONFIG_FILE} (the run's settings; medseg train --config trains it again): "
+          f"{run.run_dir}")
     return 0
 
 
@@ -273,9 +278,11 @@ def _cmd_cv(args: argparse.Namespace) -> int:
 def _add_real_data_commands(commands: argparse._SubParsersAction) -> None:
     """``medseg evaluate``, ``download`` and ``cv``: scoring on, fetching and cross-validating on public data."""
     from .data.public import FORMATS
+    from .run_folder import BEST_FILE, LAST_FILE
 
     evaluate = commands.add_parser("evaluate", help="score a checkpoint (or tophat/frangi) on a labelled folder")
-    evaluate.add_argument("--checkpoint", required=True, help="best.pt/last.pt of an XCA run, or tophat | frangi")
+    evaluate.add_argument("--checkpoint", required=True,
+                          help=f"{BEST_FILE}/{LAST_FILE} of an XCA run, or tophat | frangi")
     evaluate.add_argument("--data", type=Path, required=True, help="labelled angiography folder")
     evaluate.add_argument("--format", choices=FORMATS, help="its layout (default: detected)")
     evaluate.add_argument("--output", type=Path, required=True, help="new folder for tables and overlays")
@@ -347,6 +354,7 @@ def _installed_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The ``medseg`` argument parser."""
     from .data.public import FORMATS
+    from .run_folder import BEST_FILE, CONFIG_FILE, LAST_FILE
 
     parser = argparse.ArgumentParser(prog="medseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
@@ -361,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a model on a task (the reference implementations' `python train.py`)")
     train.add_argument("--config", type=Path, metavar="CONFIG_JSON",
-                       help="train a run again from the config.json in its folder (with --out; --set and --data "
+                       help=f"train a run again from the {CONFIG_FILE} in its folder (with --out; --set and --data "
                             "may change settings and data)")
     train.add_argument("--task", help="xca: SVSnet vessels (default); oct: lipid plaque")
     train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
@@ -379,7 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "real-oct: lipid core on the real pullback; real-xca: SVSnet fine-tuned on "
                                         "real angiograms (with --init-from)")
     train.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
-                       help="start from the weights of a kit checkpoint (e.g. a synthetic run's best.pt)")
+                       help=f"start from the weights of a kit checkpoint (e.g. a synthetic run's {BEST_FILE})")
     train.add_argument("--restart", action="store_true",
                        help="start the run again instead of resuming (needs --overwrite if the folder holds results)")
     train.add_argument("--overwrite", action="store_true", help="with --restart: replace the run's checkpoints")
@@ -387,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="masks and overlays for a folder, an image, a video or a DICOM cine "
                                                   "(the reference implementations' `python predict.py`)")
-    predict.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
+    predict.add_argument("--checkpoint", type=Path, required=True, help=f"{BEST_FILE} or {LAST_FILE} of a run")
     predict.add_argument("--input", type=Path, required=True,
                          help="a folder (OCT images, or XCA video folders of numbered frames), one image, a video file "
                               "(.mp4, .avi, ...) or a DICOM file (a cine)")
@@ -401,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="a checkpoint's weights alone (model.pt), and with --onnx an ONNX model "
                                                 "with its preprocessing (preprocessing.json)")
-    export.add_argument("--checkpoint", type=Path, required=True, help="best.pt or last.pt of a run")
+    export.add_argument("--checkpoint", type=Path, required=True, help=f"{BEST_FILE} or {LAST_FILE} of a run")
     export.add_argument("--output", type=Path, required=True, help="folder for model.pt (model.onnx, preprocessing.json)")
     export.add_argument("--onnx", action="store_true", help="also model.onnx (checked against PyTorch with onnxruntime)")
     export.add_argument("--threshold", type=float, default=0.5, help="probability threshold recorded for binary models")

@@ -1,8 +1,8 @@
 """The resolved settings of a training run, as a readable file: ``config.json`` in every run folder.
 
-:func:`medseg_core.experiments.train` (``medseg train``, the notebooks, the grids) makes the record
-(:func:`run_record`) and the :class:`~medseg_core.training.Trainer` writes it atomically into the run folder when
-a fit starts, after a resume was checked (a refused resume leaves the file as it was), and stores it in every
+:class:`medseg_core.experiments.RunSpec` (``medseg train``, the notebooks, the grids) makes the record
+(:func:`run_record`) and the :class:`~medseg_core.training.Trainer` writes it atomically into the run folder
+(:meth:`RunFolder.write_config <medseg_core.run_folder.RunFolder.write_config>`) when a fit starts, after a resume was checked (a refused resume leaves the file as it was), and stores it in every
 checkpoint (``run_config``). It holds:
 
 * ``task``, ``profile`` (the name asked for), ``recipe`` and ``overrides`` (the ``--set`` values, decoded): how the
@@ -26,11 +26,10 @@ from typing import Any, Mapping
 
 from .config import Profile, get_profile, list_profiles
 from .errors import ConfigError, KitError
+from .run_folder import CONFIG_FILE
 
-__all__ = ["RUN_CONFIG_FILE", "RECORD_FORMAT", "profile_settings", "run_record", "write_run_config",
-           "read_run_config", "profile_from_record"]
+__all__ = ["RECORD_FORMAT", "profile_settings", "run_record", "read_run_config", "profile_from_record"]
 
-RUN_CONFIG_FILE = "config.json"
 RECORD_FORMAT = "medseg-kit run settings, version 1"
 _MACHINE_FIELDS = ("paths",)  # Profile fields that belong to the machine, not to the run
 
@@ -80,16 +79,6 @@ def run_record(task: str, profile: Profile, *, model_name: str, model_args: Mapp
     return json.loads(json.dumps(record, default=str))
 
 
-def write_run_config(run_dir: str | Path, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` as ``run_dir/config.json`` (indented JSON) through an atomic replace."""
-    from .files import atomic_output
-
-    path = Path(run_dir) / RUN_CONFIG_FILE
-    with atomic_output(path) as temporary:
-        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The record in a ``config.json`` a run wrote.
 
@@ -98,13 +87,13 @@ def read_run_config(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file (the config.json of a run folder)")
+        raise ConfigError(f"--config {path}: no such file (the {CONFIG_FILE} of a run folder)")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"--config {path} cannot be read as JSON: {error}") from error
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise ConfigError(f"--config {path} is not a run's config.json (its format is not {RECORD_FORMAT!r})")
+        raise ConfigError(f"--config {path} is not a run's {CONFIG_FILE} (its format is not {RECORD_FORMAT!r})")
     missing = [key for key in ("task", "profile", "model", "seed", "data", "init_from", "settings")
                if key not in record]
     if missing:

@@ -44,7 +44,6 @@ checkpoint, so a resume that starts from other weights is refused like any other
 """
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
@@ -59,56 +58,22 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import RunMetadata, check_finite_weights, copy_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoints import (RESUME_MAY_CHANGE, RunMetadata, check_finite_weights, copy_checkpoint, load_checkpoint,
+                          save_checkpoint, settings_differences)
 from .config import TrainConfig, check_train_config
 from .errors import ConfigError, UnknownNameError
-from .files import file_digest, folder_lock, remove_stale_temporaries, write_csv_atomic
-from .models import RUN_ONLY_ARGS, logits_to_labels, model_class
-from .run_config import write_run_config
+from .files import file_digest
+from .models import logits_to_labels, model_arguments
+from .run_folder import BEST_FILE, LAST_FILE, RunFolder
 from .runtime import (all_reduce_sum, autocast_dtype, barrier, broadcast_buffers, get_device, is_main_process,
                       keep_freed_memory, memory_format, rank, seed_everything, to_memory_format, world_size)
 
-__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights",
-           "settings_differences", "run_folder_lock"]
+__all__ = ["Trainer", "ScheduledLR", "build_optimizer", "build_scheduler", "initial_weights"]
 
 TIE_BREAK = "val_loss"  # history column that decides between epochs whose monitored value ties
-RUN_FILES = ("best.pt", "last.pt", "history.csv")  # what a Trainer writes into its run folder
-SPEED_SETTINGS = ("compile", "num_threads", "keep_freed_memory", "save_every")  # change speed, not results
-RESUME_MAY_CHANGE = ("epochs", *SPEED_SETTINGS)  # a resume accepts a changed length and speed settings
 
 Batch = Mapping[str, Any]
 EpochCallback = Callable[["Trainer", dict[str, float]], None]
-
-
-def settings_differences(state: Mapping[str, Any], config: TrainConfig, metadata: RunMetadata,
-                         ignore: Iterable[str] = SPEED_SETTINGS) -> list[str]:
-    """How a checkpoint ``state`` was trained otherwise than ``config`` and ``metadata`` say: ``"key: stored ...,
-    now ..."`` per training setting (leaving out ``ignore`` and settings the checkpoint predates), and the run
-    metadata when it differs (metadata fields the checkpoint predates compare as their defaults). Empty when they
-    agree."""
-    stored = state.get("config") or {}
-    differences = [f"{key}: stored {stored[key]!r}, now {value!r}" for key, value in asdict(config).items()
-                   if key not in ignore and key in stored and stored[key] != value]
-    stored_metadata = state.get("metadata") or {}
-    if "task" in stored_metadata:
-        stored_metadata = RunMetadata.from_dict(stored_metadata).to_dict()
-    if stored_metadata != metadata.to_dict():
-        differences.append(f"run metadata: stored {state.get('metadata')}, now {metadata.to_dict()}")
-    return differences
-
-
-@contextmanager
-def run_folder_lock(run_dir: str | Path) -> Iterator[None]:
-    """Exclusive lock on a run folder (:func:`medseg_core.files.folder_lock`), held by the Trainer for a whole fit,
-    before any of its files is touched (a restart deletes the earlier results under it). Once held, temporary files
-    of writers that were killed mid-write are removed.
-
-    Raises:
-        ConfigError: another process trains in the folder (named), or it cannot be written.
-    """
-    with folder_lock(run_dir, advice="wait for it to finish, or train into another run folder"):
-        remove_stale_temporaries(run_dir)
-        yield
 
 
 def build_optimizer(parameters: Iterable[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
@@ -204,7 +169,7 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
     """
     path = Path(checkpoint)
     if not path.is_file():
-        raise ConfigError(f"init checkpoint {path} not found: pass the best.pt or last.pt of a finished run")
+        raise ConfigError(f"init checkpoint {path} not found: pass the {BEST_FILE} or {LAST_FILE} of a finished run")
     stored = load_checkpoint(path)["model"]
     check_finite_weights(stored, path)
     target = model.module.state_dict() if hasattr(model, "module") else model.state_dict()
@@ -221,17 +186,14 @@ def initial_weights(model: nn.Module, checkpoint: str | Path) -> dict[str, str]:
 
 
 def _effective_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A model spec with the constructor's defaults filled in, so ``eca="both"`` given or implied is one model, and
-    without the arguments that only change how it runs (:data:`~medseg_core.models.RUN_ONLY_ARGS`)."""
+    """A model spec with every constructor argument (:func:`~medseg_core.models.model_arguments`), so ``eca="both"``
+    given or implied is one model, and without the arguments that only change how it runs."""
     if not spec:
         return None
     try:
-        parameters = inspect.signature(model_class(spec["name"]).__init__).parameters
+        return {"name": spec["name"], "kwargs": model_arguments(spec["name"], spec["kwargs"])}
     except KeyError:  # a model registered only in the process that wrote the checkpoint
         return dict(spec)
-    defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
-    kwargs = {key: value for key, value in {**defaults, **spec["kwargs"]}.items() if key not in RUN_ONLY_ARGS}
-    return {"name": spec["name"], "kwargs": kwargs}
 
 
 class Trainer:
@@ -245,7 +207,8 @@ class Trainer:
             model, wrapped in DDP under ``torchrun``.
         loss_fn: ``loss_fn(logits, target) -> scalar``.
         config: optimisation settings (:class:`medseg_core.config.TrainConfig`).
-        out_dir: where ``last.pt``, ``best.pt`` and ``history.csv`` go; ``None`` keeps everything in memory.
+        out_dir: the run folder (:class:`~medseg_core.run_folder.RunFolder`: ``last.pt``, ``best.pt``,
+            ``history.csv``); ``None`` keeps everything in memory.
         callbacks: called as ``callback(trainer, row)`` after each epoch (e.g. live plots, widgets).
         progress: show ``tqdm`` progress bars.
         metadata: how the inputs were prepared (task, image size, window, class names), stored in every
@@ -296,6 +259,7 @@ class Trainer:
             self.network = nn.parallel.DistributedDataParallel(self.forward_model, device_ids=device_ids)
         self.loss_fn = loss_fn
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.folder = RunFolder(self.out_dir) if self.out_dir is not None else None
         self.callbacks = list(callbacks)
         self.progress = progress and is_main_process()
         self.metadata = metadata
@@ -389,9 +353,9 @@ class Trainer:
             self.epochs_without_improvement += 1
         row["is_best"] = float(improved)
         self.history.append(row)
-        if self.out_dir is not None and is_main_process():
+        if self.folder is not None and is_main_process():
             self._save_checkpoints(improved)
-            write_csv_atomic(self.history_frame(), self.out_dir / "history.csv")
+            self.folder.write_history(self.history_frame())
         barrier()  # the other processes wait for complete files (a resume reads last.pt)
         for callback in self.callbacks:
             callback(self, row)
@@ -406,18 +370,19 @@ class Trainer:
             if improved:  # tensors cloned: the live ones change in the next step
                 self._unsaved_best = _cloned(self.state_dict())
             return
-        save_checkpoint(self.out_dir / "last.pt", self.state_dict())
+        save_checkpoint(self.folder.last, self.state_dict())
         if improved:  # the same state: link the file rather than write it twice
-            copy_checkpoint(self.out_dir / "last.pt", self.out_dir / "best.pt")
+            copy_checkpoint(self.folder.last, self.folder.best)
         elif self._unsaved_best is not None:
-            save_checkpoint(self.out_dir / "best.pt", self._unsaved_best)
+            save_checkpoint(self.folder.best, self._unsaved_best)
         self._unsaved_best = None
 
     # ------------------------------------------------------------------------------------------ main loop
     def fit(self, train_loader: DataLoader, val_loader: DataLoader | None = None, resume: bool = True) -> pd.DataFrame:
         """Train until ``config.epochs`` (or early stopping); resume from ``out_dir/last.pt`` when ``resume``, else
-        start again: an earlier run's :data:`RUN_FILES` are deleted first, under the run-folder lock
-        (:func:`run_folder_lock`, held for the whole fit), never while another process trains there.
+        start again: an earlier run's training files are deleted first, under the run-folder lock
+        (:meth:`RunFolder.lock <medseg_core.run_folder.RunFolder.lock>`, held for the whole fit), never while another
+        process trains there.
 
         Returns:
             The history: one row per epoch with ``train_loss``, ``val_loss``, ``val_dice``, ``lr``, ``time_s``
@@ -430,25 +395,24 @@ class Trainer:
 
     @contextmanager
     def _run_folder_lock(self) -> Iterator[None]:
-        """Hold :func:`run_folder_lock` on ``out_dir`` (main process) so two trainings never write one run folder."""
-        if self.out_dir is None or not is_main_process():
+        """Hold the run folder's lock (main process) so two trainings never write one run folder."""
+        if self.folder is None or not is_main_process():
             yield
             return
-        with run_folder_lock(self.out_dir):
+        with self.folder.lock():
             yield
 
     def _fit(self, train_loader: DataLoader, val_loader: DataLoader | None, resume: bool) -> pd.DataFrame:
         if val_loader is None and self.config.monitor.startswith("val_"):
             warnings.warn(f"no validation loader: monitor {self.config.monitor!r} is unavailable", stacklevel=2)
-        if not resume and self.out_dir is not None and is_main_process():
-            for name in RUN_FILES:  # a fresh start, under the lock: nothing of an earlier run mixes with this one
-                (self.out_dir / name).unlink(missing_ok=True)
-        if resume and self.out_dir is not None and (self.out_dir / "last.pt").is_file():
-            state = load_checkpoint(self.out_dir / "last.pt", map_location=self.device)
+        if not resume and self.folder is not None and is_main_process():
+            self.folder.clear_training()  # a fresh start, under the lock: nothing of an earlier run mixes with it
+        if resume and self.folder is not None and self.folder.last.is_file():
+            state = load_checkpoint(self.folder.last, map_location=self.device)
             self.check_resumable(state)
             self.load_state_dict(state)
-        if self.run_config is not None and self.out_dir is not None and is_main_process():
-            write_run_config(self.out_dir, self.run_config)  # the settings of the run as it goes on from here
+        if self.run_config is not None and self.folder is not None and is_main_process():
+            self.folder.write_config(self.run_config)  # the settings of the run as it goes on from here
         epochs = tqdm(range(self.epoch, self.config.epochs), desc="epochs", disable=not self.progress,
                       initial=self.epoch, total=self.config.epochs)
         for epoch in epochs:
@@ -475,10 +439,10 @@ class Trainer:
             epochs = "epochs" if len(values) == len(self.history) else "validated epochs"
             problem = f"was {values[0]:g} in all {len(values)} {epochs}, so it could not choose a checkpoint"
             if monitor != TIE_BREAK:
-                problem += f"; best.pt is epoch {best}, the lowest {TIE_BREAK} (the tie-break)"
+                problem += f"; {BEST_FILE} is epoch {best}, the lowest {TIE_BREAK} (the tie-break)"
         elif best == first:
             which = f"epoch {first}," if first == 1 else f"epoch {first}, the first validated one,"
-            problem = f"never improved after {which} so best.pt holds the epoch-{first} weights"
+            problem = f"never improved after {which} so {BEST_FILE} holds the epoch-{first} weights"
         else:
             return
         if monitor == TIE_BREAK:
@@ -489,7 +453,8 @@ class Trainer:
                       f"oct.val_block_start), or monitor {TIE_BREAK} (deeplab.monitor={TIE_BREAK} "
                       "deeplab.monitor_mode=min)")
         warnings.warn(
-            f"monitor {monitor!r} {problem}. {advice[0].upper() + advice[1:]}; last.pt holds the final epoch's weights",
+            f"monitor {monitor!r} {problem}. {advice[0].upper() + advice[1:]}; {LAST_FILE} holds the final epoch's "
+            "weights",
             UserWarning,
             stacklevel=3,
         )
@@ -569,9 +534,9 @@ class Trainer:
     def check_resumable(self, state: Mapping[str, Any]) -> None:
         """Refuse to resume a run whose model, run metadata or settings differ from this Trainer's.
 
-        Only :data:`RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run, and the
-        :data:`SPEED_SETTINGS`); the data must be the same when both runs name it (with fingerprints of one version,
-        see :func:`~medseg_core.files.folder_fingerprint`).
+        Only :data:`~medseg_core.checkpoints.RESUME_MAY_CHANGE` may differ (``epochs`` to extend a finished run,
+        and the :data:`~medseg_core.checkpoints.SPEED_SETTINGS`); the data must be the same when both runs name it
+        (with fingerprints of one version, see :func:`~medseg_core.files.folder_fingerprint`).
         Raises :class:`~medseg_core.errors.ConfigError` naming each difference and the way out.
         """
         differences = settings_differences(state, self.config, self.metadata, ignore=RESUME_MAY_CHANGE)
@@ -587,7 +552,7 @@ class Trainer:
                                f"now {(init or {}).get('path', 'random initialisation')}")
         if differences:
             raise ConfigError(
-                f"cannot resume {self.out_dir / 'last.pt'}: it was trained with other settings ("
+                f"cannot resume {self.folder.last}: it was trained with other settings ("
                 + "; ".join(differences) + "). Use another run folder, or start this one again on purpose "
                 "(medseg train --restart --overwrite)."
             )

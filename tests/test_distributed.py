@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
-from medseg_core import training
+from medseg_core import run_folder, training
 from medseg_core.checkpoints import RunMetadata
 from medseg_core.cli import main
 from medseg_core.config import TrainConfig
@@ -90,7 +90,7 @@ def _worker(rank: int, port: int, out_dir: str, results: str) -> None:
 
     training.save_checkpoint = recording(training.save_checkpoint, 0)
     training.copy_checkpoint = recording(training.copy_checkpoint, 1)
-    training.write_csv_atomic = recording(training.write_csv_atomic, 1)
+    run_folder.write_csv_atomic = recording(run_folder.write_csv_atomic, 1)  # the history
     try:
         train_set, val_set = FixedSquares(TRAIN_SIZE, 0), FixedSquares(VAL_SIZE, 1)
         train = DataLoader(train_set, batch_size=BATCH // WORLD, **loader_sampling(train_set, train=True, seed=SEED))

@@ -12,6 +12,7 @@ from medseg_core import experiments
 from medseg_core.errors import ConfigError
 from medseg_core.config import get_profile
 from medseg_core.files import atomic_output, write_csv_atomic
+from medseg_core.run_folder import RESULTS_FILE
 
 VARIANTS = {"small": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4}},
             "wide": {"model_name": "svsnet", "overrides": {"xca.window_length": 2}}}
@@ -37,12 +38,11 @@ class _FakeRun:
 def fake_train(monkeypatch):
     calls = []
 
-    def train(task, profile, *, model_name, model_kwargs, seed, run_dir, resume, progress, data_root=None,
-              init_from=None):
-        calls.append({"variant": Path(run_dir).name, "resume": resume})
-        return _FakeRun(profile, model_kwargs, seed, Path(run_dir))
+    def train(spec, *, resume, progress, origin=None):
+        calls.append({"variant": spec.folder.path.name, "resume": resume})
+        return _FakeRun(spec.profile, spec.model_args, spec.seed, spec.folder.path)
 
-    monkeypatch.setattr(experiments.runs, "train", train)
+    monkeypatch.setattr(experiments.RunSpec, "train", train)
     return calls
 
 
@@ -51,7 +51,7 @@ def test_grid_trains_each_run_once_and_reads_results_back(tmp_path, fake_train):
     first = experiments.run_grid("xca", profile, VARIANTS, [0, 1], tmp_path)
     names = [f"{RUN_NAMES[v]}_seed{s}" for v in VARIANTS for s in (0, 1)]
     assert [c["variant"] for c in fake_train] == names
-    assert sorted(p.parent.name for p in tmp_path.glob(f"*/{experiments.RESULTS_FILE}")) == sorted(names)
+    assert sorted(p.parent.name for p in tmp_path.glob(f"*/{RESULTS_FILE}")) == sorted(names)
     assert not list(tmp_path.glob("*/last.pt")), "resume state is dropped once a run's results are written"
     # the overrides reach their variant only: window length 2 for "wide", the profile's 4 for "small"
     scores = first.groupby(["variant", "seed"])["dice"].first()
@@ -115,7 +115,7 @@ def test_grid_refuses_to_read_back_a_run_trained_with_other_settings(tmp_path, m
     profile = get_profile("smoke", {"oct.image_size": 32})
     variants = {"unet": {"model_name": "unet2d", "model_kwargs": {"base_channels": 4, "depth": 2}}}
     first = experiments.run_grid("oct", profile, variants, [0], tmp_path / "grid", jobs=1)
-    (csv,) = (tmp_path / "grid").glob(f"*/{experiments.RESULTS_FILE}")
+    (csv,) = (tmp_path / "grid").glob(f"*/{RESULTS_FILE}")
     written = csv.stat().st_mtime_ns
     faster = profile.override({"deeplab.num_threads": 1, "deeplab.keep_freed_memory": False})
     again = experiments.run_grid("oct", faster, variants, [0], tmp_path / "grid", jobs=1)

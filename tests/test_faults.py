@@ -109,16 +109,18 @@ def test_truncated_last_checkpoint_names_the_way_out(isolated, capsys):
     run = isolated / "run"
     run.mkdir()
     (run / "last.pt").write_bytes(b"PK\x03\x04 truncated")
+    (run / "best.pt").write_bytes(b"a good model")
     assert main(["train", "--profile", "smoke", "--out", str(run)]) == 2
     err = capsys.readouterr().err
     assert "truncated or not a checkpoint" in err and "best.pt" in err and "Traceback" not in err
+    assert (run / "best.pt").read_bytes() == b"a good model"
 
 
 def test_ctrl_c_says_how_to_resume(monkeypatch, capsys, isolated):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments, "train", interrupted)
+    monkeypatch.setattr(experiments.RunSpec, "train", interrupted)
     assert main(["train", "--profile", "smoke"]) == 130
     assert "resume with the same command" in capsys.readouterr().err
 

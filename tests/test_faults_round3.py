@@ -118,7 +118,7 @@ def test_restart_overwrite_on_a_run_another_process_trains_deletes_nothing(isola
 
 
 def test_temporaries_of_a_killed_writer_are_removed_on_the_next_start(tmp_path, held_lock):
-    from medseg_core.training import run_folder_lock
+    from medseg_core.run_folder import RunFolder
 
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, alive = int(finished.stdout), held_lock(tmp_path / "other.lock").pid
@@ -128,7 +128,7 @@ def test_temporaries_of_a_killed_writer_are_removed_on_the_next_start(tmp_path, 
     (run / f".history.csv.tmp{dead}").write_text("epoch\n")
     (run / f".best.pt.tmp{alive}").write_bytes(b"being written")
     (run / "best.pt").write_bytes(b"a model")
-    with run_folder_lock(run):
+    with RunFolder(run).lock():
         assert sorted(p.name for p in run.iterdir()) == [f".best.pt.tmp{alive}", ".lock", "best.pt"]
 
 

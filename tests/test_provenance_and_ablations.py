@@ -21,6 +21,7 @@ from medseg_core.errors import UnknownNameError  # noqa: E402
 from medseg_core.models import create_model  # noqa: E402
 from medseg_core.models import summary  # noqa: E402
 from medseg_core.models.summary import count_parameters  # noqa: E402
+from medseg_core.run_folder import RunFolder  # noqa: E402
 from medseg_core.stats import paired_comparison  # noqa: E402
 
 
@@ -128,7 +129,7 @@ def test_seeds_on_disk_needs_every_variant(tmp_path, monkeypatch):
     def finish(variant: str, seed: int) -> None:
         run_dir = ex.ECA_ABLATION.run_dir(profile, variant, seed)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ex.RESULTS_FILE).write_text("id\n")
+        RunFolder(run_dir).results.write_text("id\n")
 
     for variant in ex.ECA_ABLATION.variants:
         for seed in (0, 2):
@@ -138,21 +139,23 @@ def test_seeds_on_disk_needs_every_variant(tmp_path, monkeypatch):
     assert ex.ECA_ABLATION.run_dir(profile, "none", 1).parent == folder
 
 
-def test_run_sources_finished_only_with_all_epochs(tmp_path, monkeypatch):
+def test_run_sources_are_finished_once_their_results_exist(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSEG_RUNS", str(tmp_path))
     profile = get_profile("smoke", {"svsnet.epochs": 2})
     sources = ex.svsnet_sources(profile, seed=0)
     assert [s.notebook for s in sources] == ["02_train_svsnet", "06_ablation_window_length"]
     assert sources[0].run_dir == profile.run_dir("xca_svsnet_T4-centre_seed0")  # notebooks 00 and 02 share it
     assert sources[-1].run_dir == ex.WINDOW_LENGTH_ABLATION.results_dir(profile) / "xca_svsnet_T4-centre_seed0"
-    first = sources[0]
+    first, folder = sources[0], RunFolder(sources[0].run_dir)
     assert not first.is_finished()
-    first.run_dir.mkdir(parents=True)
-    (first.run_dir / "best.pt").write_bytes(b"")
-    pd.DataFrame({"epoch": [1]}).to_csv(first.run_dir / "history.csv", index=False)
-    assert not first.is_finished()  # one of two epochs
-    pd.DataFrame({"epoch": [1, 2]}).to_csv(first.run_dir / "history.csv", index=False)
+    folder.path.mkdir(parents=True)
+    folder.best.write_bytes(b"")
+    pd.DataFrame({"epoch": [1, 2]}).to_csv(folder.history, index=False)
+    assert not first.is_finished()  # trained, not tested: the one rule of RunFolder.is_finished
+    folder.write_results(pd.DataFrame({"id": ["a"], "dice": [1.0]}), variant="T4", seed=0, parameters=1,
+                         train_seconds=1.0)
     assert first.is_finished()
+    assert first.spec.folder == folder and first.spec.name == "xca_svsnet_T4-centre_seed0"
     assert [s.notebook for s in ex.deeplab_sources(profile)] == ["04_train_deeplabv3plus_eca", "05_ablation_eca"]
     with pytest.raises(ValueError, match="no run sources"):
         ex.reuse_or_train([])

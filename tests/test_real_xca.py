@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from medseg_core.checkpoints import RunMetadata, load_checkpoint
+from medseg_core.checkpoints import RunMetadata, load_checkpoint, settings_differences
 from medseg_core.cli import main
 from medseg_core.config import TrainConfig, get_profile
 from medseg_core.errors import ConfigError, DataError
 from medseg_core.tasks import get_task
-from medseg_core.training import settings_differences
 from test_public_data import SIZE, _frame, _save, _write_arcade
 
 

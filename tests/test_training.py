@@ -158,7 +158,11 @@ def test_speed_settings_keep_checkpoints_and_may_change_on_resume(tmp_path):
 def test_corrupt_checkpoint_gives_clear_error(tmp_path):
     path = tmp_path / "last.pt"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint.*truncated or not a checkpoint.*best.pt"):
+    with pytest.raises(CheckpointError, match=r"truncated or not a checkpoint\. Retrain the run"):  # no other one
+        load_checkpoint(path)
+    (tmp_path / "best.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint.*truncated or not a checkpoint.*another "
+                                              "checkpoint of the run.*best.pt: to resume from it, copy it over"):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")

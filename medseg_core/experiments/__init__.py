@@ -2,11 +2,13 @@
 
 One file per study, all re-exported here (``from medseg_core import experiments as ex``):
 
-* :mod:`.runs` - :func:`train` is what ``medseg train``, the quickstart and the ablations call; notebooks 02 and 04
-  build the same pieces by hand (task loaders, model, loss, :class:`~medseg_core.training.Trainer`) to show them.
-  Both name the run folder with :meth:`medseg_core.tasks.Task.run_dir`, so the same settings always share one
-  folder and a finished run is reused instead of retrained. :func:`run_grid` trains variants x seeds with
-  identical budgets and reads back runs whose results exist, so long ablations can be interrupted and resumed.
+* :mod:`.runs` - :class:`RunSpec` resolves a run once (task, profile, model and its arguments, seed, data,
+  initial weights, folder); :func:`train` is what ``medseg train``, the quickstart and the ablations call, and
+  notebooks 02 and 04 build the same pieces one cell at a time from a :class:`RunSpec` (loaders, model,
+  :class:`~medseg_core.training.Trainer`) to show them. The same settings always share one folder
+  (:class:`~medseg_core.run_folder.RunFolder`) and a finished run is reused instead of retrained. :func:`run_grid`
+  trains variants x seeds with identical budgets and reads back finished runs, so long ablations can be
+  interrupted and resumed.
 * :mod:`.ablations` - :class:`Ablation` names the two grids of notebooks 05 and 06 (:data:`ECA_ABLATION`,
   :data:`WINDOW_LENGTH_ABLATION`): their design, run, committed results and analysis.
 * :mod:`.transfer` - the synthetic-to-real study of notebook 09 (real OCT), and its design for any task
@@ -18,7 +20,7 @@ One file per study, all re-exported here (``from medseg_core import experiments 
 from .ablations import (ABLATIONS, ECA_ABLATION, WINDOW_LENGTH_ABLATION, WINDOW_LENGTHS, Ablation, AblationAnalysis,
                         read_committed_results)
 from .reuse import deeplab_sources, kit_architectures, reuse_or_train, svsnet_sources
-from .runs import RESULTS_FILE, RunSource, TrainedRun, check_finished_run, run_grid, train
+from .runs import RunSource, RunSpec, TrainedRun, run_grid, train
 from .transfer import (TRANSFER_STARTS, fine_tuning_curve, real_transfer_data, synthetic_to_real, transfer_budget,
                        transfer_profile, transfer_run_dir)
 from .xca_transfer import xca_synthetic_to_real, xca_transfer_dir, xca_transfer_profile, xca_transfer_run_dir
@@ -27,8 +29,7 @@ __all__ = [
     "TrainedRun",
     "train",
     "run_grid",
-    "RESULTS_FILE",
-    "check_finished_run",
+    "RunSpec",
     "RunSource",
     "Ablation",
     "AblationAnalysis",

@@ -11,7 +11,8 @@ import pandas as pd
 from ..config import Profile
 from ..errors import UnknownNameError
 from ..tasks import get_task
-from .runs import RESULTS_FILE, RunSource, _grid_run_dir, _runs_relative, run_grid
+from ..run_folder import RESULTS_FILE, RunFolder
+from .runs import RunSource, _runs_relative, grid_run, run_grid
 
 if TYPE_CHECKING:
     from ..provenance import FigureWriter
@@ -66,9 +67,8 @@ class Ablation:
 
     def run_dir(self, profile: Profile, variant: str, seed: int) -> Path:
         """The run folder of one variant and seed (what :func:`run_grid` writes)."""
-        spec = self.variants[variant]
-        variant_profile = profile.ablation_profile().override(spec.get("overrides"))
-        return _grid_run_dir(get_task(self.task), variant_profile, self.results_dir(profile), spec, seed)
+        return grid_run(self.task, profile.ablation_profile(), self.results_dir(profile), self.variants[variant],
+                        seed).folder.path
 
     def source(self, profile: Profile, variant: str, seed: int = 0) -> RunSource:
         """One run of the grid as a :class:`RunSource`, for :func:`reuse_or_train` (other notebooks reuse it).
@@ -179,7 +179,7 @@ class Ablation:
         seeds = sorted({int(path.parent.name.rsplit("_seed", 1)[1])
                         for path in self.results_dir(profile).glob(f"*_seed*/{RESULTS_FILE}")})
         return [seed for seed in seeds
-                if all((self.run_dir(profile, variant, seed) / RESULTS_FILE).is_file()
+                if all(RunFolder(self.run_dir(profile, variant, seed)).is_finished()
                        for variant in self.variants_for(profile))]
 
 

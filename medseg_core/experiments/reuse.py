@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import pandas as pd
 import torch.nn as nn
 
 from ..checkpoints import load_model
@@ -12,7 +11,7 @@ from ..config import Profile
 from ..models import create_model
 from ..tasks import get_task
 from .ablations import ECA_ABLATION, WINDOW_LENGTH_ABLATION
-from .runs import RunSource, TrainedRun, check_finished_run, train
+from .runs import RunSource, TrainedRun
 
 
 def svsnet_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
@@ -36,29 +35,27 @@ def deeplab_sources(profile: Profile, seed: int = 0) -> list[RunSource]:
 
 
 def reuse_or_train(sources: Sequence[RunSource], progress: bool = False) -> tuple[TrainedRun, RunSource]:
-    """Load the first finished run among ``sources``; if none is finished, train the last one (resumable).
+    """Load the first finished run among ``sources``; if none is finished, train and test the last one (resumable;
+    its results then mark it finished, :meth:`RunSpec.train_and_test <medseg_core.experiments.RunSpec.train_and_test>`).
 
     Returns:
         The run (best weights, eval mode, its history and the loaders of its profile) and the source used.
 
     Raises:
         ConfigError: the first finished run was trained with other settings than its source's profile gives it
-            (:func:`check_finished_run`).
+            (:meth:`RunSpec.check_finished <medseg_core.experiments.RunSpec.check_finished>`).
     """
     if not sources:
         raise ValueError("no run sources given")
     for source in sources:
-        if source.is_finished():
-            task = get_task(source.task)
-            check_finished_run(source.run_dir, task, source.profile, source.model_name, source.seed)
-            model = load_model(source.run_dir / "best.pt")
-            loaders = task.make_loaders(source.profile, task.make_data(source.profile), source.model_name, source.seed)
-            history = pd.read_csv(source.run_dir / "history.csv")
-            return (TrainedRun(model, history, loaders, source.run_dir,
-                               task.run_metadata(source.profile, source.model_name)), source)
+        spec = source.spec
+        if spec.folder.is_finished():
+            spec.check_finished()
+            model = load_model(spec.folder.best)
+            run = TrainedRun(model, spec.folder.read_history(), spec.loaders(), spec.folder.path, spec.metadata())
+            return run, source
     source = sources[-1]
-    run = train(source.task, source.profile, model_name=source.model_name, model_kwargs=source.model_kwargs,
-                seed=source.seed, run_dir=source.run_dir, progress=progress)
+    run, _ = source.spec.train_and_test(progress=progress)
     return run, source
 
 

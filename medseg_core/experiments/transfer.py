@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from ..config import RECIPES, Profile, TransferConfig
 from ..errors import ConfigError, DataError, UnknownNameError
 from ..tasks import get_task
-from .runs import run_grid
+from .runs import grid_run, run_grid
 
 
 TRANSFER_STARTS = ("scratch", "synthetic")
@@ -175,7 +175,7 @@ def synthetic_to_real(
 
 
 def transfer_run_dir(profile: Profile, start: str, train_frames: int, seed: int = 0) -> Path:
-    """The run folder of one run of :func:`synthetic_to_real` (``best.pt``, ``history.csv``, ``test_metrics.csv``).
+    """The run folder of one run of :func:`synthetic_to_real` (:func:`~.runs.grid_run`).
 
     Args:
         start: one of :data:`TRANSFER_STARTS`.
@@ -185,7 +185,7 @@ def transfer_run_dir(profile: Profile, start: str, train_frames: int, seed: int 
     if start not in TRANSFER_STARTS:
         raise ValueError(f"start must be one of {TRANSFER_STARTS}; got {start!r}")
     real = transfer_profile(profile)
-    return (real.run_dir("synthetic_to_real") / f"{start}_n{train_frames}"
-            / get_task("oct").run_name(real, "deeplabv3plus", seed=seed))
+    return grid_run("oct", real, real.run_dir("synthetic_to_real"), {"folder": f"{start}_n{train_frames}"},
+                    seed).folder.path
 
 

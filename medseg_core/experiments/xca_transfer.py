@@ -12,7 +12,7 @@ import pandas as pd
 from ..config import Profile
 from ..data.public import detect_format
 from ..errors import ConfigError
-from ..tasks import get_task
+from .runs import grid_run
 from .transfer import TRANSFER_STARTS, fine_tuning_curve, transfer_profile
 
 SPLIT_NOTE = ".*labelled frames: train"
@@ -83,7 +83,7 @@ def xca_synthetic_to_real(
 
 def xca_transfer_run_dir(profile: Profile, real_root: str | Path, start: str, train_frames: int, seed: int = 0,
                          data_format: str | None = None) -> Path:
-    """The run folder of one run of :func:`xca_synthetic_to_real` (``best.pt``, ``history.csv``, ``test_metrics.csv``).
+    """The run folder of one run of :func:`xca_synthetic_to_real` (:func:`~.runs.grid_run`).
 
     Args:
         start: one of :data:`~.transfer.TRANSFER_STARTS`.
@@ -92,5 +92,5 @@ def xca_transfer_run_dir(profile: Profile, real_root: str | Path, start: str, tr
     if start not in TRANSFER_STARTS:
         raise ValueError(f"start must be one of {TRANSFER_STARTS}; got {start!r}")
     real = xca_transfer_profile(profile, data_format)
-    return (xca_transfer_dir(profile, real_root, data_format) / f"{start}_n{train_frames}"
-            / get_task("xca").run_name(real, "svsnet", seed=seed))
+    results_dir = xca_transfer_dir(profile, real_root, data_format)
+    return grid_run("xca", real, results_dir, {"folder": f"{start}_n{train_frames}"}, seed).folder.path

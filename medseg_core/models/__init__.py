@@ -13,14 +13,16 @@ Parameters, FLOPs, latency and architecture tables are :mod:`medseg_core.models.
 """
 from __future__ import annotations
 
+import inspect
 import typing
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from ..errors import UnknownNameError
 from .base import (SegmentationModel, flip_averaged_probabilities, logits_to_labels, logits_to_probabilities,
                    probabilities_to_labels)
 
-__all__ = ["register_model", "create_model", "list_models", "model_class", "SegmentationModel", "RUN_ONLY_ARGS",
+__all__ = ["register_model", "create_model", "list_models", "model_class", "model_arguments", "SegmentationModel",
+           "RUN_ONLY_ARGS",
            "logits_to_probabilities", "probabilities_to_labels", "logits_to_labels", "flip_averaged_probabilities"]
 
 RUN_ONLY_ARGS = ("progress", "checkpoint")
@@ -67,6 +69,19 @@ def model_class(name: str) -> type[SegmentationModel]:
     """
     _check_name(name)
     return _MODEL_CLASSES[name]
+
+
+def model_arguments(name: str, kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every constructor argument of a registered model that has a default, with ``kwargs`` on top: what the model
+    is built with (the one place defaults are filled in). Arguments that only change how it runs
+    (:data:`RUN_ONLY_ARGS`) are left out, so ``eca="both"`` given or implied is one model.
+
+    Raises:
+        UnknownNameError: (a ``KeyError``) ``name`` is not registered; the message lists the valid names.
+    """
+    parameters = inspect.signature(model_class(name).__init__).parameters
+    defaults = {key: p.default for key, p in parameters.items() if p.default is not inspect.Parameter.empty}
+    return {key: value for key, value in {**defaults, **(kwargs or {})}.items() if key not in RUN_ONLY_ARGS}
 
 
 def create_model(name: str, **kwargs) -> SegmentationModel:
