@@ -29,7 +29,7 @@ from .config import Profile, TrainConfig
 from .data.preprocess import preprocess_oct, preprocess_xca
 from .errors import ConfigError, UnknownNameError
 from .losses import CEDiceLoss, DiceLoss
-from .models import RUN_ONLY_ARGS, create_model, model_class
+from .models import RUN_ONLY_ARGS, create_model, model_arguments, model_class
 
 if TYPE_CHECKING:
     from .data.public import XCAFrames
@@ -144,12 +144,10 @@ class Task:
                  seed: int = 0) -> str:
         """One run's folder name, e.g. ``xca_svsnet_T4-centre_seed0`` or ``oct_deeplabv3plus_eca-none_seed1``."""
         model_name = model_name or self.default_model
-        implied = self.task_model_kwargs(profile, model_name)
-        defaults = {name: parameter.default for name, parameter in
-                    inspect.signature(model_class(model_name).__init__).parameters.items()}
+        built = model_arguments(model_name, self.task_model_kwargs(profile, model_name))  # what no argument changes
         tags = [f"{key}-{Path(str(value)).stem if isinstance(value, (str, Path)) and '/' in str(value) else value}"
                 for key, value in sorted((model_kwargs or {}).items())
-                if value != implied.get(key, defaults.get(key, inspect.Parameter.empty)) and key not in RUN_ONLY_ARGS]
+                if key not in RUN_ONLY_ARGS and value != built.get(key, inspect.Parameter.empty)]
         return "_".join([f"{self.name}_{model_name}{self.window_tag(profile, model_name)}", *tags, f"seed{seed}"])
 
     def run_dir(self, profile: Profile, model_name: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
@@ -345,10 +343,10 @@ def _check_model_args(model_name: str, args: Mapping[str, Any]) -> None:
                               f"{default!r}); got {value!r}")
 
 
-TASKS: dict[str, Task] = {
-    "xca": XCATask(name="xca", default_model="svsnet", input_kinds=("window", "image"), preprocess=preprocess_xca),
-    "oct": OCTTask(name="oct", default_model="deeplabv3plus", input_kinds=("image",), preprocess=preprocess_oct),
-}
+TASKS: dict[str, Task] = {task.name: task for task in (  # the one list of task names
+    XCATask(name="xca", default_model="svsnet", input_kinds=("window", "image"), preprocess=preprocess_xca),
+    OCTTask(name="oct", default_model="deeplabv3plus", input_kinds=("image",), preprocess=preprocess_oct),
+)}
 
 
 def list_tasks() -> list[str]:
