@@ -4,8 +4,9 @@ The few names a notebook needs are re-exported here; everything else lives in it
 thing: ``config`` (profiles, paths), ``runtime`` (device, seeds), ``files`` (atomic writes, digests),
 ``errors`` (user errors), ``models`` (registry, base class, ``summary``), ``losses``, ``metrics``, ``stats``,
 ``data`` (readers, preprocessing, generators), ``tasks`` (what each problem needs), ``checkpoints``,
-``training`` (Trainer), ``evaluation``, ``inference``, ``experiments`` (train, grids, ablations, run reuse),
-``provenance`` (figure manifest), ``viz`` (images and results), ``notebooks`` (papermill runner), ``cli``.
+``run_folder`` (a run's files), ``training`` (Trainer), ``evaluation``, ``inference``, ``experiments`` (RunSpec,
+train, grids, ablations, run reuse), ``provenance`` (figure manifest), ``viz`` (images and results), ``notebooks``
+(papermill runner), ``cli``.
 """
 from .checkpoints import RunMetadata, load_model
 from .config import get_profile, list_profiles
