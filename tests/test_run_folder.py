@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -116,8 +116,6 @@ def test_config_write_is_indented_json(tmp_path):
 
 def _finished_run(folder: RunFolder, config: TrainConfig, metadata: RunMetadata) -> None:
     folder.path.mkdir(parents=True, exist_ok=True)
-    from dataclasses import asdict
-
     save_checkpoint(folder.best, {"model": {"w": torch.zeros(1)}, "config": asdict(config),
                                   "metadata": metadata.to_dict()})
     folder.write_results(_cases(), variant="run", seed=config.seed, parameters=1, train_seconds=1.0)
