@@ -152,35 +152,45 @@ def ensemble_rows(name: str, out: Path, precision: str) -> list[dict[str, Any]]:
 
 
 def score_test_block_once(name: str, seeds: list[int], tta: bool, data: Path, amp: bool, out: Path,
-                          csv: Path) -> pd.DataFrame:
-    """The chosen configuration on the DEVELOPMENT test block (frames 110-133), once: its trained seeds (their
-    probabilities averaged when there are several), the false-alarm rule fitted on the validation frames only,
-    then applied to the test frames. Refuses a second scoring of the same configuration (``csv`` remembers)."""
+                          csv: Path, epochs: int | None = None) -> pd.DataFrame:
+    """The chosen configuration on the DEVELOPMENT test block (frames 110-133), once: each trained seed, and with
+    several seeds their averaged probabilities (the seed ensemble), each with the false-alarm rule fitted on that
+    model's validation frames only, then applied to the test frames. Refuses a second scoring of the same
+    configuration (``csv`` remembers)."""
     if csv.exists() and (pd.read_csv(csv)["config"] == name).any():
         raise SystemExit(f"{name} was already scored on the test block ({csv}): the rule is one scoring, after the "
                          "choice")
-    spec, validation, test = CONFIGS[name], [], []
+    spec, models = CONFIGS[name], {}
+    precision = "bf16-autocast" if amp and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
     for seed in seeds:  # finished runs are read again, not retrained
-        profile = get_profile("cpu", {**spec["overrides"], "deeplab.amp": amp}, recipe="real-oct")
-        precision = "bf16-autocast" if amp and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        profile = get_profile("cpu", {**spec["overrides"], "deeplab.amp": amp, "deeplab.epochs": epochs},
+                              recipe="real-oct")
         run = train("oct", profile, model_name=spec.get("model"), seed=seed,
                     run_dir=out / f"{name}_{precision}_seed{seed}", data_root=data, progress=False)
-        for split, frames in (("val", validation), ("test", test)):
+        models[str(seed)] = {}
+        for split in ("val", "test"):
             predicted = foreground_probabilities(run.model, run.loaders[split], tta=_flips(tta, profile))
-            frames.append(cartesian_frames(predicted, profile, data, split) if profile.oct.polar else predicted)
-    val = {"probability": np.mean([f["probability"] for f in validation], axis=0), "truth": validation[0]["truth"]}
-    rule = fit_false_alarm_rule(val["probability"], val["truth"])
+            models[str(seed)][split] = (cartesian_frames(predicted, profile, data, split) if profile.oct.polar
+                                        else predicted)
+    if len(seeds) > 1:
+        models["+".join(map(str, seeds)) + " (ensemble)"] = {
+            split: {"probability": np.mean([m[split]["probability"] for m in list(models.values())], axis=0),
+                    "truth": models[str(seeds[0])][split]["truth"], "id": models[str(seeds[0])][split]["id"]}
+            for split in ("val", "test")}
     rows = []
-    for scoring, params in (("p>0.5", FalseAlarmRule()), ("rule fitted on validation", rule)):
-        scores = score_frames(np.mean([f["probability"] for f in test], axis=0), test[0]["truth"], params,
-                              ids=test[0]["id"])
-        plaque, empty = scores[scores["truth_pixels"] > 0], scores[scores["truth_pixels"] == 0]
-        rows.append({"config": name, "seeds": "+".join(map(str, seeds)), "precision": precision, "tta": tta,
-                     "scoring": scoring, "rule": f"p>{params.threshold:.2f}, area>={params.min_area}",
-                     "test_plaque_dice": round(float(plaque["dice"].mean()), 3),
-                     "test_plaque_dice_median": round(float(plaque["dice"].median()), 3),
-                     "test_plaque_frames": len(plaque), "test_false_alarms": int((empty["predicted_pixels"] > 0).sum()),
-                     "test_empty_frames": len(empty), "machine": _machine()})
+    for label, frames in models.items():
+        rule = fit_false_alarm_rule(frames["val"]["probability"], frames["val"]["truth"])
+        for scoring, params in (("p>0.5", FalseAlarmRule()), ("rule fitted on validation", rule)):
+            scores = score_frames(frames["test"]["probability"], frames["test"]["truth"], params,
+                                  ids=frames["test"]["id"])
+            plaque, empty = scores[scores["truth_pixels"] > 0], scores[scores["truth_pixels"] == 0]
+            rows.append({"config": name, "seed": label, "precision": precision, "tta": tta, "scoring": scoring,
+                         "rule": f"p>{params.threshold:.2f}, area>={params.min_area}",
+                         "test_plaque_dice": round(float(plaque["dice"].mean()), 3),
+                         "test_plaque_dice_median": round(float(plaque["dice"].median()), 3),
+                         "test_plaque_frames": len(plaque),
+                         "test_false_alarms": int((empty["predicted_pixels"] > 0).sum()),
+                         "test_empty_frames": len(empty), "machine": _machine()})
     table = pd.DataFrame(rows)
     table.to_csv(csv, mode="a", header=not csv.exists(), index=False)
     return table
@@ -238,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"unknown configuration {args.score_test_once!r}; valid: {', '.join(CONFIGS)}", file=sys.stderr)
             return 2
         table = score_test_block_once(args.score_test_once, args.seeds, args.tta, links_folder(args.pullback),
-                                      args.bf16, out, args.test_csv)
+                                      args.bf16, out, args.test_csv, args.epochs)
         print("DEVELOPMENT test block (frames 110-133, looked at while the recipe was first developed; one patient):")
         print(table.drop(columns="machine").to_string(index=False))
         return 0
