@@ -92,7 +92,7 @@ def _run_request(args: argparse.Namespace) -> tuple[Any, Any, str, dict[str, obj
             overrides["xca.data_format"] = args.format
         profile = get_profile(args.profile or "cpu", overrides, recipe=args.recipe, none_keeps=False)
         origin = {"profile": args.profile or "cpu", "recipe": args.recipe, "overrides": overrides}
-        return (task, profile, args.model or task.default_model, parse_overrides(args.model_arg),
+        return (task, profile, task.model_for(profile, args.model), parse_overrides(args.model_arg),
                 0 if args.seed is None else args.seed, args.data, args.init_from, origin)
     fixed = [option for option, value in (("--task", args.task), ("--model", args.model), ("--profile", args.profile),
                                           ("--recipe", args.recipe), ("--format", args.format), ("--seed", args.seed),
@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"train a run again from the {CONFIG_FILE} in its folder (with --out; --set and --data "
                             "may change settings and data)")
     train.add_argument("--task", help="xca: SVSnet vessels (default); oct: lipid plaque")
-    train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct)")
+    train.add_argument("--model", help="registered model (default: svsnet for xca, deeplabv3plus for oct, or the "
+                                       "recipe's oct.model)")
     train.add_argument("--profile", help="smoke | cpu | paper (default: cpu)")
     train.add_argument("--data", type=Path, help="data in the task's layout, or for xca any layout medseg evaluate "
                                                  "reads (default: generate synthetic data)")

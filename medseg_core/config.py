@@ -215,6 +215,9 @@ class OCTConfig:
     num_patients: int = 10
     frames_per_patient: int = 8
     classes: tuple[str, ...] = ("lipid_core",)  # foreground classes kept, in order; background is class 0
+    # The model trained without --model / model_name (a recipe's choice, e.g. "unet2d"); None: the task's default
+    # (DeepLabV3+). Tasks.model_for resolves it.
+    model: str | None = None
     val_fraction: float = 0.2  # grouped by patient, never by frame
     test_fraction: float = 0.2  # flat layouts: patients held out for testing (fold layouts use the fold's test split)
     # One patient only (a single pullback): the held-out blocks start at these frame numbers; None = at the end.

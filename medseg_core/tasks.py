@@ -47,6 +47,11 @@ class Task:
     preprocess: Callable[..., dict[str, Any]]
 
     # ------------------------------------------------------------------------------------- data and model
+    def model_for(self, profile: Profile, model_name: str | None = None) -> str:
+        """The model a run trains: ``model_name``, else the profile's choice for this task (``oct.model``, set by a
+        recipe), else :attr:`default_model`."""
+        return model_name or getattr(getattr(profile, self.name), "model", None) or self.default_model
+
     def data_dir(self, profile: Profile) -> Path:
         """This profile's synthetic dataset folder: ``data/synthetic/<task>_<profile>-<digest>``.
 
@@ -143,7 +148,7 @@ class Task:
     def run_name(self, profile: Profile, model_name: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
                  seed: int = 0) -> str:
         """One run's folder name, e.g. ``xca_svsnet_T4-centre_seed0`` or ``oct_deeplabv3plus_eca-none_seed1``."""
-        model_name = model_name or self.default_model
+        model_name = self.model_for(profile, model_name)
         built = model_arguments(model_name, self.task_model_kwargs(profile, model_name))  # what no argument changes
         tags = [f"{key}-{Path(str(value)).stem if isinstance(value, (str, Path)) and '/' in str(value) else value}"
                 for key, value in sorted((model_kwargs or {}).items())

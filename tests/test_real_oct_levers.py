@@ -138,3 +138,12 @@ def test_polar_oct_dataset_serves_polar_frames(tmp_path) -> None:
     assert lipid_rows.min() >= 4 and lipid_rows.max() <= 12  # 90 +- 45 degrees of 32 rows over 360 degrees
     with pytest.raises(ValueError, match="needs an image_size"):
         OCTDataset(pairs, image_size=None, polar=True)
+
+
+def test_a_recipe_can_choose_the_oct_model() -> None:
+    task = get_task("oct")
+    assert task.model_for(get_profile("smoke")) == "deeplabv3plus"
+    chosen = get_profile("smoke", {"oct.model": "unet2d"})
+    assert task.model_for(chosen) == "unet2d" and task.model_for(chosen, "deeplabv3plus") == "deeplabv3plus"
+    assert task.run_name(chosen).startswith("oct_unet2d_")
+    assert get_task("xca").model_for(chosen) == "svsnet"  # the OCT section's choice only

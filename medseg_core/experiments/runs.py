@@ -88,7 +88,8 @@ class RunSpec:
                 model_args: Mapping[str, Any] | None = None, seed: int = 0, run_dir: str | Path | None = None,
                 results_dir: str | Path | None = None, subfolder: str | None = None,
                 data_root: str | Path | None = None, init_from: str | Path | None = None) -> "RunSpec":
-        """The run of ``task`` x ``model_name`` (default: the task's) x ``seed`` under ``profile``.
+        """The run of ``task`` x ``model_name`` (default: the profile's or the task's,
+        :meth:`~medseg_core.tasks.Task.model_for`) x ``seed`` under ``profile``.
 
         Its folder is ``run_dir`` when given, else ``results_dir/[subfolder/]<run name>`` (a grid), else
         ``runs/<profile>/<run name>`` (:meth:`medseg_core.tasks.Task.run_dir`): the same settings always share one
@@ -99,7 +100,7 @@ class RunSpec:
                 not take (before any work).
         """
         task = get_task(task)
-        model_name = model_name or task.default_model
+        model_name = task.model_for(profile, model_name)
         model_args = dict(model_args or {})
         model_kwargs = task.model_kwargs(profile, model_name, model_args)  # checks the model before any work
         if run_dir is None and results_dir is not None:
