@@ -196,6 +196,24 @@ def score_test_block_once(name: str, seeds: list[int], tta: bool, data: Path, am
     return table
 
 
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration, precision and TTA: each scoring's plaque-frame Dice and false alarms as the mean
+    over seeds with the per-seed values, and the minutes per run (the table the selection rule reads)."""
+    table = table.drop_duplicates(["config", "seed", "precision", "tta", "scoring"], keep="last")
+    rows = []
+    for (config, precision, tta), group in table.groupby(["config", "precision", "tta"], sort=False):
+        row = {"config": config, "precision": precision, "tta": tta,
+               "seeds": " ".join(str(s) for s in group["seed"].unique())}
+        for scoring, short in (("p>0.5", "plain"), ("fitted rule (leave-one-out)", "rule LOO")):
+            picked = group[group["scoring"] == scoring]
+            row[f"Dice {short}"] = f"{picked['val_plaque_dice'].mean():.3f} ({' '.join(f'{v:.2f}' for v in picked['val_plaque_dice'])})"
+            row[f"false alarms {short}"] = " ".join(f"{v}/{e}" for v, e in zip(picked["val_false_alarms"],
+                                                                               picked["val_empty_frames"]))
+        row["minutes"] = " ".join(f"{m:.1f}" for m in group.drop_duplicates("seed")["minutes"] if m == m)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _machine() -> str:
     """The CPU model (from /proc/cpuinfo where there is one), native bf16 or not, and torch's threads."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -260,8 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.ensemble:
         write(ensemble_rows(name, out, precision))
     if args.csv.exists():
+        table = pd.read_csv(args.csv)
         print("\nVALIDATION block only (frames 001-031, one patient: not patient-independent):")
-        print(pd.read_csv(args.csv)[TABLE_COLUMNS].to_string(index=False))
+        print(table[TABLE_COLUMNS].to_string(index=False))
+        print("\nPer configuration (mean over seeds, each seed in brackets):")
+        print(summary(table).to_string(index=False))
     return 0
 
 
