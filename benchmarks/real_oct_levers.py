@@ -1,22 +1,27 @@
 """Lever study for the ``real-oct`` recipe: each configuration trained on the real pullback, VALIDATION scores only.
 
-Every configuration is the ``real-oct`` recipe (``medseg_core.config.RECIPES``) with a few overrides, trained with
-:func:`medseg_core.experiments.train` on the 122 real frames of one pullback (the kit's sample + the optional
-pullback, linked by :func:`medseg_core.data.oct.real_pullback_folder`). It prints ONE table, scored on the
-validation block only (frames 001-031): the mean Dice over validation frames with lipid ("plaque-frame Dice"),
-the false-alarm rate on the validation frames without lipid, the false-alarm rule fitted on validation
-(:func:`medseg_core.evaluation.fit_false_alarm_rule`, in-sample: its own validation scores are optimistic) and the
-minutes of training. The test block is never scored here: the rule of the recipe is "best validation wins, the
-test block is scored once after the choice". Scores come from ONE patient: not patient-independent.
+Every configuration (:data:`CONFIGS`) is the ``real-oct`` recipe (``medseg_core.config.RECIPES``) with a few
+overrides, trained with :func:`medseg_core.experiments.train` on the 122 real frames of one pullback (the kit's
+sample + the optional pullback, linked by :func:`medseg_core.data.oct.real_pullback_folder`). Each trained run is
+scored on the validation block only (frames 001-031), without and with flip TTA, three ways: the plain rule
+(p > 0.5), the false-alarm rule fitted on all validation frames (:func:`medseg_core.evaluation.fit_false_alarm_rule`,
+in-sample: optimistic) and the same rule fitted leave-one-frame-out (each frame scored by a rule fitted on the
+others: what the selection reads). Reported: plaque-frame Dice (mean over validation frames with lipid), false
+alarms (validation frames without lipid with any predicted lipid), minutes of training and validation. Polar
+configurations are scored in the Cartesian frame. The test block is never scored by a study run: the recipe's rule
+is "best validation wins, the test block is scored once after the choice" (``--score-test-once``, which refuses a
+second scoring of a configuration). Scores come from ONE patient: not patient-independent. Docs: docs/real_oct.md.
 
     OMP_NUM_THREADS=1 MEDSEG_OCT_PULLBACK=/path/to/oct_zenodo_pullback \\
-        python benchmarks/real_oct_levers.py --configs recipe unet --seeds 0
-    python benchmarks/real_oct_levers.py --list            # the configurations
-    python benchmarks/real_oct_levers.py --table-only       # print the table of the rows already in --csv
+        python benchmarks/real_oct_levers.py --configs recipe unet --seeds 0 1 2      # float32
+    python benchmarks/real_oct_levers.py --configs recipe --seeds 0 --bf16             # bfloat16 autocast
+    python benchmarks/real_oct_levers.py --table-only --ensemble recipe unet           # + seed-ensemble rows
+    python benchmarks/real_oct_levers.py --score-test-once recipe --seeds 0 1 2 --tta  # AFTER the choice, once
+    python benchmarks/real_oct_levers.py --list                                         # the configurations
 
-Rows are appended to ``--csv`` (one per configuration, seed and scoring), so a study can be run in pieces and
-``--table-only`` prints everything measured so far; ``--ensemble NAME`` adds a row that averages the validation
-probabilities of that configuration's seeds already trained.
+Rows are appended to ``--csv`` (one per configuration, seed, TTA and scoring; a finished run is read again, not
+retrained), so a study can be run in pieces; ``--table-only`` prints every row so far and the per-configuration
+summary (:func:`summary`).
 """
 from __future__ import annotations
 
@@ -40,7 +45,6 @@ from medseg_core.experiments import train
 CONFIGS: dict[str, dict[str, Any]] = {
     # name: {"overrides": dotted keys on top of the recipe, "model": registered model (default DeepLabV3+)}
     "recipe": {"overrides": {}},  # the real-oct recipe as committed
-    "recipe-short": {"overrides": {"deeplab.epochs": 12}},
     "unet": {"overrides": {}, "model": "unet2d"},
     "size256": {"overrides": {"oct.image_size": 256}},
     "classweight": {"overrides": {"oct.class_weights": (1.0, 3.0)}},
@@ -200,6 +204,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration, precision and TTA: each scoring's plaque-frame Dice and false alarms as the mean
     over seeds with the per-seed values, and the minutes per run (the table the selection rule reads)."""
     table = table.drop_duplicates(["config", "seed", "precision", "tta", "scoring"], keep="last")
+    table = table.sort_values("seed", key=lambda seeds: seeds.astype(str), kind="stable")
     rows = []
     for (config, precision, tta), group in table.groupby(["config", "precision", "tta"], sort=False):
         row = {"config": config, "precision": precision, "tta": tta,
@@ -211,6 +216,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
                                                                                picked["val_empty_frames"]))
         row["minutes"] = " ".join(f"{m:.1f}" for m in group.drop_duplicates("seed")["minutes"] if m == m)
         rows.append(row)
+    order = {name: i for i, name in enumerate(CONFIGS)}
+    rows.sort(key=lambda row: (order.get(row["config"].split()[0], len(order)), row["config"],
+                               row["precision"] != "float32", row["tta"]))
     return pd.DataFrame(rows)
 
 
@@ -259,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     def write(rows: list[dict[str, Any]]) -> None:  # each run's rows as soon as they exist
         table = pd.DataFrame(rows).assign(machine=_machine(), torch=torch.__version__)
         args.csv.parent.mkdir(parents=True, exist_ok=True)
+        if args.csv.exists():  # the columns in the file's order
+            table = table.reindex(columns=pd.read_csv(args.csv, nrows=0).columns)
         table.to_csv(args.csv, mode="a", header=not args.csv.exists(), index=False)
 
     if args.score_test_once:
