@@ -66,8 +66,9 @@ def committed_time(notebook: str, figures: str | Path | None = None) -> pd.DataF
 
 
 def _with_numerics(times: pd.DataFrame) -> pd.DataFrame:
-    """Times recorded before the ``numerics`` column existed (2026-12-03) were float32 runs on the AMD machine."""
-    return times.assign(numerics=times["numerics"].fillna("float32") if "numerics" in times else "float32")
+    """Times recorded before the ``numerics`` column existed (2026-12-03) say "numerics not recorded"."""
+    unknown = "numerics not recorded"
+    return times.assign(numerics=times["numerics"].fillna(unknown) if "numerics" in times else unknown)
 
 
 def _cpu_times(figures: Path) -> tuple[pd.DataFrame, str]:
