@@ -163,7 +163,8 @@ class RandomContrast(v2.Transform):
         return {"factor": torch.empty(()).uniform_(*self.contrast).item()}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        """``mean + factor * (image - mean)`` per frame ``(H, W)``, clipped to [0, 1]."""
+        """``mean + factor * (image - mean)`` per frame ``(H, W)``, clipped to [0, 1] (torchvision's
+        ``adjust_contrast`` takes the mean over ``(C, H, W)`` with C in {1, 3}: a window ``(T, H, W)`` would be read as one image of T channels)."""
         image = _float_image(inpt, "RandomContrast")
         mean = image.mean(dim=(-2, -1), keepdim=True)
         return tv_tensors.wrap((mean + params["factor"] * (image - mean)).clamp(0.0, 1.0), like=inpt)
